@@ -1,0 +1,519 @@
+package tree
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// Event is one change of one entry: a set (Value non-nil) or a deletion
+// (Value nil), with the chain of its writers (newest first) and its tock.
+// It is what an `update` message carries.
+type Event struct {
+	Path  Path
+	Value []byte // msgpack-encoded; nil = deletion
+	Chain Chain
+	Tock  uint64
+}
+
+// IsDelete reports whether the event deletes the entry.
+func (ev Event) IsDelete() bool { return ev.Value == nil }
+
+// Version returns the event's version for the winner rule.
+func (ev Event) Version() Version {
+	h, _ := ev.Chain.Head()
+	return Version{Tock: ev.Tock, Head: h}
+}
+
+// Outcome says what applying an event did.
+type Outcome uint8
+
+// Outcomes of Apply.
+const (
+	// Known: the event (its head link) was seen before; nothing changed.
+	Known Outcome = iota
+	// Applied: the event won and is now the entry's version.
+	Applied
+	// Lost: the event was new but lost to the current version; its links
+	// are recorded as superseded.
+	Lost
+)
+
+func (o Outcome) String() string {
+	return [...]string{"known", "applied", "lost"}[o]
+}
+
+// Changed reports whether the outcome changed local state.
+func (o Outcome) Changed() bool { return o != Known }
+
+// Config configures a Tree.
+type Config struct {
+	// Self is this node's name; local writes are made as this node.
+	Self string
+	// ChainLen bounds every stored and sent chain (default DefaultChainLen).
+	ChainLen int
+}
+
+// Node is what a tree knows of one node (a writer): its highest known tick,
+// the ticks it has seen (present on some chain, or superseded), and the
+// entries whose chains hold its links.
+type Node struct {
+	name    string
+	tick    uint64
+	known   RangeSet
+	entries map[uint64]*Entry
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.name }
+
+// Tick returns the highest tick known for the node.
+func (n *Node) Tick() uint64 { return n.tick }
+
+// Known returns the ticks seen: present ∪ superseded (shared; do not modify).
+func (n *Node) Known() RangeSet { return n.known }
+
+// Knows reports whether tick t was seen.
+func (n *Node) Knows(t uint64) bool { return n.known.Contains(t) }
+
+// Missing returns [1, tick] minus the known ticks.
+func (n *Node) Missing() RangeSet {
+	all := RangeSetOf(Range{1, n.tick + 1})
+	return all.Minus(n.known)
+}
+
+// Present returns the ticks that are on some current chain.
+func (n *Node) Present() RangeSet {
+	ticks := make([]uint64, 0, len(n.entries))
+	for t := range n.entries {
+		ticks = append(ticks, t)
+	}
+	slices.Sort(ticks)
+	var s RangeSet
+	for _, t := range ticks {
+		s.Add(t)
+	}
+	return s
+}
+
+// Superseded returns the ticks seen once but no longer on any chain.
+func (n *Node) Superseded() RangeSet { return n.known.Minus(n.Present()) }
+
+// Deleted returns the ticks on chains of tombstones (pending purge).
+func (n *Node) Deleted() RangeSet {
+	ticks := make([]uint64, 0)
+	for t, e := range n.entries {
+		if e.IsTombstone() {
+			ticks = append(ticks, t)
+		}
+	}
+	slices.Sort(ticks)
+	var s RangeSet
+	for _, t := range ticks {
+		s.Add(t)
+	}
+	return s
+}
+
+// Entry returns the entry whose chain holds this node's tick t, or nil.
+func (n *Node) Entry(t uint64) *Entry { return n.entries[t] }
+
+// Tree is one replica's copy of the key-value tree plus its knowledge of all
+// nodes' ticks. It applies local writes and remote events with edgekv's
+// order-independent winner rule (see Version). Not safe for concurrent use.
+type Tree struct {
+	self     string
+	chainLen int
+	root     *Entry
+	nodes    map[string]*Node
+	tock     uint64
+	values   int
+	tombs    map[*Entry]struct{}
+}
+
+// New returns an empty tree.
+func New(cfg Config) *Tree {
+	if cfg.ChainLen <= 0 {
+		cfg.ChainLen = DefaultChainLen
+	}
+	return &Tree{
+		self:     cfg.Self,
+		chainLen: cfg.ChainLen,
+		root:     &Entry{},
+		nodes:    make(map[string]*Node),
+		tombs:    make(map[*Entry]struct{}),
+	}
+}
+
+// Self returns the local node's name.
+func (t *Tree) Self() string { return t.self }
+
+// ChainLen returns the chain bound.
+func (t *Tree) ChainLen() int { return t.chainLen }
+
+// Tock returns the current tock.
+func (t *Tree) Tock() uint64 { return t.tock }
+
+// SeeTock raises the tock to at least tock (every message seen does this).
+func (t *Tree) SeeTock(tock uint64) {
+	if tock > t.tock {
+		t.tock = tock
+	}
+}
+
+// Len returns the number of entries that hold a value.
+func (t *Tree) Len() int { return t.values }
+
+// Root returns the root entry.
+func (t *Tree) Root() *Entry { return t.root }
+
+// Node returns what is known of node name, creating the record if needed.
+func (t *Tree) Node(name string) *Node {
+	n := t.nodes[name]
+	if n == nil {
+		n = &Node{name: name, entries: make(map[uint64]*Entry)}
+		t.nodes[name] = n
+	}
+	return n
+}
+
+// LookupNode returns the record of node name, or nil.
+func (t *Tree) LookupNode(name string) *Node { return t.nodes[name] }
+
+// Nodes returns every known node, sorted by name.
+func (t *Tree) Nodes() []*Node {
+	out := make([]*Node, 0, len(t.nodes))
+	for _, n := range t.nodes {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b *Node) int {
+		switch {
+		case a.name < b.name:
+			return -1
+		case a.name > b.name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// RaiseTick records that node name has made at least tick changes.
+func (t *Tree) RaiseTick(name string, tick uint64) {
+	n := t.Node(name)
+	if tick > n.tick {
+		n.tick = tick
+	}
+}
+
+// MarkSuperseded records ticks of node name as seen and superseded (what an
+// `info{known}` message reports). Ticks that are present stay present.
+func (t *Tree) MarkSuperseded(name string, ticks RangeSet) {
+	n := t.Node(name)
+	n.known.AddSet(ticks)
+	if m := ticks.Max(); m > n.tick {
+		n.tick = m
+	}
+}
+
+// Get returns the entry at path p, or nil. It may be a tombstone or an
+// interior entry; check HasValue.
+func (t *Tree) Get(p Path) *Entry {
+	e := t.root
+	for _, el := range p {
+		e = e.children[el]
+		if e == nil {
+			return nil
+		}
+	}
+	return e
+}
+
+func (t *Tree) lookup(p Path, create bool) *Entry {
+	e := t.root
+	for _, el := range p {
+		e = e.child(el, create)
+		if e == nil {
+			return nil
+		}
+	}
+	return e
+}
+
+// ValidValue checks that b is exactly one well-formed msgpack value, nested
+// at most maxValueDepth deep.
+func ValidValue(b []byte) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: empty value", ErrInvalidValue)
+	}
+	rest, err := msgp.Skip(b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidValue, err)
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes after the value", ErrInvalidValue, len(rest))
+	}
+	return nil
+}
+
+// Cond is a condition on a local write.
+type Cond struct {
+	// MustNotExist: the entry must not hold a value.
+	MustNotExist bool
+	// Head, if set: the entry's current chain head must be this link.
+	Head *Link
+	// Idem: a set that would store the value already stored changes nothing.
+	Idem bool
+}
+
+// Set writes value (msgpack-encoded) at p as the local node and returns the
+// event to send. With Cond.Idem and an equal value it returns changed=false
+// and no event.
+func (t *Tree) Set(p Path, value []byte, c Cond) (ev Event, changed bool, err error) {
+	if err := ValidValue(value); err != nil {
+		return Event{}, false, err
+	}
+	return t.write(p, value, c)
+}
+
+// Delete deletes the value at p as the local node and returns the event to
+// send. Deleting an entry that holds no value fails with ErrNotFound.
+func (t *Tree) Delete(p Path, c Cond) (Event, error) {
+	ev, _, err := t.write(p, nil, c)
+	return ev, err
+}
+
+func (t *Tree) write(p Path, value []byte, c Cond) (Event, bool, error) {
+	if t.self == "" {
+		return Event{}, false, fmt.Errorf("%w: tree has no local node name", ErrInternal)
+	}
+	if err := p.Check(); err != nil {
+		return Event{}, false, err
+	}
+	e := t.Get(p)
+	var cur Chain
+	hasValue := false
+	if e != nil {
+		cur, hasValue = e.chain, e.value != nil
+	}
+	if c.MustNotExist && hasValue {
+		return Event{}, false, fmt.Errorf("%w: %s exists (chain %s)", ErrConflict, p, cur)
+	}
+	if c.Head != nil {
+		h, ok := cur.Head()
+		if !ok || h != *c.Head {
+			return Event{}, false, fmt.Errorf("%w: %s has version %q, expected %s", ErrConflict, p, cur.String(), c.Head)
+		}
+	}
+	if value == nil && !hasValue {
+		return Event{}, false, fmt.Errorf("%w: %s has no value to delete", ErrNotFound, p)
+	}
+	if c.Idem && value != nil && hasValue && string(e.value) == string(value) {
+		return Event{}, false, nil
+	}
+	self := t.Node(t.self)
+	tick := self.tick + 1
+	t.tock++
+	ev := Event{
+		Path:  p,
+		Value: value,
+		Chain: cur.Extend(Link{Node: t.self, Tick: tick}, t.chainLen),
+		Tock:  t.tock,
+	}
+	if out := t.apply(ev, true); out != Applied {
+		// Cannot happen: a fresh tick with the highest tock always wins.
+		return Event{}, false, fmt.Errorf("%w: local write %s was %s", ErrInternal, ev.Chain, out)
+	}
+	return ev, true, nil
+}
+
+// CheckEvent validates an incoming event without applying it.
+func (t *Tree) CheckEvent(ev Event) error {
+	if err := ev.Path.Check(); err != nil {
+		return err
+	}
+	if len(ev.Chain) == 0 {
+		return fmt.Errorf("%w: update for %s has no chain", ErrMalformed, ev.Path)
+	}
+	if err := ev.Chain.Check(); err != nil {
+		return err
+	}
+	if ev.Value != nil {
+		if err := ValidValue(ev.Value); err != nil {
+			return err
+		}
+	}
+	// A link identifies one change of one entry: it must not already be
+	// present on a different entry.
+	for _, l := range ev.Chain {
+		if n := t.nodes[l.Node]; n != nil {
+			if e := n.entries[l.Tick]; e != nil && !e.pathEqual(ev.Path) {
+				return fmt.Errorf("%w: link %s of %s is already present on %s", ErrMalformed, l, ev.Path, e.Path())
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Entry) pathEqual(p Path) bool {
+	x := e
+	for i := len(p) - 1; i >= 0; i-- {
+		if x.parent == nil || x.name != p[i] {
+			return false
+		}
+		x = x.parent
+	}
+	return x.parent == nil
+}
+
+// Apply applies an event received from another node (or loaded from disk).
+// Malformed events return an error and change nothing.
+func (t *Tree) Apply(ev Event) (Outcome, error) {
+	if err := t.CheckEvent(ev); err != nil {
+		return Known, err
+	}
+	t.SeeTock(ev.Tock)
+	return t.apply(ev, false), nil
+}
+
+func (t *Tree) apply(ev Event, local bool) Outcome {
+	head := ev.Chain[0]
+	hn := t.Node(head.Node)
+	if hn.known.Contains(head.Tick) {
+		return Known
+	}
+	chain := ev.Chain
+	if len(chain) > t.chainLen {
+		// Links beyond the bound are older versions: seen, superseded.
+		for _, l := range chain[t.chainLen:] {
+			t.markSeen(l)
+		}
+		chain = chain[:t.chainLen:t.chainLen]
+	}
+	e := t.Get(ev.Path)
+	if !local && e != nil && len(e.chain) > 0 && ev.Version().Compare(e.Version()) < 0 {
+		// The current version wins; the event and its unseen ancestors
+		// are superseded.
+		for _, l := range chain {
+			t.markSeen(l)
+		}
+		return Lost
+	}
+	if e == nil {
+		e = t.lookup(ev.Path, true)
+	}
+	// Old links that the new chain does not carry are superseded.
+	for _, l := range e.chain {
+		if !chain.Contains(l) {
+			if n := t.nodes[l.Node]; n != nil && n.entries[l.Tick] == e {
+				delete(n.entries, l.Tick)
+			}
+		}
+	}
+	if e.value != nil {
+		t.values--
+	}
+	if ev.Value != nil {
+		t.values++
+		e.value = ev.Value
+	} else {
+		e.value = nil
+	}
+	e.chain = slices.Clone(chain)
+	e.tock = ev.Tock
+	if e.value == nil {
+		t.tombs[e] = struct{}{}
+	} else {
+		delete(t.tombs, e)
+	}
+	for _, l := range chain {
+		n := t.markSeen(l)
+		n.entries[l.Tick] = e
+	}
+	return Applied
+}
+
+// markSeen records link l as seen and returns its node.
+func (t *Tree) markSeen(l Link) *Node {
+	n := t.Node(l.Node)
+	n.known.Add(l.Tick)
+	if l.Tick > n.tick {
+		n.tick = l.Tick
+	}
+	return n
+}
+
+// Walk calls fn for every entry at or below p in canonical order (parents
+// before children) until fn returns false. Interior entries are included;
+// fn can check HasValue and IsTombstone.
+func (t *Tree) Walk(p Path, fn func(*Entry) bool) {
+	e := t.Get(p)
+	if e == nil {
+		return
+	}
+	walk(e, fn)
+}
+
+func walk(e *Entry, fn func(*Entry) bool) bool {
+	if !fn(e) {
+		return false
+	}
+	if len(e.children) == 0 {
+		return true
+	}
+	for _, c := range e.Children() {
+		if !walk(c, fn) {
+			return false
+		}
+	}
+	return true
+}
+
+// Purge removes the tombstone at p if stable(head) says every node that
+// matters has seen its deletion. Its links stay known (as superseded), so a
+// late copy of an older version can never bring the entry back. Ancestors
+// left without value, chain and children are removed too; an ancestor that
+// holds a value is never removed. It reports whether it purged.
+func (t *Tree) Purge(p Path, stable func(Link) bool) bool {
+	e := t.Get(p)
+	if e == nil || !e.IsTombstone() || !stable(e.chain[0]) {
+		return false
+	}
+	for _, l := range e.chain {
+		if n := t.nodes[l.Node]; n != nil && n.entries[l.Tick] == e {
+			delete(n.entries, l.Tick)
+		}
+	}
+	e.chain = nil
+	delete(t.tombs, e)
+	t.chop(e)
+	return true
+}
+
+// NumTombstones returns the number of tombstones.
+func (t *Tree) NumTombstones() int { return len(t.tombs) }
+
+// Tombstones returns the paths of all tombstones, in canonical order.
+func (t *Tree) Tombstones() []Path {
+	out := make([]Path, 0, len(t.tombs))
+	for e := range t.tombs {
+		out = append(out, e.Path())
+	}
+	slices.SortFunc(out, Path.Compare)
+	return out
+}
+
+func (t *Tree) chop(e *Entry) {
+	for e.parent != nil && e.empty() {
+		p := e.parent
+		delete(p.children, e.name)
+		if len(p.children) == 0 {
+			p.children = nil
+		}
+		e = p
+	}
+}
+
+// NextTick returns the tick the next local change will get.
+func (t *Tree) NextTick() uint64 { return t.Node(t.self).tick + 1 }
