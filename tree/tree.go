@@ -321,7 +321,10 @@ func (t *Tree) write(p Path, value []byte, c Cond) (Event, bool, error) {
 		Chain: cur.Extend(Link{Node: t.self, Tick: tick}, t.chainLen),
 		Tock:  t.tock,
 	}
-	if out := t.apply(ev, true); out != Applied {
+	if e == nil {
+		e = t.lookup(p, true)
+	}
+	if out := t.applyAt(ev, e, true); out != Applied {
 		// Cannot happen: a fresh tick with the highest tock always wins.
 		return Event{}, false, fmt.Errorf("%w: local write %s was %s", ErrInternal, ev.Chain, out)
 	}
@@ -374,10 +377,11 @@ func (t *Tree) Apply(ev Event) (Outcome, error) {
 		return Known, err
 	}
 	t.SeeTock(ev.Tock)
-	return t.apply(ev, false), nil
+	return t.applyAt(ev, t.Get(ev.Path), false), nil
 }
 
-func (t *Tree) apply(ev Event, local bool) Outcome {
+// applyAt applies ev to e, the entry at ev.Path (nil if there is none yet).
+func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	head := ev.Chain[0]
 	hn := t.Node(head.Node)
 	if hn.known.Contains(head.Tick) {
@@ -391,7 +395,6 @@ func (t *Tree) apply(ev Event, local bool) Outcome {
 		}
 		chain = chain[:t.chainLen:t.chainLen]
 	}
-	e := t.Get(ev.Path)
 	if !local && e != nil && len(e.chain) > 0 && ev.Version().Compare(e.Version()) < 0 {
 		// The current version wins; the event and its unseen ancestors
 		// are superseded.
