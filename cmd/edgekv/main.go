@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+)
+
+// version is the release version, set at link time with
+// -ldflags '-X main.version=...'.
+var version = "dev"
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError marks an error caused by how the command was invoked (unknown
+// flag, missing argument); main maps it to exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the CLI with args and returns the process exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "edgekv: %v\n", err)
+	// Errors from a command's own work are wrapped as runError by
+	// markRunErrors;
+	// anything else came from cobra's parsing (unknown command or flag,
+	// malformed value, missing required flag, wrong argument count) or is
+	// an explicit usageError.
+	var re runError
+	if errors.As(err, &re) {
+		return exitError
+	}
+	if cmd != nil {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return exitUsage
+}
+
+// runError marks an error returned by a command's own work (exit status 1).
+type runError struct{ err error }
+
+func (e runError) Error() string { return e.err.Error() }
+func (e runError) Unwrap() error { return e.err }
+
+// markRunErrors wraps the RunE of cmd and all its subcommands so that the
+// errors they return are told apart from cobra's parsing errors: a plain
+// error from RunE exits with status 1, a usageError with status 2. Command
+// constructors therefore return plain errors and need no wrapper.
+func markRunErrors(cmd *cobra.Command) {
+	if f := cmd.RunE; f != nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			err := f(cmd, args)
+			var ue usageError
+			if err == nil || errors.As(err, &ue) {
+				return err
+			}
+			return runError{err}
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markRunErrors(sub)
+	}
+}
+
+// newRootCmd builds the edgekv command tree.
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "edgekv",
+		Short: "A master-less, partition-tolerant key-value tree for small Linux boards",
+		Long: `edgekv turns small Linux boards (Raspberry Pi, BeagleBone, any ARM or x86
+box) into nodes of a master-less, partition-tolerant key-value tree.
+
+Every node holds the whole tree. A write on any node is accepted at once,
+even when the node is cut off from all others, and reaches every other node
+when links allow; all nodes converge to the same state whatever order the
+updates arrive in. It re-implements and extends MoaT-KV (formerly distkv).
+
+Each node will run an embedded MQTT broker that local devices and tools
+talk to, peer links to other nodes, 1-wire and GPIO hardware bound to tree
+paths by a YAML board config, and Tengo jobs stored in the tree.
+
+Status: the replicated tree core is being built; "run" and "sim" are
+placeholders until the node and the simulator land.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Without subcommand, print help.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return cmd.Help()
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{err}
+	})
+	root.AddCommand(newVersionCmd(), newRunCmd(), newSimCmd())
+	markRunErrors(root)
+	return root
+}
+
+// newVersionCmd builds "edgekv version".
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the edgekv version, Go version and platform",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "edgekv %s %s %s/%s\n",
+				version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
+
+// newRunCmd builds "edgekv run", which will start one node.
+func newRunCmd() *cobra.Command {
+	var (
+		name    string
+		config  string
+		dataDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "run -n NAME [-c CONFIG] [--data DIR]",
+		Short: "Run one edgekv node (not built yet)",
+		Long: `Run one edgekv node named NAME, configured by the YAML board config CONFIG,
+keeping its snapshot and change log in DIR.
+
+The node is not built yet: it arrives with issue 3. For now this command
+prints what it would do and exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "edgekv run: would start node %q", name)
+			if config != "" {
+				fmt.Fprintf(out, " with config %q", config)
+			}
+			if dataDir != "" {
+				fmt.Fprintf(out, " and data directory %q", dataDir)
+			}
+			fmt.Fprintln(out, ".")
+			fmt.Fprintln(out, "The node is not built yet: it arrives with issue 3. Nothing was started.")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&name, "name", "n", "", "node name (required)")
+	f.StringVarP(&config, "config", "c", "", "YAML board config file")
+	f.StringVar(&dataDir, "data", "", "data directory for the snapshot and change log")
+	if err := cmd.MarkFlagRequired("name"); err != nil {
+		panic(err) // programmer error: the flag is defined just above
+	}
+	return cmd
+}
