@@ -434,6 +434,9 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 		n := t.markSeen(l)
 		n.entries[l.Tick] = e
 	}
+	if invariants {
+		t.checkEntry(e)
+	}
 	return Applied
 }
 
