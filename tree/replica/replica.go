@@ -1,0 +1,663 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
+)
+
+// ProtoVersion is the sync protocol version sent in hello.
+const ProtoVersion = 1
+
+// LinkID names one link of this node; the driver assigns them.
+type LinkID int
+
+// Config configures a Replica. Durations are in clock ticks (calls of Tick);
+// the driver chooses the tick length (the node uses 100 ms).
+type Config struct {
+	// Node is this node's unique name.
+	Node string
+	// ChainLen bounds chains (default tree.DefaultChainLen).
+	ChainLen int
+	// HeartbeatTicks: send a heartbeat every this many ticks (default 10).
+	HeartbeatTicks int
+	// LiveTicks: a member counts as live if heard from within this many
+	// ticks (default 35).
+	LiveTicks int
+	// MissingTicks: request missing ticks at most this often (default 10).
+	MissingTicks int
+	// PurgeTicks: look for purgeable tombstones this often (default 10).
+	PurgeTicks int
+	// BatchSize: updates per batch message when catching up (default 64).
+	BatchSize int
+	// MaxResend bounds the entries sent for one digest or missing request
+	// (default 1<<20); the rest follows on the next request.
+	MaxResend int
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.ChainLen, tree.DefaultChainLen)
+	def(&c.HeartbeatTicks, 10)
+	def(&c.LiveTicks, 35)
+	def(&c.MissingTicks, 10)
+	def(&c.PurgeTicks, 10)
+	def(&c.BatchSize, 64)
+	def(&c.MaxResend, 1<<20)
+}
+
+// Message is one message to send on a link. Data must not be modified; it
+// may be shared between messages.
+type Message struct {
+	Link LinkID
+	Kind wire.Kind
+	Data []byte
+}
+
+// Change tells local watchers that the entry at Path changed: a new value,
+// a deletion (Value nil) or a purge of a tombstone (Purged).
+type Change struct {
+	Path   tree.Path
+	Value  []byte
+	Chain  tree.Chain
+	Tock   uint64
+	Purged bool
+}
+
+// Ready holds the outputs collected since the last call of Ready.
+type Ready struct {
+	Messages []Message
+	Records  [][]byte
+	Changes  []Change
+}
+
+// IsEmpty reports whether there is nothing to do.
+func (rd Ready) IsEmpty() bool {
+	return len(rd.Messages) == 0 && len(rd.Records) == 0 && len(rd.Changes) == 0
+}
+
+// Member is what this node knows of another node from its heartbeats.
+type Member struct {
+	Node     string
+	Tick     uint64 // the node's tick as of its last heartbeat
+	Tock     uint64
+	LastSeen uint64 // local clock tick when last heard
+	Live     bool
+	seq      uint64
+	through  map[string]uint64
+}
+
+// LinkState describes one up link.
+type LinkState struct {
+	ID   LinkID
+	Peer string // from the peer's hello; "" until it arrives
+}
+
+// Stats counts what the replica did.
+type Stats struct {
+	Sent        map[wire.Kind]int
+	Applied     int
+	Lost        int
+	Duplicate   int
+	Relayed     int
+	Malformed   int
+	Purged      int
+	MissingReqs int
+}
+
+// Replica is one node's sync state machine.
+type Replica struct {
+	cfg     Config
+	t       *tree.Tree
+	now     uint64
+	epoch   uint64
+	hbCount uint64
+	links   map[LinkID]*LinkState
+	members map[string]*Member
+	out     Ready
+	ticks   map[string]uint64 // tick raises to persist
+	known   map[string]tree.RangeSet
+	stats   Stats
+	buf     []byte
+}
+
+// New returns a replica with an empty tree. Call Restore before anything
+// else to load persisted state.
+func New(cfg Config) *Replica {
+	cfg.setDefaults()
+	return &Replica{
+		cfg:     cfg,
+		t:       tree.New(tree.Config{Self: cfg.Node, ChainLen: cfg.ChainLen}),
+		links:   make(map[LinkID]*LinkState),
+		members: make(map[string]*Member),
+		ticks:   make(map[string]uint64),
+		known:   make(map[string]tree.RangeSet),
+		stats:   Stats{Sent: make(map[wire.Kind]int)},
+	}
+}
+
+// Tree gives read access to the replica's tree. Callers must not modify it.
+func (r *Replica) Tree() *tree.Tree { return r.t }
+
+// Name returns the node name.
+func (r *Replica) Name() string { return r.cfg.Node }
+
+// Now returns the number of clock ticks seen.
+func (r *Replica) Now() uint64 { return r.now }
+
+// Stats returns a copy of the counters.
+func (r *Replica) Stats() Stats {
+	s := r.stats
+	s.Sent = make(map[wire.Kind]int, len(r.stats.Sent))
+	for k, v := range r.stats.Sent {
+		s.Sent[k] = v
+	}
+	return s
+}
+
+// Ready returns the collected outputs and starts a new collection.
+func (r *Replica) Ready() Ready {
+	r.flushState()
+	rd := r.out
+	r.out = Ready{}
+	return rd
+}
+
+// HasReady reports whether Ready would return anything.
+func (r *Replica) HasReady() bool {
+	return !r.out.IsEmpty() || len(r.ticks) > 0 || len(r.known) > 0
+}
+
+func (r *Replica) send(id LinkID, k wire.Kind, data []byte) {
+	r.out.Messages = append(r.out.Messages, Message{Link: id, Kind: k, Data: data})
+	r.stats.Sent[k]++
+}
+
+// broadcast sends data on every up link except skip (-1: none), in link
+// order so runs are deterministic.
+func (r *Replica) broadcast(k wire.Kind, data []byte, skip LinkID) int {
+	n := 0
+	for _, id := range r.linkIDs() {
+		if id != skip {
+			r.send(id, k, data)
+			n++
+		}
+	}
+	return n
+}
+
+func (r *Replica) linkIDs() []LinkID {
+	ids := make([]LinkID, 0, len(r.links))
+	for id := range r.links {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Links returns the up links in ID order.
+func (r *Replica) Links() []LinkState {
+	out := make([]LinkState, 0, len(r.links))
+	for _, id := range r.linkIDs() {
+		out = append(out, *r.links[id])
+	}
+	return out
+}
+
+func (r *Replica) record(tag byte, enc func([]byte) []byte) []byte {
+	rec := enc(append(make([]byte, 0, 64), tag))
+	r.out.Records = append(r.out.Records, rec)
+	return rec
+}
+
+func (r *Replica) change(ev tree.Event) {
+	r.out.Changes = append(r.out.Changes, Change{Path: ev.Path, Value: ev.Value, Chain: ev.Chain, Tock: ev.Tock})
+}
+
+// Set writes value (msgpack) at p as this node. The event is persisted and
+// sent to every link through Ready. changed is false for an idempotent
+// write that stored nothing.
+func (r *Replica) Set(p tree.Path, value []byte, c tree.Cond) (ev tree.Event, changed bool, err error) {
+	ev, changed, err = r.t.Set(p, slices.Clone(value), c)
+	if err != nil || !changed {
+		return ev, changed, err
+	}
+	r.local(ev)
+	return ev, true, nil
+}
+
+// Delete deletes the value at p as this node.
+func (r *Replica) Delete(p tree.Path, c tree.Cond) (tree.Event, error) {
+	ev, err := r.t.Delete(p, c)
+	if err != nil {
+		return ev, err
+	}
+	r.local(ev)
+	return ev, nil
+}
+
+func (r *Replica) local(ev tree.Event) {
+	rec := r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
+	r.broadcast(wire.KindUpdate, rec[1:], -1)
+	r.change(ev)
+}
+
+// LinkUp registers a new link and starts the catch-up: hello and digest.
+func (r *Replica) LinkUp(id LinkID) {
+	r.links[id] = &LinkState{ID: id}
+	self := r.t.Node(r.cfg.Node)
+	r.send(id, wire.KindHello, wire.AppendHello(nil, wire.Hello{Proto: ProtoVersion, Node: r.cfg.Node, Tick: self.Tick(), Tock: r.t.Tock()}))
+	r.send(id, wire.KindDigest, wire.AppendDigest(nil, r.digest()))
+}
+
+// LinkDown forgets a link.
+func (r *Replica) LinkDown(id LinkID) { delete(r.links, id) }
+
+func (r *Replica) digest() wire.Digest {
+	d := wire.Digest{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Nodes: make(map[string]wire.NodeDigest)}
+	for _, n := range r.t.Nodes() {
+		d.Nodes[n.Name()] = wire.NodeDigest{Tick: n.Tick(), Known: n.Known()}
+	}
+	return d
+}
+
+// ErrUnknownLink is returned by Step for a link that is not up.
+var ErrUnknownLink = errors.New("replica: message on a link that is not up")
+
+// Step handles one message received on link id. A malformed message
+// returns an error and changes nothing.
+func (r *Replica) Step(id LinkID, k wire.Kind, data []byte) error {
+	if r.links[id] == nil {
+		return fmt.Errorf("%w (link %d)", ErrUnknownLink, id)
+	}
+	err := r.step(id, k, data)
+	if err != nil {
+		r.stats.Malformed++
+		return fmt.Errorf("replica: %s on link %d: %w", k, id, err)
+	}
+	return nil
+}
+
+func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
+	switch k {
+	case wire.KindUpdate:
+		u, err := wire.DecodeUpdate(data)
+		if err != nil {
+			return err
+		}
+		return r.stepUpdate(id, u.Event)
+	case wire.KindBatch:
+		ups, err := wire.DecodeBatch(data)
+		if err != nil {
+			return err
+		}
+		// Check everything first so that a bad batch changes nothing.
+		evs := make([]tree.Event, 0, len(ups))
+		for i, b := range ups {
+			u, err := wire.DecodeUpdate(b)
+			if err != nil {
+				return fmt.Errorf("batch element %d: %w", i, err)
+			}
+			if err := r.t.CheckEvent(u.Event); err != nil {
+				return fmt.Errorf("batch element %d: %w", i, err)
+			}
+			evs = append(evs, u.Event)
+		}
+		for _, ev := range evs {
+			if err := r.stepUpdate(id, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	case wire.KindInfo:
+		in, err := wire.DecodeInfo(data)
+		if err != nil {
+			return err
+		}
+		r.stepInfo(id, in)
+		return nil
+	case wire.KindHello:
+		h, err := wire.DecodeHello(data)
+		if err != nil {
+			return err
+		}
+		if h.Proto != ProtoVersion {
+			return fmt.Errorf("peer %q speaks protocol %d, this node %d", h.Node, h.Proto, ProtoVersion)
+		}
+		r.links[id].Peer = h.Node
+		r.t.SeeTock(h.Tock)
+		return nil
+	case wire.KindDigest:
+		d, err := wire.DecodeDigest(data)
+		if err != nil {
+			return err
+		}
+		r.stepDigest(id, d)
+		return nil
+	case wire.KindHeartbeat:
+		hb, err := wire.DecodeHeartbeat(data)
+		if err != nil {
+			return err
+		}
+		r.stepHeartbeat(id, hb, data)
+		return nil
+	}
+	return fmt.Errorf("%w: unknown message kind %d", tree.ErrMalformed, k)
+}
+
+func (r *Replica) stepUpdate(id LinkID, ev tree.Event) error {
+	if ev.Value != nil {
+		ev.Value = slices.Clone(ev.Value) // never keep the driver's buffer
+	}
+	out, err := r.t.Apply(ev)
+	if err != nil {
+		return err
+	}
+	switch out {
+	case tree.Known:
+		r.stats.Duplicate++
+		return nil
+	case tree.Lost:
+		r.stats.Lost++
+	case tree.Applied:
+		r.stats.Applied++
+		r.change(ev)
+	}
+	// New to us: persist it and pass it on (never back to its source).
+	rec := r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
+	if r.broadcast(wire.KindUpdate, rec[1:], id) > 0 {
+		r.stats.Relayed++
+	}
+	return nil
+}
+
+func (r *Replica) stepInfo(id LinkID, in wire.Info) {
+	if in.Node == r.cfg.Node {
+		return
+	}
+	r.t.SeeTock(in.Tock)
+	for _, name := range sortedKeys(in.Ticks) {
+		r.raiseTick(name, in.Ticks[name])
+	}
+	for _, name := range sortedKeys(in.Known) {
+		r.markKnown(name, in.Known[name])
+	}
+	if len(in.Missing) > 0 {
+		want := make(map[string]tree.RangeSet, len(in.Missing))
+		for name, rs := range in.Missing {
+			if n := r.t.LookupNode(name); n != nil {
+				want[name] = rs.Intersect(n.Known())
+			}
+		}
+		r.resend(id, want)
+	}
+}
+
+func (r *Replica) raiseTick(name string, tick uint64) {
+	n := r.t.Node(name)
+	if tick > n.Tick() {
+		r.t.RaiseTick(name, tick)
+		r.ticks[name] = tick
+	}
+}
+
+func (r *Replica) markKnown(name string, rs tree.RangeSet) {
+	n := r.t.Node(name)
+	add := rs.Minus(n.Known())
+	if add.IsEmpty() {
+		return
+	}
+	r.t.MarkSuperseded(name, add)
+	k := r.known[name]
+	k.AddSet(add)
+	r.known[name] = k
+}
+
+// flushState turns pending tick raises and known marks into records.
+func (r *Replica) flushState() {
+	if len(r.ticks) > 0 {
+		in := wire.Info{Node: r.cfg.Node, Ticks: r.ticks}
+		r.record(recTicks, func(b []byte) []byte { return wire.AppendInfo(b, in) })
+		r.ticks = make(map[string]uint64)
+	}
+	if len(r.known) > 0 {
+		in := wire.Info{Node: r.cfg.Node, Known: r.known}
+		r.record(recKnown, func(b []byte) []byte { return wire.AppendInfo(b, in) })
+		r.known = make(map[string]tree.RangeSet)
+	}
+}
+
+func (r *Replica) stepDigest(id LinkID, d wire.Digest) {
+	r.t.SeeTock(d.Tock)
+	for _, name := range sortedKeys(d.Nodes) {
+		r.raiseTick(name, d.Nodes[name].Tick)
+	}
+	// What the peer lacks: every tick we have seen that it has not.
+	want := make(map[string]tree.RangeSet)
+	for _, n := range r.t.Nodes() {
+		lack := n.Known().Minus(d.Nodes[n.Name()].Known)
+		if !lack.IsEmpty() {
+			want[n.Name()] = lack
+		}
+	}
+	r.resend(id, want)
+}
+
+// resend sends on link id the current version of every entry that holds one
+// of the wanted ticks, and info{known} for wanted ticks that are superseded.
+func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
+	seen := make(map[*tree.Entry]bool)
+	var batch [][]byte
+	superseded := make(map[string]tree.RangeSet)
+	sent := 0
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if len(batch) == 1 {
+			r.send(id, wire.KindUpdate, batch[0])
+		} else {
+			r.send(id, wire.KindBatch, wire.AppendBatch(nil, batch))
+		}
+		batch = batch[:0:0]
+	}
+	for _, name := range sortedKeys(want) {
+		n := r.t.LookupNode(name)
+		if n == nil {
+			continue
+		}
+		var sup tree.RangeSet
+		want[name].All(func(t uint64) bool {
+			if !n.Knows(t) {
+				return true
+			}
+			e := n.Entry(t)
+			if e == nil {
+				sup.Add(t)
+				return true
+			}
+			if seen[e] {
+				return true
+			}
+			if sent >= r.cfg.MaxResend {
+				return false
+			}
+			seen[e] = true
+			sent++
+			batch = append(batch, wire.AppendUpdate(nil, e.Event(r.cfg.ChainLen)))
+			if len(batch) >= r.cfg.BatchSize {
+				flush()
+			}
+			return true
+		})
+		if !sup.IsEmpty() {
+			superseded[name] = sup
+		}
+	}
+	flush()
+	if len(superseded) > 0 {
+		r.send(id, wire.KindInfo, wire.AppendInfo(nil, wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Known: superseded}))
+	}
+}
+
+func (r *Replica) stepHeartbeat(id LinkID, hb wire.Heartbeat, data []byte) {
+	if hb.Node == r.cfg.Node {
+		return
+	}
+	m := r.members[hb.Node]
+	if m == nil {
+		m = &Member{Node: hb.Node}
+		r.members[hb.Node] = m
+	}
+	if hb.Seq <= m.seq {
+		return // seen already: do not relay again
+	}
+	m.seq, m.Tick, m.Tock, m.LastSeen, m.through = hb.Seq, hb.Tick, hb.Tock, r.now, hb.Through
+	r.t.SeeTock(hb.Tock)
+	r.raiseTick(hb.Node, hb.Tick)
+	r.broadcast(wire.KindHeartbeat, data, id)
+}
+
+// Members returns what is known of other nodes, sorted by name.
+func (r *Replica) Members() []Member {
+	out := make([]Member, 0, len(r.members))
+	for _, name := range sortedKeys(r.members) {
+		m := *r.members[name]
+		m.Live = r.now-m.LastSeen <= uint64(r.cfg.LiveTicks)
+		out = append(out, m)
+	}
+	return out
+}
+
+// Tick advances the replica's clock by one tick: heartbeats, requests for
+// missing ticks and tombstone purges happen here.
+func (r *Replica) Tick() {
+	r.now++
+	if r.now%uint64(r.cfg.HeartbeatTicks) == 0 {
+		r.heartbeat()
+	}
+	if r.now%uint64(r.cfg.MissingTicks) == 0 {
+		r.requestMissing()
+	}
+	if r.now%uint64(r.cfg.PurgeTicks) == 0 {
+		r.purge()
+	}
+}
+
+func (r *Replica) heartbeat() {
+	if len(r.links) == 0 {
+		return
+	}
+	r.hbCount++
+	hb := wire.Heartbeat{
+		Node:    r.cfg.Node,
+		Tick:    r.t.Node(r.cfg.Node).Tick(),
+		Tock:    r.t.Tock(),
+		Seq:     r.epoch<<32 | r.hbCount,
+		Through: make(map[string]uint64),
+	}
+	for _, n := range r.t.Nodes() {
+		hb.Through[n.Name()] = n.Known().Through()
+	}
+	r.broadcast(wire.KindHeartbeat, wire.AppendHeartbeat(nil, hb), -1)
+}
+
+// Missing returns, per node, the ticks known to exist but not seen here.
+func (r *Replica) Missing() map[string]tree.RangeSet {
+	out := make(map[string]tree.RangeSet)
+	for _, n := range r.t.Nodes() {
+		if m := n.Missing(); !m.IsEmpty() {
+			out[n.Name()] = m
+		}
+	}
+	return out
+}
+
+func (r *Replica) requestMissing() {
+	if len(r.links) == 0 {
+		return
+	}
+	miss := r.Missing()
+	if len(miss) == 0 {
+		return
+	}
+	r.stats.MissingReqs++
+	in := wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Missing: miss}
+	r.broadcast(wire.KindInfo, wire.AppendInfo(nil, in), -1)
+}
+
+// DeleterPath is where the deleter group lives in the meta tree.
+var DeleterPath = tree.Path{tree.Nil(), tree.Str("actor"), tree.Str("del")}
+
+// DeleterGroup returns the configured deleter group (sorted), or nil.
+func (r *Replica) DeleterGroup() []string {
+	e := r.t.Get(DeleterPath)
+	if e == nil {
+		return nil
+	}
+	v, ok := e.Value()
+	if !ok {
+		return nil
+	}
+	nodes, err := decodeDeleter(v)
+	if err != nil {
+		return nil
+	}
+	return nodes
+}
+
+// stable reports whether the change l can be forgotten: every member of the
+// deleter group has seen it, and this node has seen every change those
+// members had made when they reported it. Any change concurrent with l by a
+// group member is then already known here, so no late copy can revive what
+// l deleted.
+func (r *Replica) stable(group []string, l tree.Link) bool {
+	for _, g := range group {
+		if g == r.cfg.Node {
+			if !r.t.Node(l.Node).Knows(l.Tick) {
+				return false
+			}
+			continue
+		}
+		m := r.members[g]
+		if m == nil || m.through[l.Node] < l.Tick {
+			return false
+		}
+		if r.t.Node(g).Known().Through() < m.Tick {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Replica) purge() {
+	group := r.DeleterGroup()
+	if len(group) == 0 || r.t.NumTombstones() == 0 {
+		return
+	}
+	for _, p := range r.t.Tombstones() {
+		e := r.t.Get(p)
+		ev := e.Event(0)
+		if r.t.Purge(p, func(l tree.Link) bool { return r.stable(group, l) }) {
+			r.stats.Purged++
+			r.record(recPurge, func(b []byte) []byte { return wire.AppendEntry(b, ev) })
+			r.out.Changes = append(r.out.Changes, Change{Path: p, Chain: ev.Chain, Tock: ev.Tock, Purged: true})
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
