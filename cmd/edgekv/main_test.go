@@ -74,10 +74,15 @@ func TestBinary(t *testing.T) {
 			wantStdout: []string{`"demo"`, "not built yet"},
 		},
 		{
-			name:       "sim placeholder",
-			args:       []string{"sim", "--seed", "7"},
+			name:       "sim one seed",
+			args:       []string{"sim", "--seed", "7", "--ops", "50", "-q"},
+			wantStdout: []string{"ok: seed 7:", "settled in"},
+		},
+		{
+			name:       "sim bad topology",
+			args:       []string{"sim", "--topology", "ring"},
 			wantCode:   1,
-			wantStderr: []string{"not built yet", "--seed 7"},
+			wantStderr: []string{`unknown topology "ring"`},
 		},
 		{
 			name:       "unknown flag",
@@ -139,7 +144,7 @@ func TestRunInProcess(t *testing.T) {
 		{"no args prints help", nil, exitOK},
 		{"version", []string{"version"}, exitOK},
 		{"bad flag", []string{"--nope"}, exitUsage},
-		{"sim fails", []string{"sim"}, exitError},
+		{"sim bad nodes", []string{"sim", "--nodes", "1"}, exitError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

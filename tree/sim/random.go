@@ -1,0 +1,228 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/replica"
+)
+
+// Options shape a random run. Zero fields are drawn from the seed.
+type Options struct {
+	Seed     uint64
+	Ops      int       // random operations before stabilising (default 200)
+	Nodes    int       // 3–7; 0 = random
+	Topology *Topology // nil = random
+	Verbose  io.Writer // trace every step here
+}
+
+// Result summarises a random run.
+type Result struct {
+	Seed      uint64
+	Nodes     int
+	Topology  Topology
+	Writes    int
+	Deleter   bool
+	Rounds    int
+	Delivered int
+	// What the run exercised (for coverage checks).
+	Crashes, Partitions, Snapshots, Conflicts int
+	Lost, Purged, Duplicates                  int
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("seed %d: %d nodes, %s, %d writes, deleter %v, settled in %d rounds, %d messages delivered",
+		r.Seed, r.Nodes, r.Topology, r.Writes, r.Deleter, r.Rounds, r.Delivered)
+}
+
+// Failure is a failed random run: it names the seed to replay.
+type Failure struct {
+	Result Result
+	Errs   []error
+	Trace  []string
+}
+
+func (f *Failure) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sim: seed %d failed (replay: make sim SEED=%d OPS=…): %s\n", f.Result.Seed, f.Result.Seed, f.Result)
+	for i, e := range f.Errs {
+		if i == 10 {
+			fmt.Fprintf(&b, "  … and %d more\n", len(f.Errs)-10)
+			break
+		}
+		fmt.Fprintf(&b, "  - %v\n", e)
+	}
+	if n := len(f.Trace); n > 0 {
+		b.WriteString("  last steps:\n")
+		for _, l := range f.Trace[max(0, n-40):] {
+			fmt.Fprintf(&b, "    %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+// Run performs one seeded random run and checks the result.
+func Run(o Options) (Result, error) {
+	if o.Ops <= 0 {
+		o.Ops = 200
+	}
+	w0, _ := NewWorld(o.Seed, nil, Mesh, 0) // only for the RNG
+	rng := w0.rng
+	nn := o.Nodes
+	if nn == 0 {
+		nn = 3 + rng.IntN(5)
+	}
+	if nn < 2 || nn > 26 {
+		return Result{}, fmt.Errorf("sim: %d nodes (want 2–26)", nn)
+	}
+	topo := Topology(rng.IntN(4))
+	if o.Topology != nil {
+		topo = *o.Topology
+	}
+	names := make([]string, nn)
+	for i := range names {
+		names[i] = string(rune('a' + i))
+	}
+	chainLen := 2 + rng.IntN(4)
+	w, err := NewWorld(o.Seed, names, topo, chainLen)
+	if err != nil {
+		return Result{}, err
+	}
+	w.rng = rng
+	w.Verbose = o.Verbose
+	w.DropRate = []float64{0, 0.02, 0.1, 0.3}[rng.IntN(4)]
+	w.DupRate = []float64{0, 0.05, 0.2}[rng.IntN(3)]
+	w.MaxDelay = uint64(rng.IntN(20))
+	res := Result{Seed: o.Seed, Nodes: nn, Topology: topo}
+	w.tracef("start: %d nodes %s chain %d drop %.2f dup %.2f delay %d", nn, topo, chainLen, w.DropRate, w.DupRate, w.MaxDelay)
+
+	if rng.IntN(2) == 0 {
+		res.Deleter = true
+		v := msgp.AppendMapHeader(nil, 1)
+		v = msgp.AppendString(v, "nodes")
+		v = msgp.AppendArrayHeader(v, uint32(nn))
+		for _, n := range names {
+			v = msgp.AppendString(v, n)
+		}
+		if _, err := w.Set(names[0], replica.DeleterPath, v, tree.Cond{}); err != nil {
+			return res, err
+		}
+	}
+	keys := 3 + rng.IntN(12)
+	path := func() tree.Path {
+		k := rng.IntN(keys)
+		switch k % 3 {
+		case 0:
+			return tree.Path{tree.Str("k"), tree.Int(int64(k))}
+		case 1:
+			return tree.Path{tree.Str("k"), tree.Int(int64(k)), tree.Str("sub")}
+		}
+		return tree.Path{tree.Str(fmt.Sprintf("s%d", k))}
+	}
+	up := func() string {
+		for range 20 {
+			n := names[rng.IntN(nn)]
+			if w.Replica(n) != nil {
+				return n
+			}
+		}
+		return ""
+	}
+	for op := 0; op < o.Ops; op++ {
+		x := rng.IntN(100)
+		switch {
+		case x < 30: // set
+			if n := up(); n != "" {
+				v := msgp.AppendString(nil, fmt.Sprintf("%s@%d", n, op))
+				if _, err := w.Set(n, path(), v, tree.Cond{}); err != nil {
+					return res, err
+				}
+				res.Writes++
+			}
+		case x < 38: // delete
+			if n := up(); n != "" {
+				_, err := w.Delete(n, path(), tree.Cond{})
+				if err != nil && !errors.Is(err, tree.ErrNotFound) {
+					return res, err
+				}
+				res.Writes++
+			}
+		case x < 43: // conditional write
+			if n := up(); n != "" {
+				p := path()
+				c := tree.Cond{MustNotExist: true}
+				if e := w.Replica(n).Tree().Get(p); e != nil && len(e.Chain()) > 0 && rng.IntN(2) == 0 {
+					h := e.Chain()[0]
+					c = tree.Cond{Head: &h}
+				}
+				v := msgp.AppendInt(nil, op)
+				_, err := w.Set(n, p, v, c)
+				if errors.Is(err, tree.ErrConflict) {
+					res.Conflicts++
+				} else if err != nil {
+					return res, err
+				}
+				res.Writes++
+			}
+		case x < 75:
+			for range 1 + rng.IntN(5) {
+				w.DeliverOne()
+			}
+		case x < 85:
+			w.Tick()
+		case x < 88:
+			k := 1 + rng.IntN(nn-1)
+			perm := rng.Perm(nn)[:k]
+			side := make([]string, k)
+			for i, p := range perm {
+				side[i] = names[p]
+			}
+			w.Partition(side)
+			res.Partitions++
+		case x < 91:
+			w.Heal()
+		case x < 93:
+			if n := up(); n != "" {
+				w.Crash(n)
+				res.Crashes++
+			}
+		case x < 96:
+			for _, n := range names {
+				if w.Replica(n) == nil {
+					w.Restart(n)
+					break
+				}
+			}
+		case x < 97:
+			if n := up(); n != "" {
+				w.Snapshot(n)
+				res.Snapshots++
+			}
+		default:
+			w.DropAll()
+		}
+	}
+	rounds, err := w.Stabilize(3000)
+	res.Rounds, res.Delivered = rounds, w.Delivered
+	for _, n := range names {
+		if r := w.Replica(n); r != nil {
+			s := r.Stats()
+			res.Lost += s.Lost
+			res.Purged += s.Purged
+			res.Duplicates += s.Duplicate
+		}
+	}
+	errs := w.Check()
+	if err != nil {
+		errs = append([]error{err}, errs...)
+	}
+	if len(errs) > 0 {
+		return res, &Failure{Result: res, Errs: errs, Trace: w.Trace()}
+	}
+	return res, nil
+}
