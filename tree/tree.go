@@ -371,7 +371,8 @@ func (e *Entry) pathEqual(p Path) bool {
 }
 
 // Apply applies an event received from another node (or loaded from disk).
-// Malformed events return an error and change nothing.
+// Malformed events return an error and change nothing. The tree keeps
+// ev.Value and ev.Chain: the caller must not modify them afterwards.
 func (t *Tree) Apply(ev Event) (Outcome, error) {
 	if err := t.CheckEvent(ev); err != nil {
 		return Known, err
@@ -423,7 +424,7 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	} else {
 		e.value = nil
 	}
-	e.chain = slices.Clone(chain)
+	e.chain = chain // Apply and write own the chain from here on
 	e.tock = ev.Tock
 	if e.value == nil {
 		t.tombs[e] = struct{}{}
