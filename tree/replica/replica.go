@@ -125,7 +125,6 @@ type Replica struct {
 	ticks   map[string]uint64 // tick raises to persist
 	known   map[string]tree.RangeSet
 	stats   Stats
-	buf     []byte
 }
 
 // New returns a replica with an empty tree. Call Restore before anything

@@ -73,7 +73,7 @@ func ReadFrame(b []byte) (payload, rest []byte, err error) {
 	if len(b) == 0 {
 		return nil, b, io.EOF
 	}
-	p, r, kind, reason := readFrame(b, DefaultMaxRecordBytes)
+	p, r, reason, kind := readFrame(b, DefaultMaxRecordBytes)
 	if kind != nil {
 		return nil, b, &FrameError{Reason: reason, Err: kind}
 	}
@@ -82,26 +82,26 @@ func ReadFrame(b []byte) (payload, rest []byte, err error) {
 
 // readFrame decodes one record of a non-empty b. On failure kind is
 // ErrCorrupt or ErrTooLarge and reason says what is wrong.
-func readFrame(b []byte, maxLen int) (payload, rest []byte, kind error, reason string) {
+func readFrame(b []byte, maxLen int) (payload, rest []byte, reason string, kind error) {
 	if len(b) < frameHeaderLen {
-		return nil, b, ErrCorrupt, fmt.Sprintf("torn record header (%d of %d bytes)", len(b), frameHeaderLen)
+		return nil, b, fmt.Sprintf("torn record header (%d of %d bytes)", len(b), frameHeaderLen), ErrCorrupt
 	}
 	n := uint64(binary.LittleEndian.Uint32(b))
 	switch {
 	case n == 0:
-		return nil, b, ErrCorrupt, "zero-length record"
+		return nil, b, "zero-length record", ErrCorrupt
 	case n > uint64(maxLen):
-		return nil, b, ErrTooLarge, fmt.Sprintf("record length %d exceeds limit %d", n, maxLen)
+		return nil, b, fmt.Sprintf("record length %d exceeds limit %d", n, maxLen), ErrTooLarge
 	case n > uint64(len(b)-frameHeaderLen):
-		return nil, b, ErrCorrupt, fmt.Sprintf("torn record (header says %d payload bytes, %d present)", n, len(b)-frameHeaderLen)
+		return nil, b, fmt.Sprintf("torn record (header says %d payload bytes, %d present)", n, len(b)-frameHeaderLen), ErrCorrupt
 	}
 	end := frameHeaderLen + int(n)
 	p := b[frameHeaderLen:end:end]
 	stored := binary.LittleEndian.Uint32(b[4:])
 	if got := crc32.Checksum(p, castagnoli); got != stored {
-		return nil, b, ErrCorrupt, fmt.Sprintf("checksum mismatch (stored 0x%08x, computed 0x%08x)", stored, got)
+		return nil, b, fmt.Sprintf("checksum mismatch (stored 0x%08x, computed 0x%08x)", stored, got), ErrCorrupt
 	}
-	return p, b[end:], nil, ""
+	return p, b[end:], "", nil
 }
 
 // decodeRecords splits data (the contents of file name) into records. It
@@ -111,7 +111,7 @@ func readFrame(b []byte, maxLen int) (payload, rest []byte, kind error, reason s
 func decodeRecords(name string, data []byte, maxLen int) (recs [][]byte, good int, ferr *FrameError) {
 	rest := data
 	for i := 0; len(rest) > 0; i++ {
-		p, r, kind, reason := readFrame(rest, maxLen)
+		p, r, reason, kind := readFrame(rest, maxLen)
 		if kind != nil {
 			off := len(data) - len(rest)
 			return recs, off, &FrameError{File: name, Record: i, Offset: int64(off), Reason: reason, Err: kind}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -391,27 +390,6 @@ func pyOfUpdate(t testing.TB, u Update) map[string]any {
 	m["node"] = u.Sender
 	m["tick"] = int64(u.SenderTick)
 	return m
-}
-
-// ticksOf lists the ticks of MoaT's range-set list form, computed
-// independently of the package: sorted, deduplicated.
-func ticksOf(t testing.TB, l any) []int64 {
-	t.Helper()
-	var out []int64
-	for _, e := range l.([]any) {
-		switch x := e.(type) {
-		case int64:
-			out = append(out, x)
-		case []any:
-			for i := x[0].(int64); i < x[1].(int64); i++ {
-				out = append(out, i)
-			}
-		default:
-			t.Fatalf("range set element %v", e)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 func ticksOfSet(s tree.RangeSet) []int64 {
