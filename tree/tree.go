@@ -85,9 +85,16 @@ func (n *Node) Missing() RangeSet {
 
 // Present returns the ticks that are on some current chain.
 func (n *Node) Present() RangeSet {
+	return n.ticksWhere(func(*Entry) bool { return true })
+}
+
+// ticksWhere returns the ticks whose entries satisfy keep.
+func (n *Node) ticksWhere(keep func(*Entry) bool) RangeSet {
 	ticks := make([]uint64, 0, len(n.entries))
-	for t := range n.entries {
-		ticks = append(ticks, t)
+	for t, e := range n.entries {
+		if keep(e) {
+			ticks = append(ticks, t)
+		}
 	}
 	slices.Sort(ticks)
 	var s RangeSet
@@ -101,20 +108,7 @@ func (n *Node) Present() RangeSet {
 func (n *Node) Superseded() RangeSet { return n.known.Minus(n.Present()) }
 
 // Deleted returns the ticks on chains of tombstones (pending purge).
-func (n *Node) Deleted() RangeSet {
-	ticks := make([]uint64, 0)
-	for t, e := range n.entries {
-		if e.IsTombstone() {
-			ticks = append(ticks, t)
-		}
-	}
-	slices.Sort(ticks)
-	var s RangeSet
-	for _, t := range ticks {
-		s.Add(t)
-	}
-	return s
-}
+func (n *Node) Deleted() RangeSet { return n.ticksWhere((*Entry).IsTombstone) }
 
 // Entry returns the entry whose chain holds this node's tick t, or nil.
 func (n *Node) Entry(t uint64) *Entry { return n.entries[t] }

@@ -343,16 +343,24 @@ func (w *World) Heal() {
 	}
 }
 
+// running returns node name and its index; nd is nil while it is down.
+func (w *World) running(name string) (nd *node, i int, err error) {
+	i, err = w.index(name)
+	if err != nil {
+		return nil, i, err
+	}
+	if !w.nodes[i].up {
+		return nil, i, nil
+	}
+	return w.nodes[i], i, nil
+}
+
 // Crash stops node name at once: in-flight messages to and from it are
 // lost, and so is every byte its store had not synced.
 func (w *World) Crash(name string) error {
-	i, err := w.index(name)
-	if err != nil {
+	nd, _, err := w.running(name)
+	if nd == nil {
 		return err
-	}
-	nd := w.nodes[i]
-	if !nd.up {
-		return nil
 	}
 	nd.up = false
 	nd.r, nd.st = nil, nil
@@ -383,13 +391,9 @@ func (w *World) Restart(name string) error {
 
 // Snapshot makes node name write a snapshot and rotate its log.
 func (w *World) Snapshot(name string) error {
-	i, err := w.index(name)
-	if err != nil {
+	nd, _, err := w.running(name)
+	if nd == nil {
 		return err
-	}
-	nd := w.nodes[i]
-	if !nd.up {
-		return nil
 	}
 	w.tracef("snapshot %s", name)
 	return nd.st.Snapshot(nd.r.SnapshotRecords)
@@ -398,33 +402,27 @@ func (w *World) Snapshot(name string) error {
 // Set writes a value on node name; the write is acknowledged once the
 // node's store has synced it.
 func (w *World) Set(name string, p tree.Path, value []byte, c tree.Cond) (tree.Event, error) {
-	i, err := w.index(name)
-	if err != nil {
-		return tree.Event{}, err
-	}
-	nd := w.nodes[i]
-	if !nd.up {
-		return tree.Event{}, fmt.Errorf("sim: %s is down", name)
-	}
-	ev, changed, err := nd.r.Set(p, value, c)
-	if err != nil || !changed {
-		return ev, err
-	}
-	return ev, w.ack(i, ev)
+	return w.write(name, func(r *replica.Replica) (tree.Event, bool, error) { return r.Set(p, value, c) })
 }
 
 // Delete deletes on node name.
 func (w *World) Delete(name string, p tree.Path, c tree.Cond) (tree.Event, error) {
-	i, err := w.index(name)
-	if err != nil {
+	return w.write(name, func(r *replica.Replica) (tree.Event, bool, error) {
+		ev, err := r.Delete(p, c)
+		return ev, err == nil, err
+	})
+}
+
+func (w *World) write(name string, op func(*replica.Replica) (tree.Event, bool, error)) (tree.Event, error) {
+	nd, i, err := w.running(name)
+	if nd == nil {
+		if err == nil {
+			err = fmt.Errorf("sim: %s is down", name)
+		}
 		return tree.Event{}, err
 	}
-	nd := w.nodes[i]
-	if !nd.up {
-		return tree.Event{}, fmt.Errorf("sim: %s is down", name)
-	}
-	ev, err := nd.r.Delete(p, c)
-	if err != nil {
+	ev, changed, err := op(nd.r)
+	if err != nil || !changed {
 		return ev, err
 	}
 	return ev, w.ack(i, ev)
