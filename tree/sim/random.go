@@ -24,6 +24,7 @@ type Options struct {
 // Result summarises a random run.
 type Result struct {
 	Seed      uint64
+	Ops       int
 	Nodes     int
 	Topology  Topology
 	Writes    int
@@ -49,7 +50,7 @@ type Failure struct {
 
 func (f *Failure) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sim: seed %d failed (replay: make sim SEED=%d OPS=…): %s\n", f.Result.Seed, f.Result.Seed, f.Result)
+	fmt.Fprintf(&b, "sim: seed %d failed (replay: make sim SEED=%d OPS=%d): %s\n", f.Result.Seed, f.Result.Seed, f.Result.Ops, f.Result)
 	for i, e := range f.Errs {
 		if i == 10 {
 			fmt.Fprintf(&b, "  … and %d more\n", len(f.Errs)-10)
@@ -98,7 +99,7 @@ func Run(o Options) (Result, error) {
 	w.DropRate = []float64{0, 0.02, 0.1, 0.3}[rng.IntN(4)]
 	w.DupRate = []float64{0, 0.05, 0.2}[rng.IntN(3)]
 	w.MaxDelay = uint64(rng.IntN(20))
-	res := Result{Seed: o.Seed, Nodes: nn, Topology: topo}
+	res := Result{Seed: o.Seed, Ops: o.Ops, Nodes: nn, Topology: topo}
 	w.tracef("start: %d nodes %s chain %d drop %.2f dup %.2f delay %d", nn, topo, chainLen, w.DropRate, w.DupRate, w.MaxDelay)
 
 	if rng.IntN(2) == 0 {
