@@ -1,0 +1,345 @@
+package boards
+
+import (
+	"bytes"
+	_ "embed" // for the embedded default config
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one node's board config: what `edgekv run` reads from the YAML
+// file given with -c, or from the embedded default. The yaml tags are the
+// file's keys; DESIGN.md §3–5 say what the settings do.
+//
+// Build one with Parse, Load, Default or DefaultConfig, finish it with
+// SetNode, check it with Validate, then treat it as read-only.
+type Config struct {
+	// Node is the node's name: unique among the nodes that sync with each
+	// other, printable, at most 64 bytes, without spaces or any of / + # $.
+	// It may be left out of a file and given with `edgekv run -n NAME`.
+	Node string `yaml:"node"`
+	// Board is the board profile's name (see Profiles): sim, rpi3, rpi4,
+	// rpi5, rpizero2w, beaglebone-black or generic. Default sim.
+	Board string `yaml:"board"`
+	// LogLevel is debug, info (the default), warn or error.
+	LogLevel LogLevel `yaml:"log_level"`
+	// Data is where and how the node keeps its snapshot and change log.
+	Data Data `yaml:"data"`
+	// Listen lists the addresses the node's servers listen on.
+	Listen Listen `yaml:"listen"`
+	// KV is how the tree appears as retained MQTT messages.
+	KV KV `yaml:"kv"`
+	// Sync tunes the sync protocol between nodes.
+	Sync Sync `yaml:"sync"`
+	// Peers are the other edgekv nodes whose brokers this node dials.
+	Peers []Link `yaml:"peers"`
+	// Hubs are external brokers (mosquitto, …) shared by several nodes that
+	// sync through them.
+	Hubs []Link `yaml:"hubs"`
+	// PeerUsers are the credentials other nodes present when they dial this
+	// node's broker.
+	PeerUsers []PeerUser `yaml:"peer_users"`
+
+	source string         // the name given to Parse or Load
+	lines  map[string]int // YAML path → line, from the parsed file
+}
+
+// Data says where the node keeps its snapshot and change log, and when they
+// reach the disk (DESIGN.md §4).
+type Data struct {
+	// Dir is the data directory. Default ./data/NODE.
+	Dir string `yaml:"dir"`
+	// Sync is the durability policy: always, interval (the default) or none.
+	Sync SyncPolicy `yaml:"sync"`
+	// SyncInterval is the group-commit period for the interval policy, a Go
+	// duration such as "100ms" (the default).
+	SyncInterval Duration `yaml:"sync_interval"`
+}
+
+// Listen lists the node's listening addresses, each "host:port". An empty
+// host listens on every interface; port 0 picks a free port (for tests).
+type Listen struct {
+	// MQTT are MQTT-over-TCP listeners. Default ["127.0.0.1:1883"].
+	MQTT []string `yaml:"mqtt"`
+	// WebSocket are MQTT-over-WebSocket listeners. Default none.
+	WebSocket []string `yaml:"websocket"`
+	// TLS are MQTT-over-TLS listeners, each with its certificate and key.
+	TLS []TLSListener `yaml:"tls"`
+	// Client is the MoaT-KV client-protocol listener (DESIGN.md §6);
+	// "" turns it off. Default "127.0.0.1:27586".
+	Client string `yaml:"client"`
+}
+
+// TLSListener is an MQTT-over-TLS listener.
+type TLSListener struct {
+	// Addr is the "host:port" to listen on.
+	Addr string `yaml:"addr"`
+	// Cert and Key are PEM files: the server certificate (chain) and its
+	// private key. Relative names are relative to the working directory.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// KV is how the tree appears to plain MQTT clients (DESIGN.md §5).
+type KV struct {
+	// Prefix is the topic prefix of the tree's retained messages. Default
+	// "kv".
+	Prefix string `yaml:"prefix"`
+	// MaxPayloadBytes is the largest payload a client may publish to a KV
+	// topic, in bytes. Default 65536.
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+}
+
+// Sync tunes the sync protocol (DESIGN.md §3).
+type Sync struct {
+	// Prefix is the topic prefix of sync messages. Default "edgekv/sync";
+	// "moat/kv" on a hub shared with MoaT-KV servers.
+	Prefix string `yaml:"prefix"`
+	// ChainLength is how many (node, tick) links an entry's chain keeps
+	// when sent, 1 to 64. Default 5.
+	ChainLength int `yaml:"chain_length"`
+	// Heartbeat is the period between heartbeats, a Go duration. Default
+	// "1s".
+	Heartbeat Duration `yaml:"heartbeat"`
+}
+
+// Link is an MQTT broker this node dials: a peer (another edgekv node) or a
+// hub (an external broker).
+type Link struct {
+	// Name names the peer node or the hub; peers and hubs share one
+	// namespace. A peer's name is its node name.
+	Name string `yaml:"name"`
+	// Addr is the broker's "host:port".
+	Addr string `yaml:"addr"`
+	// Username and Password are the credentials this node presents to the
+	// broker; both empty connects anonymously.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// TLS, when set, makes the connection use TLS.
+	TLS *ClientTLS `yaml:"tls,omitempty"`
+}
+
+// ClientTLS configures TLS on a link. File names relative to the working
+// directory.
+type ClientTLS struct {
+	// CA is a PEM file of the CA certificates to trust; empty uses the
+	// system's.
+	CA string `yaml:"ca"`
+	// Cert and Key are a PEM client certificate and its key, for brokers
+	// that want one; both or neither.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ServerName overrides the host name the certificate is checked against.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify turns certificate checking off (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// PeerUser is a credential another node presents when it dials this node's
+// broker.
+type PeerUser struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// SyncPolicy is when writes reach the disk (DESIGN.md §4).
+type SyncPolicy string
+
+// The sync policies.
+const (
+	// SyncAlways fsyncs before a write is acknowledged.
+	SyncAlways SyncPolicy = "always"
+	// SyncInterval commits in groups every Data.SyncInterval.
+	SyncInterval SyncPolicy = "interval"
+	// SyncNone keeps the tree in memory only, like MoaT-KV.
+	SyncNone SyncPolicy = "none"
+)
+
+var syncPolicies = []SyncPolicy{SyncAlways, SyncInterval, SyncNone}
+
+// LogLevel is the lowest level logged: debug, info, warn or error.
+type LogLevel string
+
+// The log levels.
+const (
+	LogDebug LogLevel = "debug"
+	LogInfo  LogLevel = "info"
+	LogWarn  LogLevel = "warn"
+	LogError LogLevel = "error"
+)
+
+var logLevels = map[LogLevel]slog.Level{
+	LogDebug: slog.LevelDebug,
+	LogInfo:  slog.LevelInfo,
+	LogWarn:  slog.LevelWarn,
+	LogError: slog.LevelError,
+}
+
+// Slog returns l as a slog.Level; slog.LevelInfo for an unknown level.
+func (l LogLevel) Slog() slog.Level { return logLevels[l] }
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// ("100ms", "1s", "1m30s").
+type Duration time.Duration
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes d as a duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads a duration string; a bad value is reported with its
+// line. It lets plain yaml.Unmarshal read a Duration too.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, msg := parseDuration(n)
+	if msg != "" {
+		return fmt.Errorf("boards: line %d: %s", n.Line, msg)
+	}
+	*d = v
+	return nil
+}
+
+// parseDuration reads a scalar node as a Duration, or says what is wrong.
+func parseDuration(n *yaml.Node) (Duration, string) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+		return 0, "want a duration such as 100ms or 1s, got " + describe(n)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		msg := fmt.Sprintf("%q is not a duration (want e.g. 100ms, 1s, 1m30s)", n.Value)
+		if strings.Trim(n.Value, "0123456789") == "" {
+			msg = fmt.Sprintf("%q has no unit (want e.g. %sms or %ss)", n.Value, n.Value, n.Value)
+		}
+		return 0, msg
+	}
+	return Duration(v), ""
+}
+
+// Defaults of the settings DefaultConfig fills in.
+const (
+	DefaultBoard           = "sim"
+	DefaultMQTTAddr        = "127.0.0.1:1883"
+	DefaultClientAddr      = "127.0.0.1:27586"
+	DefaultKVPrefix        = "kv"
+	DefaultSyncPrefix      = "edgekv/sync"
+	DefaultMaxPayloadBytes = 64 << 10
+	DefaultChainLength     = 5
+	DefaultSyncInterval    = 100 * time.Millisecond
+	DefaultHeartbeat       = time.Second
+)
+
+// DefaultDataDir returns the default data directory of node: ./data/NODE.
+func DefaultDataDir(node string) string { return "./data/" + node }
+
+// DefaultConfig returns the default config of node: the sim board, MQTT on
+// 127.0.0.1:1883, the client protocol on 127.0.0.1:27586, data in
+// ./data/NODE with interval sync every 100ms, no peers. With node "" the
+// node and the data directory are left empty for SetNode. It is what the
+// embedded default (Default) says.
+func DefaultConfig(node string) *Config {
+	c := &Config{
+		Node:     node,
+		Board:    DefaultBoard,
+		LogLevel: LogInfo,
+		Data: Data{
+			Sync:         SyncInterval,
+			SyncInterval: Duration(DefaultSyncInterval),
+		},
+		Listen: Listen{
+			MQTT:   []string{DefaultMQTTAddr},
+			Client: DefaultClientAddr,
+		},
+		KV:   KV{Prefix: DefaultKVPrefix, MaxPayloadBytes: DefaultMaxPayloadBytes},
+		Sync: Sync{Prefix: DefaultSyncPrefix, ChainLength: DefaultChainLength, Heartbeat: Duration(DefaultHeartbeat)},
+	}
+	if node != "" {
+		c.Data.Dir = DefaultDataDir(node)
+	}
+	return c
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the text of the embedded default config
+// (boards/default.yaml; configs/demo.yaml is a copy).
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Default returns the embedded default config, used by `edgekv run`
+// without -c. It has no node name: give it with SetNode.
+func Default() *Config {
+	c, err := Parse(defaultYAML, "(embedded default)")
+	if err != nil {
+		panic(err) // programmer error: a test parses default.yaml
+	}
+	return c
+}
+
+// Source returns the name the config was parsed from: the file given to
+// Load, the source given to Parse, or "" for a config built in code.
+func (c *Config) Source() string { return c.source }
+
+// SetNode applies the node name given on the command line (`edgekv run -n
+// NAME`): a config without a node takes name (and, without a data
+// directory, ./data/NAME); a config with a node must agree with a
+// non-empty name. It returns a *ConfigError when they differ; Validate
+// checks the name itself.
+func (c *Config) SetNode(name string) error {
+	switch {
+	case name == "" || name == c.Node:
+	case c.Node == "":
+		c.Node = name
+	default:
+		return &ConfigError{Source: c.source, Problems: []Problem{{
+			Path: "node", Line: c.line("node"),
+			Msg: fmt.Sprintf("is %q, but -n gave %q", c.Node, name),
+		}}}
+	}
+	if c.Data.Dir == "" && c.Node != "" {
+		c.Data.Dir = DefaultDataDir(c.Node)
+	}
+	return nil
+}
+
+// Marshal returns c as YAML (two-space indent), with every setting
+// written out; Parse reads it back to an equal Config.
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("boards: encoding config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("boards: encoding config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// line returns the line of the YAML path, or of its nearest ancestor that
+// has one; 0 when unknown.
+func (c *Config) line(path string) int {
+	for path != "" {
+		if l, ok := c.lines[path]; ok {
+			return l
+		}
+		path = parentPath(path)
+	}
+	return 0
+}
+
+// parentPath strips the last ".key" or "[i]" off a YAML path.
+func parentPath(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
