@@ -118,6 +118,7 @@ placeholders until the node and the simulator land.`,
 		return usageError{err}
 	})
 	root.AddCommand(newVersionCmd(), newRunCmd(), newSimCmd())
+	root.AddCommand(newConfigCmd())
 	markRunErrors(root)
 	return root
 }
@@ -136,42 +137,3 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-// newRunCmd builds "edgekv run", which will start one node.
-func newRunCmd() *cobra.Command {
-	var (
-		name    string
-		config  string
-		dataDir string
-	)
-	cmd := &cobra.Command{
-		Use:   "run -n NAME [-c CONFIG] [--data DIR]",
-		Short: "Run one edgekv node (not built yet)",
-		Long: `Run one edgekv node named NAME, configured by the YAML board config CONFIG,
-keeping its snapshot and change log in DIR.
-
-The node is not built yet: it arrives with issue 3. For now this command
-prints what it would do and exits.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "edgekv run: would start node %q", name)
-			if config != "" {
-				fmt.Fprintf(out, " with config %q", config)
-			}
-			if dataDir != "" {
-				fmt.Fprintf(out, " and data directory %q", dataDir)
-			}
-			fmt.Fprintln(out, ".")
-			fmt.Fprintln(out, "The node is not built yet: it arrives with issue 3. Nothing was started.")
-			return nil
-		},
-	}
-	f := cmd.Flags()
-	f.StringVarP(&name, "name", "n", "", "node name (required)")
-	f.StringVarP(&config, "config", "c", "", "YAML board config file")
-	f.StringVar(&dataDir, "data", "", "data directory for the snapshot and change log")
-	if err := cmd.MarkFlagRequired("name"); err != nil {
-		panic(err) // programmer error: the flag is defined just above
-	}
-	return cmd
-}

@@ -130,6 +130,20 @@ func (s *Store) afterAdd(seq uint64, full bool) error {
 	case s.opts.Sync == SyncAlways:
 		return s.flush(seq, true)
 	case full && s.opts.Sync == SyncInterval:
+		// Write-behind must not make the appender wait for a group
+		// commit's fsync that is under way: that flush (or the next
+		// tick) takes these records too. Only a buffer far past the
+		// write-behind mark waits.
+		if !s.flushMu.TryLock() {
+			s.mu.Lock()
+			huge := len(s.buf) >= 16*s.writeBehind
+			s.mu.Unlock()
+			if !huge {
+				return nil
+			}
+			return s.flush(seq, false)
+		}
+		s.flushMu.Unlock()
 		return s.flush(seq, false)
 	}
 	return nil

@@ -1,0 +1,531 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/tree"
+)
+
+// benchNode is an in-process node on loopback ports.
+type benchNode struct {
+	n      *node
+	port   int
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startBenchNodes starts nodes with the given names; links[i] lists the
+// indexes node i dials. Heartbeats are fast so catch-up is not waiting for
+// the clock.
+func startBenchNodes(b testing.TB, names []string, links [][]int, mutate func(i int, c *boards.Config)) []*benchNode {
+	b.Helper()
+	ps := ports(b, len(names))
+	var out []*benchNode
+	for i, name := range names {
+		c := boards.DefaultConfig(name)
+		c.Data.Dir = filepath.Join(b.TempDir(), name)
+		c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", ps[i])}
+		c.Listen.Client = ""
+		c.Sync.Heartbeat = boards.Duration(200 * time.Millisecond)
+		c.LogLevel = boards.LogWarn
+		for j := range names {
+			if j != i {
+				c.PeerUsers = append(c.PeerUsers, boards.PeerUser{Username: names[j], Password: "pw-" + names[j]})
+			}
+		}
+		for _, j := range links[i] {
+			c.Peers = append(c.Peers, boards.Link{Name: names[j], Addr: fmt.Sprintf("127.0.0.1:%d", ps[j]), Username: name, Password: "pw-" + name})
+		}
+		if mutate != nil {
+			mutate(i, c)
+		}
+		out = append(out, runBenchNode(b, c, ps[i]))
+	}
+	return out
+}
+
+func runBenchNode(b testing.TB, c *boards.Config, port int) *benchNode {
+	b.Helper()
+	if err := c.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	nc, err := nodeConfigFrom(c, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := newNode(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	bn := &benchNode{n: n, port: port, cancel: cancel, done: make(chan error, 1)}
+	go func() { bn.done <- n.Run(ctx) }()
+	b.Cleanup(bn.stop)
+	waitPort(b, port)
+	return bn
+}
+
+func (bn *benchNode) stop() {
+	if bn.cancel == nil {
+		return
+	}
+	bn.cancel()
+	<-bn.done
+	bn.cancel = nil
+}
+
+func waitPort(b testing.TB, port int) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := (&netDialer{}).dial(port); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("port %d not listening", port)
+}
+
+// ports returns n free loopback ports.
+func ports(b testing.TB, n int) []int {
+	b.Helper()
+	var out []int
+	for range n {
+		c, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		out = append(out, c.Addr().(*net.TCPAddr).Port)
+	}
+	return out
+}
+
+// binary builds the edgekv binary for the benchmarks that start processes.
+func binary(b testing.TB) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "edgekv")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// mqttClient connects a paho v5 client to port and calls onMsg for every
+// message on the subscribed filter (if any).
+func mqttClient(b testing.TB, port int, id, filter string, onMsg func(topic string, payload []byte)) *autopaho.ConnectionManager {
+	b.Helper()
+	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", port))
+	ready := make(chan struct{})
+	var once sync.Once
+	cfg := autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 30, CleanStartOnInitialConnection: true,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			if filter != "" {
+				if _, err := cm.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter}}}); err != nil {
+					panic(err)
+				}
+			}
+			once.Do(func() { close(ready) })
+		},
+		ClientConfig: paho.ClientConfig{ClientID: id},
+	}
+	if onMsg != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			onMsg(pr.Packet.Topic, pr.Packet.Payload)
+			return true, nil
+		}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		b.Fatalf("MQTT client %s could not connect to %d", id, port)
+	}
+	b.Cleanup(func() {
+		dctx, c2 := context.WithTimeout(context.Background(), time.Second)
+		cm.Disconnect(dctx)
+		c2()
+		cancel()
+	})
+	return cm
+}
+
+// waitLinks waits until every node has the expected number of sync links.
+func waitLinks(b testing.TB, nodes []*benchNode, want []int) {
+	b.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for i, bn := range nodes {
+			got := 0
+			bn.n.do(context.Background(), func() {})
+			done := make(chan int)
+			bn.n.post(func() { done <- len(bn.n.r.Links()) })
+			got = <-done
+			ok = ok && got >= want[i]
+		}
+		if ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatal("links did not come up")
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+// BenchmarkReplicateMesh3: updates published to board1 over MQTT, counted
+// when they arrive as MQTT messages on board3 (full mesh of three nodes on
+// loopback, in one process). Reports sustained updates/s with 4 publishing
+// connections, and p50/p99 propagation latency at a paced 5,000 updates/s.
+func BenchmarkReplicateMesh3(b *testing.B) {
+	nodes := startBenchNodes(b, []string{"board1", "board2", "board3"}, [][]int{{1, 2}, {2}, {}}, nil)
+	waitLinks(b, nodes, []int{2, 2, 2})
+	var got atomic.Int64
+	var latMu sync.Mutex
+	var lats []time.Duration
+	mqttClient(b, nodes[2].port, "sub3", "kv/bench/#", func(topic string, payload []byte) {
+		got.Add(1)
+		if strings.HasPrefix(topic, "kv/bench/lat/") {
+			ns, err := strconv.ParseInt(string(payload), 10, 64)
+			if err == nil {
+				latMu.Lock()
+				lats = append(lats, time.Duration(time.Now().UnixNano()-ns))
+				latMu.Unlock()
+			}
+		}
+	})
+	const conns = 4
+	var pubs []*autopaho.ConnectionManager
+	for i := range conns {
+		pubs = append(pubs, mqttClient(b, nodes[0].port, fmt.Sprintf("pub%d", i), "", nil))
+	}
+	const perRound = 20000
+	round := 0
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		round++
+		base := got.Load()
+		var wg sync.WaitGroup
+		for c, cm := range pubs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := c; i < perRound; i += conns {
+					topic := fmt.Sprintf("kv/bench/r%d/%d", round, i)
+					if _, err := cm.Publish(context.Background(), &paho.Publish{Topic: topic, Payload: []byte(strconv.Itoa(i)), QoS: 0}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		deadline := time.Now().Add(60 * time.Second)
+		for got.Load() < base+perRound {
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d updates arrived on board3", got.Load()-base, perRound)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(round*perRound)/elapsed.Seconds(), "updates/s")
+	b.ReportMetric(0, "ns/op")
+
+	// Latency at a paced 5,000 updates/s for 2 s.
+	const rate, secs = 5000, 2
+	tick := time.NewTicker(time.Second / 1000)
+	defer tick.Stop()
+	sent := 0
+	t0 := time.Now()
+	for sent < rate*secs {
+		<-tick.C
+		due := int(time.Since(t0).Seconds() * rate)
+		for ; sent < due && sent < rate*secs; sent++ {
+			topic := fmt.Sprintf("kv/bench/lat/%d", sent%2000)
+			payload := strconv.FormatInt(time.Now().UnixNano(), 10)
+			if _, err := pubs[sent%conns].Publish(context.Background(), &paho.Publish{Topic: topic, Payload: []byte(payload)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	latMu.Lock()
+	defer latMu.Unlock()
+	if len(lats) < rate*secs*9/10 {
+		b.Fatalf("only %d of %d paced updates arrived", len(lats), rate*secs)
+	}
+	if os.Getenv("EDGEKV_BENCH_DEBUG") != "" {
+		for i := 0; i < len(lats); i += len(lats) / 20 {
+			b.Logf("latency sample %d: %v (max of next chunk %v)", i, lats[i], slices.Max(lats[i:min(len(lats), i+len(lats)/20)]))
+		}
+	}
+	b.ReportMetric(float64(percentile(lats, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lats, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// digestOf summarises a node's tree on its owning goroutine.
+func digestOf(bn *benchNode) string {
+	done := make(chan string, 1)
+	bn.n.post(func() {
+		var sb strings.Builder
+		t := bn.n.r.Tree()
+		fmt.Fprintf(&sb, "%d;", t.Len())
+		for _, nd := range t.Nodes() {
+			fmt.Fprintf(&sb, "%s:%d:%s;", nd.Name(), nd.Tick(), nd.Known())
+		}
+		done <- sb.String()
+	})
+	return <-done
+}
+
+// BenchmarkCatchUpAfterPartition: two nodes share 100,000 entries; during a
+// split each changes 1,000 (board2 runs cut off: on another port, dialling
+// nobody); then board2 comes back on its port and board1's link to it comes
+// up. Measures the time from that link-up to identical trees (target ≤ 1 s).
+func BenchmarkCatchUpAfterPartition(b *testing.B) {
+	const shared, div = 100_000, 1000
+	nodes := startBenchNodes(b, []string{"board1", "board2"}, [][]int{{1}, {}}, nil)
+	waitLinks(b, nodes, []int{1, 1})
+	ctx := context.Background()
+	v := []byte{0xa5, 'v', 'a', 'l', 'u', 'e'}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < shared; i += 4 {
+				if err := nodes[0].n.Write(ctx, tree.Path{tree.Str("shared"), tree.Int(int64(i / 1000)), tree.Int(int64(i))}, v); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitSame := func(what string, limit time.Duration) time.Duration {
+		start := time.Now()
+		for {
+			if digestOf(nodes[0]) == digestOf(nodes[1]) {
+				return time.Since(start)
+			}
+			if time.Since(start) > limit {
+				b.Fatalf("%s: trees differ after %v:\n%.300s\n%.300s", what, limit, digestOf(nodes[0]), digestOf(nodes[1]))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitSame("initial sync", 60*time.Second)
+	cfg2 := nodes[1].n.cfg
+	var total time.Duration
+	for round := 1; b.Loop(); round++ {
+		b.StopTimer()
+		// Split: board2 restarts on a port nobody dials.
+		nodes[1].stop()
+		c := boards.DefaultConfig("board2")
+		c.Data.Dir = cfg2.DataDir
+		cut := ports(b, 1)[0]
+		c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", cut)}
+		c.Listen.Client = ""
+		c.Sync.Heartbeat = boards.Duration(200 * time.Millisecond)
+		c.LogLevel = boards.LogWarn
+		c.PeerUsers = []boards.PeerUser{{Username: "board1", Password: "pw-board1"}}
+		isolated := runBenchNode(b, c, cut)
+		for i := range div {
+			p1 := tree.Path{tree.Str("shared"), tree.Int(int64(i % 100)), tree.Int(int64((round*div + i) % shared))}
+			p2 := tree.Path{tree.Str("split"), tree.Int(int64(round)), tree.Int(int64(i))}
+			if err := nodes[0].n.Write(ctx, p1, v); err != nil {
+				b.Fatal(err)
+			}
+			if err := isolated.n.Write(ctx, p2, v); err != nil {
+				b.Fatal(err)
+			}
+		}
+		isolated.stop()
+		// Heal: board2 back on its own port; time from board1's link-up.
+		c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", nodes[1].port)}
+		nodes[1] = runBenchNode(b, c, nodes[1].port)
+		waitLinks(b, nodes, []int{1, 1})
+		b.StartTimer()
+		total += waitSame("catch-up", 30*time.Second)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/heal")
+}
+
+// BenchmarkBrokerPublish compares QoS 0 publish throughput (one publisher,
+// one subscriber, a non-KV topic) of edgekv's broker with its KV hooks on
+// against Debian's mosquitto, with the same client workload in one run.
+func BenchmarkBrokerPublish(b *testing.B) {
+	mosq, err := exec.LookPath("mosquitto")
+	if err != nil {
+		mosq = "/usr/sbin/mosquitto"
+	}
+	if _, err := os.Stat(mosq); err != nil {
+		b.Fatalf("mosquitto not found: apt-get install mosquitto (.ci/run does)")
+	}
+	port := ports(b, 1)[0]
+	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n", port)), 0o644)
+	cmd := exec.Command(mosq, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitPort(b, port)
+	nodes := startBenchNodes(b, []string{"bench"}, [][]int{{}}, nil)
+
+	const n = 50_000
+	rate := func(port int, name string) float64 {
+		var got atomic.Int64
+		all := make(chan struct{})
+		mqttClient(b, port, name+"-sub", "bench/t", func(string, []byte) {
+			if got.Add(1) == n {
+				close(all)
+			}
+		})
+		pub := mqttClient(b, port, name+"-pub", "", nil)
+		payload := []byte(`{"v":21.5}`)
+		start := time.Now()
+		for range n {
+			if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: "bench/t", Payload: payload}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-all:
+		case <-time.After(60 * time.Second):
+			b.Logf("%s: only %d of %d delivered", name, got.Load(), n)
+		}
+		return float64(got.Load()) / time.Since(start).Seconds()
+	}
+	var ek, mq float64
+	for b.Loop() {
+		mq += rate(port, "mosquitto")
+		ek += rate(nodes[0].port, "edgekv")
+	}
+	b.ReportMetric(ek/float64(b.N), "edgekv-msg/s")
+	b.ReportMetric(mq/float64(b.N), "mosquitto-msg/s")
+	b.ReportMetric(ek/mq, "ratio")
+}
+
+// BenchmarkIdleNode reports the resident memory and CPU time of a real
+// edgekv process holding 10,000 entries with 2 peers, over 60 s of idling.
+func BenchmarkIdleNode(b *testing.B) {
+	for b.Loop() {
+		bin := binary(b)
+		ps := ports(b, 3)
+		dir := b.TempDir()
+		names := []string{"idle1", "idle2", "idle3"}
+		var procs []*exec.Cmd
+		for i, name := range names {
+			var peers strings.Builder
+			for j := i + 1; j < 3; j++ {
+				fmt.Fprintf(&peers, "  - {name: %s, addr: \"127.0.0.1:%d\", username: %s, password: pw}\n", names[j], ps[j], name)
+			}
+			cfg := fmt.Sprintf("node: %s\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nlog_level: warn\npeer_users:\n%s",
+				name, filepath.Join(dir, name), ps[i], peerUsers(names, name))
+			if peers.Len() > 0 {
+				cfg += "peers:\n" + peers.String()
+			}
+			f := filepath.Join(dir, name+".yaml")
+			os.WriteFile(f, []byte(cfg), 0o644)
+			cmd := exec.Command(bin, "run", "-n", name, "-c", f)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			procs = append(procs, cmd)
+			waitPort(b, ps[i])
+		}
+		defer func() {
+			for _, p := range procs {
+				p.Process.Kill()
+				p.Wait()
+			}
+		}()
+		pub := mqttClient(b, ps[0], "fill", "", nil)
+		for i := range 10_000 {
+			if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: fmt.Sprintf("kv/idle/%d/%d", i/100, i), Payload: []byte(strconv.Itoa(i)), QoS: 1}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		pid := procs[0].Process.Pid
+		cpu0 := cpuTicks(b, pid)
+		time.Sleep(60 * time.Second)
+		cpu1 := cpuTicks(b, pid)
+		b.ReportMetric(float64(rssKiB(b, pid))/1024, "RSS-MiB")
+		b.ReportMetric(float64(cpu1-cpu0)/100/60*100, "CPU-%")
+	}
+}
+
+func peerUsers(names []string, self string) string {
+	var sb strings.Builder
+	for _, n := range names {
+		if n != self {
+			fmt.Fprintf(&sb, "  - {username: %s, password: pw}\n", n)
+		}
+	}
+	return sb.String()
+}
+
+func rssKiB(b testing.TB, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	return 0
+}
+
+// cpuTicks returns utime+stime of pid in clock ticks (1/100 s).
+func cpuTicks(b testing.TB, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s
+}
+

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/broker"
+	"github.com/edgekv/edgekv/tree/store"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		name    string
+		config  string
+		dataDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "run -n NAME [-c CONFIG] [--data DIR]",
+		Short: "Run one edgekv node",
+		Long: `Run the edgekv node NAME: the embedded MQTT broker, the replicated tree with
+its snapshot and change log in the data directory, and the links to the
+peers and hubs named in the board config.
+
+Without -c it uses the embedded default (see 'edgekv config default'): the
+sim board, MQTT on 127.0.0.1:1883, data in ./data/NAME, no peers. Every
+valued entry under the KV prefix is a retained MQTT message; publishing to
+such a topic writes (JSON, else a string); an empty payload deletes.
+
+SIGINT or SIGTERM shut the node down cleanly (log flushed, links closed).`,
+		Example: `  edgekv run -n demo
+  mosquitto_sub -h 127.0.0.1 -t 'kv/#' -v            # in another shell
+  mosquitto_pub -h 127.0.0.1 -t kv/room/temp -m 21.5
+
+  edgekv run -n board1 -c configs/mesh/board1.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadBoardConfig(name, config)
+			if err != nil {
+				return err
+			}
+			if dataDir != "" {
+				cfg.Data.Dir = dataDir
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runNode(ctx, cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: cfg.LogLevel.Slog()})))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&name, "name", "n", "", "node name (required; must match the config's node if it has one)")
+	f.StringVarP(&config, "config", "c", "", "YAML board config file (default: the embedded demo config)")
+	f.StringVar(&dataDir, "data", "", "data directory for the snapshot and change log (overrides the config)")
+	if err := cmd.MarkFlagRequired("name"); err != nil {
+		panic(err) // programmer error: the flag is defined just above
+	}
+	return cmd
+}
+
+// loadBoardConfig reads the board config (or the embedded default) and
+// applies the node name.
+func loadBoardConfig(name, path string) (*boards.Config, error) {
+	var cfg *boards.Config
+	if path == "" {
+		cfg = boards.Default()
+	} else {
+		var err error
+		if cfg, err = boards.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.SetNode(name); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// nodeConfigFrom resolves a board config into what the node needs.
+func nodeConfigFrom(cfg *boards.Config, log *slog.Logger) (nodeConfig, error) {
+	nc := nodeConfig{
+		Name:         cfg.Node,
+		DataDir:      cfg.Data.Dir,
+		SyncInterval: cfg.Data.SyncInterval.Std(),
+		ChainLen:     cfg.Sync.ChainLength,
+		Heartbeat:    cfg.Sync.Heartbeat.Std(),
+		Logger:       log,
+	}
+	switch cfg.Data.Sync {
+	case boards.SyncAlways:
+		nc.Sync = store.SyncAlways
+	case boards.SyncNone:
+		nc.Sync = store.SyncNone
+	default:
+		nc.Sync = store.SyncInterval
+	}
+	users := make(map[string]string)
+	for _, u := range cfg.PeerUsers {
+		users[u.Username] = u.Password
+	}
+	nc.Broker = broker.Config{
+		MQTT:            cfg.Listen.MQTT,
+		WebSocket:       cfg.Listen.WebSocket,
+		KVPrefix:        cfg.KV.Prefix,
+		SyncPrefix:      cfg.Sync.Prefix,
+		MaxPayloadBytes: cfg.KV.MaxPayloadBytes,
+		PeerUsers:       users,
+		AllowAnonymous:  true, // loopback only, until the security issue lands
+	}
+	for _, l := range cfg.Listen.TLS {
+		nc.Broker.TLS = append(nc.Broker.TLS, broker.TLSListener{Addr: l.Addr, Cert: l.Cert, Key: l.Key})
+	}
+	add := func(l boards.Link, hub bool) error {
+		tc, err := clientTLS(l.TLS)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", l.Name, err)
+		}
+		nc.Peers = append(nc.Peers, broker.PeerLinkConfig{
+			Name: l.Name, Addr: l.Addr, Username: l.Username, Password: l.Password,
+			TLS: tc, SyncPrefix: cfg.Sync.Prefix, Hub: hub,
+		})
+		return nil
+	}
+	for _, l := range cfg.Peers {
+		if err := add(l, false); err != nil {
+			return nc, err
+		}
+	}
+	for _, l := range cfg.Hubs {
+		if err := add(l, true); err != nil {
+			return nc, err
+		}
+	}
+	return nc, nil
+}
+
+func clientTLS(c *boards.ClientTLS) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificates in %s", c.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if c.Cert != "" || c.Key != "" {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// runNode runs the node until ctx is done and shuts it down within 5 s.
+func runNode(ctx context.Context, cfg *boards.Config, log *slog.Logger) error {
+	nc, err := nodeConfigFrom(cfg, log)
+	if err != nil {
+		return err
+	}
+	n, err := newNode(nc)
+	if err != nil {
+		return err
+	}
+	log.Info("edgekv node starting", "node", cfg.Node, "board", cfg.Board, "mqtt", cfg.Listen.MQTT, "data", cfg.Data.Dir,
+		"peers", len(cfg.Peers), "hubs", len(cfg.Hubs), "version", version)
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- n.Run(runCtx) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "node", cfg.Node)
+	cancel()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(5 * time.Second):
+		return errors.New("shutdown took longer than 5 s")
+	}
+}
