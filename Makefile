@@ -36,7 +36,7 @@ CROSS_TARGETS := linux/arm/7 linux/arm64 linux/amd64
 all: test
 
 help:
-	@echo "make run        demo: a simulated 3-board cluster through splits and crashes"
+	@echo "make run        start the demo node (MQTT on 127.0.0.1:1883)"
 	@echo "make test       go vet + all tests (what CI runs)"
 	@echo "make race       all tests under the race detector (SIM_SEEDS=$(RACE_SIM_SEEDS))"
 	@echo "make bench      benchmarks: BENCH=regexp COUNT=n"
@@ -87,10 +87,10 @@ cross:
 build:
 	$(GO) build -ldflags '-X main.version=$(VERSION)' -o bin/edgekv ./cmd/edgekv
 
-# Until the node lands (issue 3), the demo is a simulated three-board line
-# a–b–c with partitions and crashes, traced step by step, then checked.
+# The demo node: the embedded default config (sim board, MQTT on
+# 127.0.0.1:1883, data in ./data/demo). Stop it with Ctrl-C.
 run:
-	$(GO) run ./cmd/edgekv sim --seed 1 --ops 200 --nodes 3 --topology line
+	$(GO) run ./cmd/edgekv run -n demo
 
 sim:
 	$(GO) run ./cmd/edgekv sim --seed $(SEED) --ops $(OPS)
