@@ -830,3 +830,12 @@ func TestSendToPeerInvalidKind(t *testing.T) {
 		t.Fatal("invalid kind accepted")
 	}
 }
+
+func TestSysTopics(t *testing.T) {
+	tb := startBroker(t, nil)
+	c := connect(t, tb.addr, "sys", "", "")
+	c.subscribe(t, "$SYS/broker/version")
+	if m := c.expect(t); m.Topic != "$SYS/broker/version" || len(m.Payload) == 0 {
+		t.Fatalf("got %q %q", m.Topic, m.Payload)
+	}
+}

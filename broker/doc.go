@@ -9,7 +9,8 @@
 //
 // tree and tree/wire, mochi-mqtt/server/v2 (never its config package,
 // which drags in every storage backend), gorilla/websocket (which mochi
-// uses too), msgp's runtime and the standard library. The node (cmd/edgekv)
+// uses too), paho's autopaho (outbound peer links, peerlink.go), msgp's
+// runtime and the standard library. The node (cmd/edgekv)
 // implements the Tree and SyncHandler interfaces defined here. The broker
 // never imports hw, runner or cmd.
 //

@@ -189,10 +189,12 @@ func payloadValue(payload []byte) ([]byte, error) {
 //   - extension types (any type number, including MoaT-KV's paths and
 //     msgpack timestamps) become {"$ext": type, "data": "<base64>"}.
 //
-// Malformed or truncated input, trailing bytes and nesting deeper than 100
-// are errors wrapping tree.ErrInvalidValue.
+// Malformed or truncated input, trailing bytes, nesting deeper than 100,
+// and JSON more than 8 times the size of the input (which takes map keys
+// that are containers nested in each other) are errors wrapping
+// tree.ErrInvalidValue.
 func MsgpackToJSON(b []byte) ([]byte, error) {
-	d := mpDecoder{b: b}
+	d := mpDecoder{b: b, limit: maxJSONGrowth*len(b) + 64}
 	out, err := d.value(make([]byte, 0, len(b)+len(b)/2+8), 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", tree.ErrInvalidValue, err)
@@ -207,9 +209,17 @@ func MsgpackToJSON(b []byte) ([]byte, error) {
 // generic readers, which turn extension types 3, 4 and 5 into complex and
 // time values (DESIGN.md §10).
 type mpDecoder struct {
-	b   []byte
-	pos int
+	b     []byte
+	pos   int
+	limit int // largest output allowed
 }
+
+// maxJSONGrowth bounds the JSON output at this many times the msgpack
+// input (plus a little). Plain values grow at most about 6× (a control
+// character becomes "\u0001"); only map keys that are themselves maps or
+// arrays, nested in each other, grow further, as each level escapes the
+// quotes and backslashes of the one inside, doubling them.
+const maxJSONGrowth = 8
 
 func (d *mpDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("byte %d: %s", d.pos, fmt.Sprintf(format, args...))
@@ -408,7 +418,11 @@ func (d *mpDecoder) key(out []byte, depth int) ([]byte, error) {
 	if len(txt) > 0 && txt[0] == '"' {
 		return append(out, txt...), nil // bin (base64), NaN, Infinity
 	}
-	return appendJSONString(out, txt), nil
+	out = appendJSONString(out, txt)
+	if len(out) > d.limit {
+		return nil, d.errorf("JSON form too large (map keys that are containers, nested)")
+	}
+	return out, nil
 }
 
 // ext appends {"$ext": type, "data": base64} for an extension with n data

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tinylib/msgp/msgp"
@@ -253,6 +254,19 @@ func TestMsgpackToJSONErrors(t *testing.T) {
 	}
 	if _, err := MsgpackToJSON(deep[1:]); err != nil {
 		t.Errorf("100 levels: %v", err)
+	}
+	// Map keys that are maps, nested: each level escapes the one inside,
+	// doubling its backslashes (a fuzzer find; it ran out of memory).
+	keys := []byte{0xc0}
+	for range 99 {
+		keys = append(append([]byte{0x81}, keys...), 0xc0)
+	}
+	start := time.Now()
+	if _, err := MsgpackToJSON(keys); !errors.Is(err, tree.ErrInvalidValue) {
+		t.Errorf("nested container keys: %v, want ErrInvalidValue", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("nested container keys took %v", d)
 	}
 	for _, tc := range []struct {
 		name string
