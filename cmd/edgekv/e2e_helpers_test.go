@@ -31,6 +31,15 @@ var (
 	e2eErr  error
 )
 
+// TestMain removes the binary that edgekvBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if e2eBin != "" {
+		_ = os.RemoveAll(filepath.Dir(e2eBin))
+	}
+	os.Exit(code)
+}
+
 // edgekvBinary builds the binary once per test run.
 func edgekvBinary(t *testing.T) string {
 	t.Helper()
@@ -392,7 +401,12 @@ func tryDialMQTT(port int, id, user, pass string, onMsg func(*paho.Publish)) (*p
 // publishQoS1 publishes and returns the PUBACK's reason code; err is set
 // only when no PUBACK arrived (a refusal is a reason code >= 0x80).
 func publishQoS1(c *paho.Client, topic string, payload []byte) (byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return publishQoS1Ctx(context.Background(), c, topic, payload)
+}
+
+// publishQoS1Ctx is publishQoS1 bounded by ctx (and 5 s).
+func publishQoS1Ctx(ctx context.Context, c *paho.Client, topic string, payload []byte) (byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
 	if resp != nil {

@@ -69,9 +69,16 @@ func TestBinary(t *testing.T) {
 			wantStdout: []string{"partition-tolerant", "Usage:", "version", "run", "sim"},
 		},
 		{
-			name:       "run placeholder",
-			args:       []string{"run", "-n", "demo"},
-			wantStdout: []string{`"demo"`, "not built yet"},
+			name:       "run with a missing config",
+			args:       []string{"run", "-n", "demo", "-c", "/nonexistent/board.yaml"},
+			wantCode:   1,
+			wantStderr: []string{"/nonexistent/board.yaml"},
+		},
+		{
+			name:       "run with a bad node name",
+			args:       []string{"run", "-n", "bad/name"},
+			wantCode:   1,
+			wantStderr: []string{"node"},
 		},
 		{
 			name:       "sim one seed",

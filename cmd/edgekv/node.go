@@ -58,7 +58,8 @@ type node struct {
 	byName  map[string]replica.LinkID
 	nextID  replica.LinkID
 	waiters []chan error
-	status  map[string]string // last written status per link, to write only changes
+	status  map[string]string    // last written status per link, to write only changes
+	gone    map[string]time.Time // links that went down: when they were last heard from
 	// syncDirty: something other than status entries changed since the
 	// sync counters were last written. Writing the counters is itself a
 	// change sent to every peer, which moves everyone's counters again, so
@@ -68,9 +69,10 @@ type node struct {
 }
 
 type nodeLink struct {
-	name  string
-	send  func(wire.Kind, []byte) error
-	since time.Time
+	name     string
+	send     func(wire.Kind, []byte) error
+	since    time.Time
+	lastSeen time.Time // last message received on the link
 }
 
 func newNode(cfg nodeConfig) (*node, error) {
@@ -99,6 +101,7 @@ func newNode(cfg nodeConfig) (*node, error) {
 		links:     make(map[replica.LinkID]*nodeLink),
 		byName:    make(map[string]replica.LinkID),
 		status:    make(map[string]string),
+		gone:      make(map[string]time.Time),
 		syncDirty: true,
 	}
 	var fsys store.FS = store.DirFS(cfg.DataDir)
@@ -240,6 +243,13 @@ func (n *node) sender(name string) func(wire.Kind, []byte) error {
 func (n *node) linkDown(name string) {
 	n.post(func() {
 		if id, ok := n.byName[name]; ok {
+			if l := n.links[id]; l != nil {
+				last := l.lastSeen
+				if last.IsZero() {
+					last = l.since
+				}
+				n.gone[name] = last
+			}
 			n.r.LinkDown(id)
 			delete(n.links, id)
 			delete(n.byName, name)
@@ -260,6 +270,9 @@ func (n *node) receive(name string, kind wire.Kind, data []byte) {
 				return
 			}
 			id = n.addLink(name, send)
+		}
+		if l := n.links[id]; l != nil {
+			l.lastSeen = time.Now()
 		}
 		if err := n.r.Step(id, kind, data); err != nil {
 			n.log.Warn("dropped a sync message", "peer", name, "kind", kind.String(), "bytes", len(data), "error", err)
@@ -517,9 +530,11 @@ func (n *node) writeStatus() {
 	}
 	for name := range n.status {
 		if name != syncStats && !seen[name] {
-			v := msgp.AppendMapHeader(nil, 1)
+			v := msgp.AppendMapHeader(nil, 2)
 			v = msgp.AppendString(v, "connected")
 			v = msgp.AppendBool(v, false)
+			v = msgp.AppendString(v, "last_seen")
+			v = msgp.AppendInt64(v, n.gone[name].Unix())
 			n.setStatus(name, v)
 		}
 	}
