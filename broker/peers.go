@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -39,10 +40,19 @@ func (t *peerTracker) up(peer string, cl *mqtt.Client) {
 		t.mu.Unlock()
 		return
 	}
+	old := t.current[peer]
 	t.current[peer] = cl
 	t.queue = append(t.queue, peerEvent{peer, true})
 	t.deliver()
+	if old != nil {
+		// One connection per peer: the newest wins (like a client-ID
+		// takeover). The old one is closed, so that no connection is
+		// left subscribed but forgotten; a genuine peer reconnects.
+		old.Stop(errReplaced)
+	}
 }
+
+var errReplaced = errors.New("broker: replaced by a newer connection of the same peer")
 
 // down records that cl is no longer peer's ready connection; nothing
 // happens if a newer connection has taken its place.

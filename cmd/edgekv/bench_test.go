@@ -528,4 +528,3 @@ func cpuTicks(b testing.TB, pid int) int {
 	s, _ := strconv.Atoi(f[12])
 	return u + s
 }
-

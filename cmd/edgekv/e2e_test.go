@@ -758,11 +758,10 @@ func TestE2EBadInput(t *testing.T) {
 
 // TestE2EPeerSecondConnection: a second connection authenticated as a peer
 // (another client ID, same peer user) that subscribes to the peer's sync
-// topic and goes away must not cut the real peer's link.
+// topic and goes away must not cut the real peer's link: the newest
+// connection takes over, the old one is closed, and the real peer
+// reconnects.
 func TestE2EPeerSecondConnection(t *testing.T) {
-	t.Skip("known broker bug (broker/peers.go): the tracker keeps one connection per peer, so when the " +
-		"second connection ends it reports PeerDown while the real peer is still subscribed; node1 then " +
-		"never sends to node2 again. Remove this skip once fixed.")
 	dir := t.TempDir()
 	ports := freePorts(t, 2)
 	p1, p2 := ports[0], ports[1]

@@ -136,4 +136,3 @@ func newVersionCmd() *cobra.Command {
 		},
 	}
 }
-
