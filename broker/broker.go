@@ -244,6 +244,9 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 		SysTopicResendInterval: sysInterval,
 		InlineClient:           true,
 	})
+	if !stopRetainedExpiry(srv) {
+		log.Warn("could not stop mochi's retained-expiry sweep: retained publishes will stall once a second on large trees")
+	}
 	inline, ok := srv.Clients.Get(mqtt.InlineClientId)
 	if !ok {
 		return nil, errors.New("broker: mochi created no inline client")
