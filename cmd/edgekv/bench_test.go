@@ -226,7 +226,7 @@ func BenchmarkReplicateMesh3(b *testing.B) {
 			}
 		}
 	})
-	const conns = 4
+	const conns = 8
 	var pubs []*autopaho.ConnectionManager
 	for i := range conns {
 		pubs = append(pubs, mqttClient(b, nodes[0].port, fmt.Sprintf("pub%d", i), "", nil))

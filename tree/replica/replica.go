@@ -243,9 +243,39 @@ func (r *Replica) Delete(p tree.Path, c tree.Cond) (tree.Event, error) {
 }
 
 func (r *Replica) local(ev tree.Event) {
-	rec := r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
-	r.broadcast(wire.KindUpdate, rec[1:], -1)
+	r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
+	r.relay(ev, nil, -1)
 	r.change(ev)
+}
+
+// relay sends ev on every up link but skip whose peer is not named in via
+// (the nodes it has already been sent to), and names this node and all its
+// peers in the via list it sends along. In a full mesh an update then
+// crosses each link once instead of being relayed back and forth; a peer
+// that misses it because a link failed finds the gap from heartbeats.
+// It returns how many links it sent on.
+func (r *Replica) relay(ev tree.Event, via []string, skip LinkID) int {
+	targets := make([]LinkID, 0, len(r.links))
+	next := append(make([]string, 0, len(via)+len(r.links)+1), via...)
+	next = append(next, r.cfg.Node)
+	for _, id := range r.linkIDs() {
+		peer := r.links[id].Peer
+		if peer != "" && !slices.Contains(next, peer) {
+			next = append(next, peer)
+		}
+		if id == skip || (peer != "" && slices.Contains(via, peer)) {
+			continue
+		}
+		targets = append(targets, id)
+	}
+	if len(targets) == 0 {
+		return 0
+	}
+	data := wire.AppendUpdateVia(nil, ev, next)
+	for _, id := range targets {
+		r.send(id, wire.KindUpdate, data)
+	}
+	return len(targets)
 }
 
 // LinkUp registers a new link and starts the catch-up: hello and digest.
@@ -291,14 +321,14 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 		if err != nil {
 			return err
 		}
-		return r.stepUpdate(id, u.Event)
+		return r.stepUpdate(id, u.Event, u.Via)
 	case wire.KindBatch:
 		ups, err := wire.DecodeBatch(data)
 		if err != nil {
 			return err
 		}
 		// Check everything first so that a bad batch changes nothing.
-		evs := make([]tree.Event, 0, len(ups))
+		us := make([]wire.Update, 0, len(ups))
 		for i, b := range ups {
 			u, err := wire.DecodeUpdate(b)
 			if err != nil {
@@ -307,10 +337,10 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 			if err := r.t.CheckEvent(u.Event); err != nil {
 				return fmt.Errorf("batch element %d: %w", i, err)
 			}
-			evs = append(evs, u.Event)
+			us = append(us, u)
 		}
-		for _, ev := range evs {
-			if err := r.stepUpdate(id, ev); err != nil {
+		for _, u := range us {
+			if err := r.stepUpdate(id, u.Event, u.Via); err != nil {
 				return err
 			}
 		}
@@ -351,7 +381,7 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 	return fmt.Errorf("%w: unknown message kind %d", tree.ErrMalformed, k)
 }
 
-func (r *Replica) stepUpdate(id LinkID, ev tree.Event) error {
+func (r *Replica) stepUpdate(id LinkID, ev tree.Event, via []string) error {
 	if ev.Value != nil {
 		ev.Value = slices.Clone(ev.Value) // never keep the driver's buffer
 	}
@@ -370,8 +400,8 @@ func (r *Replica) stepUpdate(id LinkID, ev tree.Event) error {
 		r.change(ev)
 	}
 	// New to us: persist it and pass it on (never back to its source).
-	rec := r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
-	if r.broadcast(wire.KindUpdate, rec[1:], id) > 0 {
+	r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
+	if r.relay(ev, via, id) > 0 {
 		r.stats.Relayed++
 	}
 	return nil

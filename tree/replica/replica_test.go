@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -365,5 +366,42 @@ func TestMembershipFromHeartbeats(t *testing.T) {
 	}
 	if a.Members()[0].Live {
 		t.Fatal("c still live after 6 silent ticks")
+	}
+}
+
+// TestRelaySkipsNodesThatHaveIt: in a full mesh a relay does not send an
+// update to peers the sender already sent it to (the "via" list).
+func TestRelaySkipsNodesThatHaveIt(t *testing.T) {
+	b := New(Config{Node: "b"})
+	b.LinkUp(1) // to a
+	b.LinkUp(2) // to c
+	b.LinkUp(3) // to d
+	for id, peer := range map[LinkID]string{1: "a", 2: "c", 3: "d"} {
+		if err := b.Step(id, wire.KindHello, wire.AppendHello(nil, wire.Hello{Proto: ProtoVersion, Node: peer})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Ready()
+	a := New(Config{Node: "a"})
+	ev, _, _ := a.Set(path("x"), str("v"), tree.Cond{})
+	// a sent it to b and c itself: b relays to d only, naming everyone.
+	if err := b.Step(1, wire.KindUpdate, wire.AppendUpdateVia(nil, ev, []string{"a", "b", "c"})); err != nil {
+		t.Fatal(err)
+	}
+	rd := b.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Link != 3 {
+		t.Fatalf("relayed %+v, want one message on link 3 (to d)", rd.Messages)
+	}
+	u, err := wire.DecodeUpdate(rd.Messages[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c", "d"} {
+		if !slices.Contains(u.Via, n) {
+			t.Fatalf("via %v lacks %s", u.Via, n)
+		}
+	}
+	if len(rd.Records) != 1 {
+		t.Fatalf("%d records, want 1: a skipped relay still persists the update", len(rd.Records))
 	}
 }

@@ -20,7 +20,34 @@ type Update struct {
 	// Recovery reports the recovery shape {value?, chain, tock, path, node,
 	// tick} (MoaT-KV's re-send of an entry) rather than the originator shape.
 	Recovery bool
+	// Via lists nodes that this update has already been sent to (edgekv's
+	// optional "via" key, ignored by MoaT-KV): a relay skips them.
+	Via []string
 }
+
+// MaxVia bounds the "via" list of an update.
+const MaxVia = 64
+
+// AppendUpdateVia is AppendUpdate with edgekv's "via" key appended: the
+// nodes the update has already been sent to (at most MaxVia are written).
+// With no names it is exactly AppendUpdate.
+func AppendUpdateVia(b []byte, ev tree.Event, via []string) []byte {
+	if len(via) == 0 {
+		return AppendUpdate(b, ev)
+	}
+	start := len(b)
+	b = AppendUpdate(b, ev)
+	b[start]++ // one more key in the fixmap header (5 or 6 keys before)
+	b = append(b, kVia...)
+	via = via[:min(len(via), MaxVia)]
+	b = msgp.AppendArrayHeader(b, uint32(len(via)))
+	for _, v := range via {
+		b = msgp.AppendString(b, v)
+	}
+	return b
+}
+
+var kVia = []byte("\xa3via")
 
 // AppendUpdate appends ev as an update message in the originator shape
 // {node, tick, prev, path, value?, tock}: node and tick are the chain head,
@@ -100,6 +127,7 @@ const (
 	hasValue
 	hasTock
 	hasDepth
+	hasVia
 )
 
 // evMap is what an event-like map holds: an update of either shape, a
@@ -114,6 +142,8 @@ type evMap struct {
 	value []byte
 	tock  uint64
 	depth uint64
+
+	via []string
 
 	tickAt, prevAt, chainAt []byte // where those values started
 }
@@ -182,6 +212,8 @@ func (m *evMap) read(b []byte) ([]byte, *Error) {
 			m.tock, rest, e = readUint(rest)
 		case hasDepth:
 			m.depth, rest, e = readUint(rest)
+		case hasVia:
+			m.via, rest, e = readVia(rest)
 		default:
 			rest, e = skipValue(rest, 0)
 		}
@@ -210,8 +242,31 @@ func keyBit(k []byte) uint16 {
 		return hasTock
 	case "depth":
 		return hasDepth
+	case "via":
+		return hasVia
 	}
 	return 0
+}
+
+// readVia reads the "via" list: an array of at most MaxVia node names.
+func readVia(b []byte) ([]string, []byte, *Error) {
+	n, rest, err := msgp.ReadArrayHeaderBytes(b)
+	if err != nil {
+		return nil, b, fail(b, "want an array of node names: %v", err)
+	}
+	if n > MaxVia {
+		return nil, b, fail(b, "%d names, at most %d", n, MaxVia)
+	}
+	out := make([]string, 0, n)
+	for i := range n {
+		var name string
+		var e *Error
+		if name, rest, e = readName(rest); e != nil {
+			return nil, b, e.in("name %d", i)
+		}
+		out = append(out, name)
+	}
+	return out, rest, nil
 }
 
 func (m *evMap) require(b []byte, bits uint16) *Error {
@@ -251,7 +306,7 @@ func (m *evMap) update(b []byte) (Update, *Error) {
 	if e := m.require(b, hasPath|hasTock); e != nil {
 		return Update{}, e
 	}
-	u := Update{Event: tree.Event{Path: m.path, Value: m.value, Tock: m.tock}}
+	u := Update{Event: tree.Event{Path: m.path, Value: m.value, Tock: m.tock}, Via: m.via}
 	if m.has&hasChain != 0 {
 		if len(m.chain) == 0 {
 			return Update{}, fail(m.chainAt, "nil chain: an update needs a version").inKey("chain")
