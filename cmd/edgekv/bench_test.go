@@ -442,11 +442,18 @@ func BenchmarkCatchUpAfterPartition(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if digestOf(nodes[0]) == digestOf(isolated) {
+			b.Fatal("no divergence to catch up")
+		}
 		isolated.stop()
-		// Heal: board2 back on its own port; time from board1's link-up.
+		// Heal: board2 back on its own port; time from board1's new
+		// link-up (its dialler retries with backoff while board2 is away).
+		ups := nodes[0].n.linkUps.Load()
 		c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", nodes[1].port)}
 		nodes[1] = runBenchNode(b, c, nodes[1].port)
-		waitLinks(b, nodes, []int{1, 1})
+		for nodes[0].n.linkUps.Load() == ups {
+			time.Sleep(100 * time.Microsecond)
+		}
 		b.StartTimer()
 		total += waitSame("catch-up", 30*time.Second)
 	}

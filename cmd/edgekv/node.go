@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -58,6 +59,7 @@ type node struct {
 	byName  map[string]replica.LinkID
 	nextID  replica.LinkID
 	waiters []chan error
+	linkUps atomic.Int64         // links brought up so far (read by benchmarks)
 	status  map[string]string    // last written status per link, to write only changes
 	gone    map[string]time.Time // links that went down: when they were last heard from
 	// syncDirty: something other than status entries changed since the
@@ -221,6 +223,7 @@ func (n *node) addLink(name string, send func(wire.Kind, []byte) error) replica.
 	n.links[id] = &nodeLink{name: name, send: send, since: time.Now()}
 	n.byName[name] = id
 	n.r.LinkUp(id)
+	n.linkUps.Add(1)
 	n.log.Info("sync link up", "peer", name)
 	return id
 }
@@ -331,15 +334,38 @@ func (n *node) loop(ctx context.Context) error {
 	defer snap.Stop()
 	var snapping sync.WaitGroup
 	defer snapping.Wait()
-	// Republish every valued entry as a retained message on start.
+	// Republish every valued entry as a retained message (the broker
+	// keeps none across restarts), a chunk at a time between other work,
+	// so that a large tree does not hold up sync and writes at start.
+	var pending []*tree.Entry
 	n.r.Tree().Walk(nil, func(e *tree.Entry) bool {
-		if v, ok := e.Value(); ok {
-			n.publish(e.Path(), v, e.Chain(), e.Tock())
+		if e.HasValue() {
+			pending = append(pending, e)
 		}
 		return true
 	})
+	ready := make(chan struct{})
+	close(ready)
 	for {
+		var republish <-chan struct{} // nil: blocks; ready: always ready
+		if len(pending) > 0 {
+			republish = ready
+		}
 		select {
+		case <-republish:
+			// Entries are read as they are now: one changed since is
+			// published with its current value, a deleted one skipped.
+			k := min(len(pending), 256)
+			for _, e := range pending[:k] {
+				if v, ok := e.Value(); ok {
+					n.publish(e.Path(), v, e.Chain(), e.Tock())
+				}
+			}
+			pending = pending[k:]
+			if len(pending) == 0 {
+				pending = nil
+			}
+			continue
 		case <-ctx.Done():
 			n.flush()
 			return ctx.Err()
