@@ -483,15 +483,24 @@ func BenchmarkBrokerPublish(b *testing.B) {
 	nodes := startBenchNodes(b, []string{"bench"}, [][]int{{}}, nil)
 
 	const n = 50_000
+	run := 0
 	rate := func(port int, name string) float64 {
+		run++ // fresh client IDs: an old client with the same ID would take over
 		var got atomic.Int64
 		all := make(chan struct{})
-		mqttClient(b, port, name+"-sub", "bench/t", func(string, []byte) {
+		sub := mqttClient(b, port, fmt.Sprintf("%s-sub-%d", name, run), "bench/t", func(string, []byte) {
 			if got.Add(1) == n {
 				close(all)
 			}
 		})
-		pub := mqttClient(b, port, name+"-pub", "", nil)
+		pub := mqttClient(b, port, fmt.Sprintf("%s-pub-%d", name, run), "", nil)
+		defer func() {
+			for _, cm := range []*autopaho.ConnectionManager{sub, pub} {
+				dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				cm.Disconnect(dctx)
+				cancel()
+			}
+		}()
 		payload := []byte(`{"v":21.5}`)
 		start := time.Now()
 		for range n {
