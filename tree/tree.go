@@ -315,9 +315,6 @@ func (t *Tree) write(p Path, value []byte, c Cond) (Event, bool, error) {
 		Chain: cur.Extend(Link{Node: t.self, Tick: tick}, t.chainLen),
 		Tock:  t.tock,
 	}
-	if e == nil {
-		e = t.lookup(p, true)
-	}
 	if out := t.applyAt(ev, e, true); out != Applied {
 		// Cannot happen: a fresh tick with the highest tock always wins.
 		return Event{}, false, fmt.Errorf("%w: local write %s was %s", ErrInternal, ev.Chain, out)
@@ -372,10 +369,25 @@ func (t *Tree) Apply(ev Event) (Outcome, error) {
 		return Known, err
 	}
 	t.SeeTock(ev.Tock)
-	return t.applyAt(ev, t.Get(ev.Path), false), nil
+	return t.applyAt(ev, nil, false), nil
 }
 
-// applyAt applies ev to e, the entry at ev.Path (nil if there is none yet).
+// deepest returns the deepest existing entry on p and how many of p's
+// elements lead to it.
+func (t *Tree) deepest(p Path) (*Entry, int) {
+	e := t.root
+	for i, el := range p {
+		c := e.children[el]
+		if c == nil {
+			return e, i
+		}
+		e = c
+	}
+	return e, len(p)
+}
+
+// applyAt applies ev to e, the entry at ev.Path (nil: look it up, creating
+// it if the event wins — one walk down the tree either way).
 func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	head := ev.Chain[0]
 	hn := t.Node(head.Node)
@@ -390,6 +402,13 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 		}
 		chain = chain[:t.chainLen:t.chainLen]
 	}
+	var anc *Entry
+	depth := len(ev.Path)
+	if e == nil {
+		if anc, depth = t.deepest(ev.Path); depth == len(ev.Path) {
+			e = anc
+		}
+	}
 	if !local && e != nil && len(e.chain) > 0 && ev.Version().Compare(e.Version()) < 0 {
 		// The current version wins; the event and its unseen ancestors
 		// are superseded.
@@ -399,7 +418,10 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 		return Lost
 	}
 	if e == nil {
-		e = t.lookup(ev.Path, true)
+		e = anc
+		for _, el := range ev.Path[depth:] {
+			e = e.child(el, true)
+		}
 	}
 	// Old links that the new chain does not carry are superseded.
 	for _, l := range e.chain {
