@@ -32,6 +32,7 @@ type nodeConfig struct {
 	StatusEvery   time.Duration // link status into the tree (default 5 s)
 	SnapshotCheck time.Duration // how often to check whether a snapshot is due (default 30 s)
 	MaxBatch      int           // updates per batch message to one link (default 64)
+	HoldMax       time.Duration // longest start-up hold of local writes (default 3 s; see holdLocalWrites)
 	Broker        broker.Config
 	Peers         []broker.PeerLinkConfig
 	Logger        *slog.Logger
@@ -68,6 +69,13 @@ type node struct {
 	// "write when changed" alone would rewrite them every period forever.
 	syncDirty bool
 	lastStats replica.Stats // the counters last written
+
+	// Start-up hold (see holdLocalWrites): local writes wait in held
+	// until the expected links have exchanged digests or holdUntil.
+	holding   bool
+	held      []func()
+	holdUntil time.Time
+	expect    []string // link names whose digest ends the hold early
 }
 
 type nodeLink struct {
@@ -91,6 +99,7 @@ func newNode(cfg nodeConfig) (*node, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 64
 	}
+	def(&cfg.HoldMax, 3*time.Second)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -135,7 +144,66 @@ func newNode(cfg nodeConfig) (*node, error) {
 		pc.Logger = n.log
 		n.peers = append(n.peers, broker.NewPeerLink(pc, n))
 	}
+	n.holdLocalWrites()
 	return n, nil
+}
+
+// holdLocalWrites decides whether local writes wait at start.
+//
+// Under sync "interval" or "none" a crash can lose this node's last changes
+// from its disk after peers received them. Writing again at once would
+// reuse those ticks for different changes, which peers would then ignore as
+// already seen: the replicas would never agree. So local writes wait until
+// the node has heard what its peers know of it (their digests raise its own
+// tick past anything they hold, and the lost changes come back as missing
+// ticks), or until HoldMax has passed. Under "always" nothing is sent
+// before it is on disk, so there is nothing to wait for.
+func (n *node) holdLocalWrites() {
+	if n.cfg.Sync == store.SyncAlways {
+		return
+	}
+	for _, p := range n.cfg.Peers {
+		if !p.Hub {
+			n.expect = append(n.expect, "out:"+p.Name)
+		}
+	}
+	for user := range n.cfg.Broker.PeerUsers {
+		n.expect = append(n.expect, "in:"+user)
+	}
+	if len(n.expect) == 0 && len(n.cfg.Peers) == 0 {
+		return // a lone node: nobody can know more of it than its disk
+	}
+	n.holding = true
+	n.holdUntil = time.Now().Add(n.cfg.HoldMax)
+}
+
+// checkHold ends the start-up hold once every expected link has synced or
+// the time is up, and runs the writes that waited.
+func (n *node) checkHold() {
+	if !n.holding {
+		return
+	}
+	synced := make(map[string]bool)
+	for _, ls := range n.r.Links() {
+		if l := n.links[ls.ID]; l != nil && ls.Synced {
+			synced[l.name] = true
+		}
+	}
+	all := true
+	for _, name := range n.expect {
+		all = all && synced[name]
+	}
+	if !all && time.Now().Before(n.holdUntil) {
+		return
+	}
+	n.holding = false
+	n.log.Info("accepting local writes", "all_links_synced", all, "held_writes", len(n.held),
+		"own_tick", n.r.Tree().Node(n.cfg.Name).Tick())
+	held := n.held
+	n.held = nil
+	for _, w := range held {
+		w()
+	}
 }
 
 // do runs f on the owning goroutine. It returns false if the node stopped.
@@ -162,7 +230,12 @@ func (n *node) post(f func()) {
 // applied and persisted (fsynced with sync "always").
 func (n *node) Write(ctx context.Context, p tree.Path, value []byte) error {
 	reply := make(chan error, 1)
-	ok := n.do(ctx, func() {
+	var write func()
+	write = func() {
+		if n.holding {
+			n.held = append(n.held, write)
+			return
+		}
 		var err error
 		if value == nil {
 			_, err = n.r.Delete(p, tree.Cond{})
@@ -174,7 +247,8 @@ func (n *node) Write(ctx context.Context, p tree.Path, value []byte) error {
 			return
 		}
 		n.waiters = append(n.waiters, reply) // answered after persisting
-	})
+	}
+	ok := n.do(ctx, write)
 	if !ok {
 		return fmt.Errorf("node %s is stopping: %w", n.cfg.Name, ctx.Err())
 	}
@@ -394,6 +468,7 @@ func (n *node) loop(ctx context.Context) error {
 				}()
 			}
 		}
+		n.checkHold()
 		n.flush()
 	}
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/tree"
 )
 
@@ -49,5 +52,64 @@ func TestNodeInProcess(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("stopping took %v", d)
 		}
+	}
+}
+
+// TestRestartedNodeDoesNotReuseTicks: a node (sync interval) whose data is
+// lost after its peer received its changes must not write again with the
+// same ticks (the peer would ignore those writes as already seen). Its
+// local writes wait until the peer's digest has told it its own tick; the
+// lost changes come back from the peer.
+func TestRestartedNodeDoesNotReuseTicks(t *testing.T) {
+	nodes := startBenchNodes(t, []string{"a", "b"}, [][]int{{1}, {}}, nil)
+	waitLinks(t, nodes, []int{1, 1})
+	ctx := context.Background()
+	for i := range 10 {
+		if err := nodes[0].n.Write(ctx, tree.Path{tree.Str("k"), tree.Int(int64(i))}, msgp.AppendInt(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key9 := tree.Path{tree.Str("k"), tree.Int(9)}
+	waitValue := func(bn *benchNode, p tree.Path) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, ok, _ := bn.n.Get(ctx, p); ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never got %s", bn.n.cfg.Name, p)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitValue(nodes[1], key9)
+	// a loses everything on disk, then comes back.
+	cfgA := nodes[0].n.cfg
+	nodes[0].stop()
+	if err := os.RemoveAll(cfgA.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c := boards.DefaultConfig("a")
+	c.Data.Dir = cfgA.DataDir
+	c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", nodes[0].port)}
+	c.Listen.Client = ""
+	c.Sync.Heartbeat = boards.Duration(200 * time.Millisecond)
+	c.LogLevel = boards.LogWarn
+	c.PeerUsers = []boards.PeerUser{{Username: "b", Password: "pw-b"}}
+	c.Peers = []boards.Link{{Name: "b", Addr: fmt.Sprintf("127.0.0.1:%d", nodes[1].port), Username: "a", Password: "pw-a"}}
+	a := runBenchNode(t, c, nodes[0].port)
+	fresh := tree.Path{tree.Str("after"), tree.Str("restart")}
+	if err := a.n.Write(ctx, fresh, msgp.AppendString(nil, "new")); err != nil {
+		t.Fatal(err)
+	}
+	// The new write must reach b: with a reused tick b would drop it.
+	waitValue(nodes[1], fresh)
+	// And a gets its lost changes back from b.
+	waitValue(a, key9)
+	done := make(chan uint64, 1)
+	a.n.post(func() { done <- a.n.r.Tree().Node("a").Tick() })
+	if tick := <-done; tick <= 10 {
+		t.Fatalf("a's tick after restart is %d, want > 10", tick)
 	}
 }

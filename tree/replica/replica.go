@@ -96,8 +96,9 @@ type Member struct {
 
 // LinkState describes one up link.
 type LinkState struct {
-	ID   LinkID
-	Peer string // from the peer's hello; "" until it arrives
+	ID     LinkID
+	Peer   string // from the peer's hello; "" until it arrives
+	Synced bool   // the peer's digest has arrived (and what it lacked was sent)
 }
 
 // Stats counts what the replica did.
@@ -464,6 +465,7 @@ func (r *Replica) flushState() {
 }
 
 func (r *Replica) stepDigest(id LinkID, d wire.Digest) {
+	r.links[id].Synced = true
 	r.t.SeeTock(d.Tock)
 	for _, name := range sortedKeys(d.Nodes) {
 		r.raiseTick(name, d.Nodes[name].Tick)
