@@ -31,7 +31,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 CROSS_TARGETS := linux/arm/7 linux/arm64 linux/amd64
 
-.PHONY: all help test race bench fuzz lint fmt-check vet staticcheck cross build run sim clean
+.PHONY: all help test race bench fuzz lint fmt-check vet staticcheck cross build run sim soak clean
 
 all: test
 
@@ -45,6 +45,7 @@ help:
 	@echo "make cross      static linux arm v7 / arm64 / amd64 binaries in dist/"
 	@echo "make build      bin/edgekv for this machine"
 	@echo "make sim        run the simulator: SEED=n OPS=n"
+	@echo "make soak       simulator soak: SOAK_SEEDS=20000 SOAK_OPS=1000"
 	@echo "make clean      remove bin/ and dist/"
 
 test:
@@ -94,6 +95,12 @@ run:
 
 sim:
 	$(GO) run ./cmd/edgekv sim --seed $(SEED) --ops $(OPS)
+
+# A longer simulator soak than make test's 2,000 short seeds.
+SOAK_SEEDS ?= 20000
+SOAK_OPS ?= 1000
+soak:
+	SIM_SEEDS=$(SOAK_SEEDS) SIM_OPS=$(SOAK_OPS) $(GO) test -count=1 -run TestRandom -timeout 2h -v ./tree/sim/ | tail -n 5
 
 clean:
 	rm -rf bin dist
