@@ -216,7 +216,7 @@ func BenchmarkReplicateMesh3(b *testing.B) {
 	// keep their garbage collection (paho allocates per packet) from
 	// taking more than its share. The nodes run with their own settings.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
-	nodes := startProcNodes(b, []string{"board1", "board2", "board3"}, [][]int{{1, 2}, {2}, {}})
+	nodes := startProcNodes(b, []string{"board1", "board2", "board3"}, [][]int{{1, 2}, {2}, {}}, "sync: {heartbeat: 200ms}\n")
 	var got atomic.Int64
 	var latMu sync.Mutex
 	var lats []time.Duration
@@ -307,12 +307,12 @@ func BenchmarkReplicateMesh3(b *testing.B) {
 }
 
 // procNode is an edgekv process started by a benchmark.
-type procNode struct{ port int }
+type procNode struct{ port, pid int }
 
 // startProcNodes starts real edgekv processes (links[i]: whom node i
 // dials) and waits until a write on the first reaches all the others and
 // a write on the last reaches the first.
-func startProcNodes(b *testing.B, names []string, links [][]int) []procNode {
+func startProcNodes(b *testing.B, names []string, links [][]int, syncYAML string) []procNode {
 	b.Helper()
 	bin := binary(b)
 	ps := ports(b, len(names))
@@ -323,8 +323,8 @@ func startProcNodes(b *testing.B, names []string, links [][]int) []procNode {
 		for _, j := range links[i] {
 			fmt.Fprintf(&peers, "  - {name: %s, addr: \"127.0.0.1:%d\", username: %s, password: pw}\n", names[j], ps[j], name)
 		}
-		cfg := fmt.Sprintf("node: %s\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nlog_level: warn\nsync: {heartbeat: 200ms}\npeer_users:\n%s",
-			name, filepath.Join(dir, name), ps[i], peerUsers(names, name))
+		cfg := fmt.Sprintf("node: %s\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nlog_level: warn\n%speer_users:\n%s",
+			name, filepath.Join(dir, name), ps[i], syncYAML, peerUsers(names, name))
 		if peers.Len() > 0 {
 			cfg += "peers:\n" + peers.String()
 		}
@@ -342,7 +342,7 @@ func startProcNodes(b *testing.B, names []string, links [][]int) []procNode {
 			cmd.Wait()
 		})
 		waitPort(b, ps[i])
-		out = append(out, procNode{port: ps[i]})
+		out = append(out, procNode{port: ps[i], pid: cmd.Process.Pid})
 	}
 	probe := func(from int, to []int, topic string) {
 		seen := make(chan struct{}, len(to))
@@ -534,45 +534,16 @@ func BenchmarkBrokerPublish(b *testing.B) {
 // edgekv process holding 10,000 entries with 2 peers, over 60 s of idling.
 func BenchmarkIdleNode(b *testing.B) {
 	for b.Loop() {
-		bin := binary(b)
-		ps := ports(b, 3)
-		dir := b.TempDir()
-		names := []string{"idle1", "idle2", "idle3"}
-		var procs []*exec.Cmd
-		for i, name := range names {
-			var peers strings.Builder
-			for j := i + 1; j < 3; j++ {
-				fmt.Fprintf(&peers, "  - {name: %s, addr: \"127.0.0.1:%d\", username: %s, password: pw}\n", names[j], ps[j], name)
-			}
-			cfg := fmt.Sprintf("node: %s\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nlog_level: warn\npeer_users:\n%s",
-				name, filepath.Join(dir, name), ps[i], peerUsers(names, name))
-			if peers.Len() > 0 {
-				cfg += "peers:\n" + peers.String()
-			}
-			f := filepath.Join(dir, name+".yaml")
-			os.WriteFile(f, []byte(cfg), 0o644)
-			cmd := exec.Command(bin, "run", "-n", name, "-c", f)
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				b.Fatal(err)
-			}
-			procs = append(procs, cmd)
-			waitPort(b, ps[i])
-		}
-		defer func() {
-			for _, p := range procs {
-				p.Process.Kill()
-				p.Wait()
-			}
-		}()
-		pub := mqttClient(b, ps[0], "fill", "", nil)
+		// Default heartbeat (1 s), as a board would run.
+		nodes := startProcNodes(b, []string{"idle1", "idle2", "idle3"}, [][]int{{1, 2}, {2}, {}}, "")
+		pub := mqttClient(b, nodes[0].port, "fill", "", nil)
 		for i := range 10_000 {
 			if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: fmt.Sprintf("kv/idle/%d/%d", i/100, i), Payload: []byte(strconv.Itoa(i)), QoS: 1}); err != nil {
 				b.Fatal(err)
 			}
 		}
 		time.Sleep(5 * time.Second)
-		pid := procs[0].Process.Pid
+		pid := nodes[0].pid
 		cpu0 := cpuTicks(b, pid)
 		time.Sleep(60 * time.Second)
 		cpu1 := cpuTicks(b, pid)
