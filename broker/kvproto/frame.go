@@ -1,0 +1,356 @@
+package kvproto
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Limits of the framing layer.
+const (
+	// DefaultMaxMessage is the largest message (one msgpack map) a Reader
+	// accepts unless told otherwise.
+	DefaultMaxMessage = 16 << 20
+	// MaxDepth is how deeply containers may nest in one message (the
+	// message map itself is level 1).
+	MaxDepth = 100
+)
+
+// ErrFrame is wrapped by every error about a malformed stream.
+var ErrFrame = errors.New("kvproto: malformed message")
+
+// FrameError is a malformed or oversized message in the stream. The stream
+// cannot be resynchronised after it: the connection must be closed.
+type FrameError struct {
+	// Msg says what is wrong.
+	Msg string
+	// Message is the number of the message in the stream (0 = first).
+	Message int
+	// Offset is the byte offset of the offending item within the message.
+	Offset int
+}
+
+func (e *FrameError) Error() string {
+	return fmt.Sprintf("kvproto: message %d: %s (at byte %d)", e.Message, e.Msg, e.Offset)
+}
+
+// Unwrap returns ErrFrame.
+func (e *FrameError) Unwrap() error { return ErrFrame }
+
+// Reader splits a concatenated stream of msgpack maps (no framing bytes)
+// into messages. It never panics and never buffers more than MaxMessage
+// bytes plus one read. A Reader belongs to one goroutine.
+type Reader struct {
+	r     io.Reader
+	max   int
+	buf   []byte // buf[:n] holds unread bytes; buf[0] starts the next message
+	n     int
+	count int
+	err   error // sticky
+	sc    scanner
+	chunk int
+}
+
+// NewReader returns a Reader over r accepting messages of at most
+// maxMessage bytes (≤ 0: DefaultMaxMessage).
+func NewReader(r io.Reader, maxMessage int) *Reader {
+	if maxMessage <= 0 {
+		maxMessage = DefaultMaxMessage
+	}
+	return &Reader{r: r, max: maxMessage, chunk: 4096}
+}
+
+// Next returns the next message: exactly one msgpack map, in a freshly
+// allocated slice the caller may keep. At a clean end of the stream
+// (between messages) it returns io.EOF; a stream that ends inside a message
+// returns an error wrapping io.ErrUnexpectedEOF; a malformed or oversized
+// message returns a *FrameError. Errors are sticky.
+func (r *Reader) Next() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.sc = scanner{max: r.max, stack: r.sc.stack[:0]}
+	for {
+		done, ferr := r.sc.scan(r.buf[:r.n])
+		if ferr != nil {
+			ferr.Message = r.count
+			r.err = ferr
+			return nil, ferr
+		}
+		if done {
+			end := r.sc.pos
+			msg := make([]byte, end)
+			copy(msg, r.buf[:end])
+			r.n = copy(r.buf, r.buf[end:r.n])
+			r.count++
+			if len(r.buf) > 16*r.chunk && r.n <= r.chunk {
+				// Do not keep a large message's buffer for the
+				// connection's lifetime.
+				nb := make([]byte, r.chunk)
+				r.n = copy(nb, r.buf[:r.n])
+				r.buf = nb
+			}
+			return msg, nil
+		}
+		if err := r.fill(); err != nil {
+			if errors.Is(err, io.EOF) {
+				if r.n == 0 {
+					err = io.EOF
+				} else {
+					err = fmt.Errorf("kvproto: message %d: stream ended after %d bytes of it: %w", r.count, r.n, io.ErrUnexpectedEOF)
+				}
+			}
+			r.err = err
+			return nil, err
+		}
+	}
+}
+
+// fill reads at least one more byte into the buffer.
+func (r *Reader) fill() error {
+	if r.n == len(r.buf) {
+		size := max(2*len(r.buf), r.chunk)
+		// Never hold much more than one message's worth.
+		size = min(size, r.max+r.chunk)
+		if size <= len(r.buf) {
+			// Cannot happen: the scanner rejects a message above max
+			// before the buffer gets here.
+			return &FrameError{Msg: "message too large", Message: r.count, Offset: r.n}
+		}
+		nb := make([]byte, size)
+		copy(nb, r.buf[:r.n])
+		r.buf = nb
+	}
+	for range 100 {
+		k, err := r.r.Read(r.buf[r.n:])
+		r.n += k
+		if k > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// scanner measures one msgpack map at the start of a growing buffer. It is
+// resumable: scan may be called again with the same bytes plus more.
+type scanner struct {
+	max     int
+	pos     int
+	started bool
+	anyItem bool     // the top-level item may be of any type, not only a map
+	stack   []uint64 // items still to read in each open container
+}
+
+// scan advances over b. done reports that b[:s.pos] is one whole message.
+func (s *scanner) scan(b []byte) (done bool, err *FrameError) {
+	for {
+		if s.started && len(s.stack) == 0 {
+			return true, nil
+		}
+		if s.pos >= len(b) {
+			return false, nil
+		}
+		at := b[s.pos:]
+		hdr, payload, items, isContainer, short, ferr := itemHeader(at)
+		if ferr != "" {
+			return false, &FrameError{Msg: ferr, Offset: s.pos}
+		}
+		if short {
+			return false, nil
+		}
+		if !s.started && !s.anyItem && !(isContainer && isMapLead(at[0])) {
+			return false, &FrameError{Msg: "want a map, got " + describe(at), Offset: s.pos}
+		}
+		end := uint64(s.pos) + uint64(hdr) + payload
+		if end > uint64(s.max) {
+			return false, &FrameError{Msg: fmt.Sprintf("message larger than %d bytes", s.max), Offset: s.pos}
+		}
+		if isContainer {
+			if len(s.stack) >= MaxDepth {
+				return false, &FrameError{Msg: fmt.Sprintf("nested deeper than %d levels", MaxDepth), Offset: s.pos}
+			}
+			// Every item takes at least one byte.
+			if items > uint64(s.max)-end {
+				return false, &FrameError{Msg: fmt.Sprintf("%s of %d items cannot fit in a message of at most %d bytes", describe(at), items, s.max), Offset: s.pos}
+			}
+		}
+		if uint64(len(b)) < end {
+			return false, nil
+		}
+		s.pos = int(end)
+		s.started = true
+		if len(s.stack) > 0 {
+			s.stack[len(s.stack)-1]--
+		}
+		if isContainer && items > 0 {
+			s.stack = append(s.stack, items)
+		}
+		for len(s.stack) > 0 && s.stack[len(s.stack)-1] == 0 {
+			s.stack = s.stack[:len(s.stack)-1]
+		}
+	}
+}
+
+func isMapLead(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
+
+// itemHeader decodes the header of the msgpack item at the start of b:
+// header length, payload bytes after the header (scalars), number of items
+// (containers; a map of n pairs has 2n items). short reports that b ends
+// inside the header. A non-empty bad names a malformed item.
+func itemHeader(b []byte) (hdr int, payload, items uint64, container, short bool, bad string) {
+	c := b[0]
+	switch {
+	case c <= 0x7f || c >= 0xe0:
+		return 1, 0, 0, false, false, ""
+	case c <= 0x8f:
+		return 1, 0, 2 * uint64(c&0x0f), true, false, ""
+	case c <= 0x9f:
+		return 1, 0, uint64(c & 0x0f), true, false, ""
+	case c <= 0xbf:
+		return 1, uint64(c & 0x1f), 0, false, false, ""
+	}
+	width := func(w int) (uint64, bool) {
+		if len(b) < 1+w {
+			return 0, false
+		}
+		switch w {
+		case 1:
+			return uint64(b[1]), true
+		case 2:
+			return uint64(binary.BigEndian.Uint16(b[1:])), true
+		}
+		return uint64(binary.BigEndian.Uint32(b[1:])), true
+	}
+	switch c {
+	case 0xc0, 0xc2, 0xc3:
+		return 1, 0, 0, false, false, ""
+	case 0xc1:
+		return 0, 0, 0, false, false, "reserved byte 0xc1"
+	case 0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb:
+		w := 1 << (c - 0xc4)
+		if c >= 0xd9 {
+			w = 1 << (c - 0xd9)
+		}
+		n, ok := width(w)
+		if !ok {
+			return 0, 0, 0, false, true, ""
+		}
+		return 1 + w, n, 0, false, false, ""
+	case 0xc7, 0xc8, 0xc9:
+		w := 1 << (c - 0xc7)
+		n, ok := width(w)
+		if !ok {
+			return 0, 0, 0, false, true, ""
+		}
+		return 1 + w, n + 1, 0, false, false, "" // +1: the type byte
+	case 0xca:
+		return 1, 4, 0, false, false, ""
+	case 0xcb:
+		return 1, 8, 0, false, false, ""
+	case 0xcc, 0xd0:
+		return 1, 1, 0, false, false, ""
+	case 0xcd, 0xd1:
+		return 1, 2, 0, false, false, ""
+	case 0xce, 0xd2:
+		return 1, 4, 0, false, false, ""
+	case 0xcf, 0xd3:
+		return 1, 8, 0, false, false, ""
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
+		return 1, 1 + 1<<(c-0xd4), 0, false, false, ""
+	case 0xdc, 0xdd:
+		n, ok := width(2 << (c - 0xdc))
+		if !ok {
+			return 0, 0, 0, false, true, ""
+		}
+		return 1 + 2<<(c-0xdc), 0, n, true, false, ""
+	}
+	// 0xde, 0xdf
+	n, ok := width(2 << (c - 0xde))
+	if !ok {
+		return 0, 0, 0, false, true, ""
+	}
+	return 1 + 2<<(c-0xde), 0, 2 * n, true, false, ""
+}
+
+// describe names the msgpack item at the start of b for error messages.
+func describe(b []byte) string {
+	if len(b) == 0 {
+		return "end of input"
+	}
+	c := b[0]
+	switch {
+	case c <= 0x7f || c >= 0xe0:
+		return "int"
+	case c <= 0x8f:
+		return "map"
+	case c <= 0x9f:
+		return "array"
+	case c <= 0xbf:
+		return "str"
+	}
+	switch c {
+	case 0xc0:
+		return "nil"
+	case 0xc1:
+		return "reserved byte 0xc1"
+	case 0xc2, 0xc3:
+		return "bool"
+	case 0xc4, 0xc5, 0xc6:
+		return "bin"
+	case 0xc7, 0xc8, 0xc9, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
+		return "ext"
+	case 0xca, 0xcb:
+		return "float"
+	case 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
+		return "int"
+	case 0xd9, 0xda, 0xdb:
+		return "str"
+	case 0xdc, 0xdd:
+		return "array"
+	}
+	return "map"
+}
+
+// Writer writes whole messages to an io.Writer. It is not safe for
+// concurrent use: the Server gives it one goroutine.
+type Writer struct {
+	w io.Writer
+}
+
+// NewWriter returns a Writer over w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Write writes one encoded message.
+func (w *Writer) Write(msg []byte) error {
+	_, err := w.w.Write(msg)
+	return err
+}
+
+// Flush flushes the underlying writer if it buffers (has Flush() error).
+func (w *Writer) Flush() error {
+	if f, ok := w.w.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
+// skipValue skips one msgpack item at the start of b (nesting and sizes
+// bounded as in a message) and returns the rest.
+func skipValue(b []byte) ([]byte, *FrameError) {
+	if len(b) > 0 && (b[0] <= 0x7f || b[0] >= 0xe0) {
+		return b[1:], nil
+	}
+	s := scanner{max: len(b), anyItem: true}
+	done, err := s.scan(b)
+	if err != nil {
+		return b, err
+	}
+	if !done {
+		return b, &FrameError{Msg: "truncated " + describe(b), Offset: s.pos}
+	}
+	return b[s.pos:], nil
+}

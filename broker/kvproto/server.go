@@ -1,0 +1,320 @@
+package kvproto
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/edgekv/edgekv/tree"
+)
+
+// Cond is the condition of a client write.
+type Cond struct {
+	// MustNotExist: the entry must hold no value (request chain: None).
+	MustNotExist bool
+	// Head, if set: the entry's chain head must be this link (request
+	// chain: {...}).
+	Head *tree.Link
+	// Prev, if non-nil: the entry's current value must be exactly these
+	// msgpack bytes (request prev).
+	Prev []byte
+	// Idem: a set that would store the value already stored changes nothing.
+	Idem bool
+}
+
+// Tree is what the server needs from the node. It is defined here, by its
+// consumer; cmd/edgekv implements it by handing each call to the node's
+// owning goroutine and waiting for the answer (or ctx). Methods are called
+// concurrently from many connections. Returned slices must not be modified
+// later by the implementation (copy what the tree owns).
+//
+// Errors are classified with tree.KindOf (wrap tree.ErrNotFound,
+// tree.ErrConflict, tree.ErrInvalidPath, …): the kind is sent to the client
+// beside the error text.
+type Tree interface {
+	// Hello returns this node's name, its tick and a fresh tock for the
+	// greeting (QLen is filled in by the server).
+	Hello(ctx context.Context) (Hello, error)
+	// Tock returns a fresh tock, for replies that carry no entry
+	// (MoaT-KV increments its tock on every read).
+	Tock(ctx context.Context) (uint64, error)
+	// Get returns the entry at p; a missing entry is the zero Entry and no
+	// error.
+	Get(ctx context.Context, p tree.Path) (Entry, error)
+	// Set stores value (one msgpack value) at p as this node.
+	Set(ctx context.Context, p tree.Path, value []byte, c Cond) (Result, error)
+	// Delete removes the value at p as this node.
+	Delete(ctx context.Context, p tree.Path, c Cond) (Result, error)
+}
+
+// Server serves MoaT-KV client-protocol connections over a Tree. Set the
+// fields before the first ServeConn; a Server may serve many connections
+// concurrently.
+type Server struct {
+	Tree Tree
+	// QLen is the flow-control window announced in the greeting
+	// (0: DefaultQLen).
+	QLen int
+	// MaxMessage bounds one request in bytes (0: DefaultMaxMessage).
+	MaxMessage int
+	// MaxInFlight bounds the requests one connection may have running at
+	// once; reading pauses while it is reached (0: 64).
+	MaxInFlight int
+	// Logger receives connection-level problems (nil: discard).
+	Logger *slog.Logger
+}
+
+// ServeConn serves one connection until the client closes it, a fatal
+// error, or ctx ends, and closes conn. It sends the greeting, then reads
+// requests and runs each in its own goroutine; replies go out in the order
+// they are ready, through one writer goroutine. It returns nil when the
+// client ended the stream cleanly.
+func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	qlen := s.QLen
+	if qlen <= 0 {
+		qlen = DefaultQLen
+	}
+	inflight := s.MaxInFlight
+	if inflight <= 0 {
+		inflight = 64
+	}
+
+	// Closing conn unblocks the reader when ctx ends.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	out := make(chan []byte, inflight)
+	var writeErr error
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		// Replies that are ready together go out in one write.
+		w := NewWriter(bufio.NewWriterSize(conn, 64<<10))
+		for msg := range out {
+			if writeErr != nil {
+				continue // drain
+			}
+			err := w.Write(msg)
+			if err == nil && len(out) == 0 {
+				err = w.Flush()
+			}
+			if err != nil {
+				writeErr = err
+				cancel()
+			}
+		}
+	}()
+	send := func(msg []byte) {
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+		}
+	}
+
+	var wg sync.WaitGroup
+	err := s.serve(ctx, conn, qlen, inflight, send, &wg, log)
+	wg.Wait()
+	close(out)
+	<-writerDone
+	conn.Close()
+	if err == nil && writeErr != nil {
+		err = writeErr
+	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, send func([]byte), wg *sync.WaitGroup, log *slog.Logger) error {
+	h, err := s.Tree.Hello(ctx)
+	if err != nil {
+		send(AppendFatal(nil, tree.KindOf(err), err.Error()))
+		return fmt.Errorf("kvproto: greeting: %w", err)
+	}
+	h.QLen = uint64(qlen)
+	send(AppendHello(nil, h))
+
+	r := NewReader(conn, s.MaxMessage)
+	sem := make(chan struct{}, inflight)
+	for {
+		msg, err := r.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var fe *FrameError
+			if errors.As(err, &fe) {
+				send(AppendFatal(nil, tree.KindInvalid, fe.Error()))
+			}
+			log.Info("kvproto: closing connection", "error", err)
+			return err
+		}
+		req, err := ParseRequest(msg)
+		if err != nil {
+			var re *RequestError
+			if !errors.As(err, &re) || !re.HasSeq {
+				send(AppendFatal(nil, tree.KindInvalid, err.Error()))
+				log.Info("kvproto: closing connection", "error", err)
+				return err
+			}
+		}
+		if err == nil && req.Seq == 0 {
+			// The client's answer to the greeting ({seq: 0, qlen}).
+			continue
+		}
+		if err == nil && req.Action == "" && req.State != "" {
+			// Flow control and stream messages: no streams yet.
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			send(s.handle(ctx, req, err))
+		}()
+	}
+}
+
+// handle runs one request and returns its reply. perr is the parse error.
+func (s *Server) handle(ctx context.Context, req Request, perr error) []byte {
+	if perr == nil {
+		var reply []byte
+		reply, perr = s.dispatch(ctx, req)
+		if perr == nil {
+			return reply
+		}
+	}
+	kind := tree.KindOf(perr)
+	var re *RequestError
+	if errors.As(perr, &re) {
+		kind = re.Kind
+	}
+	tock, err := s.Tree.Tock(ctx)
+	if err != nil {
+		tock = 0
+	}
+	return AppendError(nil, req.Seq, kind, perr.Error(), tock)
+}
+
+// invalid makes a RequestError of kind invalid for req.
+func invalid(req Request, format string, args ...any) error {
+	return &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindInvalid, Msg: fmt.Sprintf(format, args...)}
+}
+
+// actionsLater are MoaT-KV actions this package does not serve yet.
+var actionsLater = map[string]bool{
+	"get_tree": true, "get_tree_internal": true, "watch": true, "enum": true, "enumerate": true,
+	"enum_internal": true, "get_internal": true, "set_internal": true, "delete_internal": true,
+	"delete_tree": true, "root": true, "test_acl": true, "get_state": true, "get_tock": true,
+	"enum_node": true, "kill_node": true, "check_deleted": true, "fake_info": true,
+	"fake_info_send": true, "update": true, "msg_send": true, "msg_monitor": true, "log": true,
+	"save": true, "stop": true, "auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
+	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
+}
+
+func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
+	switch req.Action {
+	case "get_value":
+		return s.getValue(ctx, req)
+	case "set_value", "delete_value":
+		return s.write(ctx, req)
+	case "":
+		return nil, invalid(req, "request has no action")
+	}
+	if actionsLater[req.Action] {
+		return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable,
+			Msg: fmt.Sprintf("action %q is not implemented by this server", req.Action)}
+	}
+	return nil, invalid(req, "unknown action %q", req.Action)
+}
+
+func (s *Server) getValue(ctx context.Context, req Request) ([]byte, error) {
+	if !req.HasPath {
+		return nil, invalid(req, "get_value: no path (lookup by node and tick is not supported yet)")
+	}
+	e, err := s.Tree.Get(ctx, req.Path)
+	if err != nil {
+		return nil, err
+	}
+	var tock uint64
+	if !e.Exists() {
+		if tock, err = s.Tree.Tock(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return AppendGetReply(nil, req.Seq, e, req.NChain, tock), nil
+}
+
+func (s *Server) write(ctx context.Context, req Request) ([]byte, error) {
+	if !req.HasPath {
+		return nil, invalid(req, "%s: no path", req.Action)
+	}
+	var c Cond
+	if req.HasChain {
+		if len(req.Chain) == 0 {
+			c.MustNotExist = true
+		} else {
+			h := req.Chain[0]
+			c.Head = &h
+		}
+	}
+	c.Prev = req.Prev
+	c.Idem = req.Idem
+	nchain := 1 // MoaT-KV's server default for writes
+	if req.HasNChain {
+		nchain = req.NChain
+	}
+	var res Result
+	var err error
+	var changed bool
+	if req.Action == "set_value" {
+		if req.Value == nil {
+			return nil, invalid(req, "set_value: no value")
+		}
+		res, err = s.Tree.Set(ctx, req.Path, req.Value, c)
+		// MoaT-KV: changed = (old value != new value).
+		changed = res.Prev == nil || !bytes.Equal(res.Prev, req.Value)
+	} else {
+		if req.Value != nil {
+			return nil, invalid(req, "delete_value: unexpected value")
+		}
+		res, err = s.Tree.Delete(ctx, req.Path, c)
+		if errors.Is(err, tree.ErrNotFound) {
+			// Nothing to delete (the conditions held): MoaT-KV answers
+			// changed: false; edgekv writes no tombstone for it.
+			tock, err := s.Tree.Tock(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return AppendWriteReply(nil, req.Seq, false, Result{Tock: tock}, 0, false), nil
+		}
+		changed = res.Prev != nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// MoaT-KV returns the old value only when the client sent neither chain
+	// nor prev.
+	withPrev := !req.HasChain && req.Prev == nil
+	return AppendWriteReply(nil, req.Seq, changed, res, nchain, withPrev), nil
+}
