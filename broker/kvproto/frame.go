@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 // Limits of the framing layer.
@@ -163,7 +165,7 @@ func (s *scanner) scan(b []byte) (done bool, err *FrameError) {
 			return false, nil
 		}
 		if !s.started && !s.anyItem && !(isContainer && isMapLead(at[0])) {
-			return false, &FrameError{Msg: "want a map, got " + describe(at), Offset: s.pos}
+			return false, &FrameError{Msg: "want a map, got " + wire.Describe(at), Offset: s.pos}
 		}
 		end := uint64(s.pos) + uint64(hdr) + payload
 		if end > uint64(s.max) {
@@ -175,7 +177,7 @@ func (s *scanner) scan(b []byte) (done bool, err *FrameError) {
 			}
 			// Every item takes at least one byte.
 			if items > uint64(s.max)-end {
-				return false, &FrameError{Msg: fmt.Sprintf("%s of %d items cannot fit in a message of at most %d bytes", describe(at), items, s.max), Offset: s.pos}
+				return false, &FrameError{Msg: fmt.Sprintf("%s of %d items cannot fit in a message of at most %d bytes", wire.Describe(at), items, s.max), Offset: s.pos}
 			}
 		}
 		if uint64(len(b)) < end {
@@ -276,45 +278,6 @@ func itemHeader(b []byte) (hdr int, payload, items uint64, container, short bool
 	return 1 + 2<<(c-0xde), 0, 2 * n, true, false, ""
 }
 
-// describe names the msgpack item at the start of b for error messages.
-func describe(b []byte) string {
-	if len(b) == 0 {
-		return "end of input"
-	}
-	c := b[0]
-	switch {
-	case c <= 0x7f || c >= 0xe0:
-		return "int"
-	case c <= 0x8f:
-		return "map"
-	case c <= 0x9f:
-		return "array"
-	case c <= 0xbf:
-		return "str"
-	}
-	switch c {
-	case 0xc0:
-		return "nil"
-	case 0xc1:
-		return "reserved byte 0xc1"
-	case 0xc2, 0xc3:
-		return "bool"
-	case 0xc4, 0xc5, 0xc6:
-		return "bin"
-	case 0xc7, 0xc8, 0xc9, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-		return "ext"
-	case 0xca, 0xcb:
-		return "float"
-	case 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
-		return "int"
-	case 0xd9, 0xda, 0xdb:
-		return "str"
-	case 0xdc, 0xdd:
-		return "array"
-	}
-	return "map"
-}
-
 // Writer writes whole messages to an io.Writer. It is not safe for
 // concurrent use: the Server gives it one goroutine.
 type Writer struct {
@@ -350,7 +313,7 @@ func skipValue(b []byte) ([]byte, *FrameError) {
 		return b, err
 	}
 	if !done {
-		return b, &FrameError{Msg: "truncated " + describe(b), Offset: s.pos}
+		return b, &FrameError{Msg: "truncated " + wire.Describe(b), Offset: s.pos}
 	}
 	return b[s.pos:], nil
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 // ProtocolVersion is the version the greeting announces (MoaT-KV 0.70
@@ -77,26 +78,7 @@ func AppendChain(b []byte, c tree.Chain, nchain int) []byte {
 	if n == 0 {
 		return msgp.AppendNil(b)
 	}
-	truncated := len(c) > n
-	for i := range n {
-		last := i == n-1
-		if last && truncated {
-			b = append(b, 0x82)
-		} else {
-			b = append(b, 0x83)
-		}
-		b = appendKey(b, "node")
-		b = msgp.AppendString(b, c[i].Node)
-		b = appendKey(b, "tick")
-		b = msgp.AppendUint64(b, c[i].Tick)
-		if !last {
-			b = appendKey(b, "prev")
-		} else if !truncated {
-			b = appendKey(b, "prev")
-			b = msgp.AppendNil(b)
-		}
-	}
-	return b
+	return wire.AppendChain(b, c, n)
 }
 
 // Entry is what the tree holds at a path, as get_value reports it.

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 // MaxSeq bounds request sequence numbers: MoaT-KV clients are Python and
@@ -204,7 +205,7 @@ func ParseRequest(b []byte) (Request, error) {
 			case 0xc3:
 				req.Idem = true
 			default:
-				return bad("key \"idem\": want bool, got %s", describe(rest))
+				return bad("key \"idem\": want bool, got %s", wire.Describe(rest))
 			}
 			rest = rest[1:]
 		default:
@@ -256,7 +257,7 @@ func readMapHeader(b []byte) (int, []byte, string) {
 		return 0, b, "want map, got end of input"
 	}
 	if !isMapLead(b[0]) {
-		return 0, b, "want map, got " + describe(b)
+		return 0, b, "want map, got " + wire.Describe(b)
 	}
 	hdr, _, items, _, short, _ := itemHeader(b)
 	if short {
@@ -286,7 +287,7 @@ func readStr(b []byte) ([]byte, []byte, string) {
 	}
 	c := b[0]
 	if !(c&0xe0 == 0xa0 || (c >= 0xd9 && c <= 0xdb)) {
-		return nil, b, "want str, got " + describe(b)
+		return nil, b, "want str, got " + wire.Describe(b)
 	}
 	hdr, n, _, _, short, _ := itemHeader(b)
 	if short || uint64(len(b)-hdr) < n {
@@ -307,7 +308,7 @@ func readInt(b []byte) (int64, []byte, string) {
 	case c >= 0xe0:
 		return int64(int8(c)), b[1:], ""
 	case c < 0xcc || c > 0xd3:
-		return 0, b, "want integer, got " + describe(b)
+		return 0, b, "want integer, got " + wire.Describe(b)
 	}
 	_, w, _, _, _, _ := itemHeader(b)
 	if uint64(len(b)) < 1+w {

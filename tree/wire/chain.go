@@ -17,11 +17,11 @@ const (
 	kChain = "\xa5chain"
 )
 
-// appendChain appends up to max links of c as MoaT-KV's nested
+// AppendChain appends up to max links of c as MoaT-KV's nested
 // {node, tick, prev} maps, newest first. The last link has prev: nil; when
 // c has more than max links, the last written link has no prev key, which
 // MoaT-KV reads as "truncated here". An empty chain is nil.
-func appendChain(b []byte, c tree.Chain, max int) []byte {
+func AppendChain(b []byte, c tree.Chain, max int) []byte {
 	if len(c) == 0 {
 		return append(b, 0xc0)
 	}

@@ -20,7 +20,7 @@ const chunkOverhead = 64
 // map whose "_p0" key holds [node, seq, i, bytes].
 func IsChunk(b []byte) bool {
 	v, found, e := findP0(b)
-	return e == nil && found && describe(v) == "array"
+	return e == nil && found && Describe(v) == "array"
 }
 
 // Reassembler collects MoaT-KV 0.70's legacy chunk series,

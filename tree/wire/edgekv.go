@@ -225,8 +225,8 @@ func DecodeBatch(b []byte) ([][]byte, error) {
 			out = make([][]byte, 0, n)
 			for i := range n {
 				start := rest
-				if len(rest) == 0 || describe(rest) != "map" {
-					return v, fail(rest, "want update map, got %s", describe(rest)).in("element %d", i)
+				if len(rest) == 0 || Describe(rest) != "map" {
+					return v, fail(rest, "want update map, got %s", Describe(rest)).in("element %d", i)
 				}
 				if rest, e = skipValue(rest, 0); e != nil {
 					return v, e.in("element %d", i)

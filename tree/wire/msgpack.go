@@ -20,8 +20,8 @@ const (
 	MaxNodeName = 255
 )
 
-// describe names the msgpack item at the start of b for error messages.
-func describe(b []byte) string {
+// Describe names the msgpack item at the start of b for error messages.
+func Describe(b []byte) string {
 	if len(b) == 0 {
 		return "end of input"
 	}
@@ -111,7 +111,7 @@ func readInt(b []byte) (i int64, u uint64, big bool, rest []byte, e *Error) {
 	case 0xd3:
 		n, signed = 8, true
 	default:
-		return 0, 0, false, b, fail(b, "want integer, got %s", describe(b))
+		return 0, 0, false, b, fail(b, "want integer, got %s", Describe(b))
 	}
 	v, ok := be(b, n)
 	if !ok {
@@ -181,7 +181,7 @@ func readStr(b []byte) ([]byte, []byte, *Error) {
 		}
 		n, h = v, 1+w
 	default:
-		return nil, b, fail(b, "want str, got %s", describe(b))
+		return nil, b, fail(b, "want str, got %s", Describe(b))
 	}
 	if uint64(len(b)-h) < n {
 		return nil, b, fail(b, "truncated str: %d bytes declared, %d present", n, len(b)-h)
@@ -196,7 +196,7 @@ func readBin(b []byte) ([]byte, []byte, *Error) {
 	}
 	c := b[0]
 	if c < 0xc4 || c > 0xc6 {
-		return nil, b, fail(b, "want bin, got %s", describe(b))
+		return nil, b, fail(b, "want bin, got %s", Describe(b))
 	}
 	w := 1 << (c - 0xc4)
 	n, ok := be(b, w)
@@ -266,7 +266,7 @@ func readMapHeader(b []byte) (int, []byte, *Error) {
 		if len(b) > 0 && (b[0] == 0xde || b[0] == 0xdf) {
 			return 0, b, fail(b, "truncated map header")
 		}
-		return 0, b, fail(b, "want map, got %s", describe(b))
+		return 0, b, fail(b, "want map, got %s", Describe(b))
 	}
 	if n > MaxEntries {
 		return 0, b, fail(b, "map of %d entries, more than %d", n, MaxEntries)
@@ -285,7 +285,7 @@ func readArrayHeader(b []byte) (int, []byte, *Error) {
 		if len(b) > 0 && (b[0] == 0xdc || b[0] == 0xdd) {
 			return 0, b, fail(b, "truncated array header")
 		}
-		return 0, b, fail(b, "want array, got %s", describe(b))
+		return 0, b, fail(b, "want array, got %s", Describe(b))
 	}
 	if n > MaxEntries {
 		return 0, b, fail(b, "array of %d elements, more than %d", n, MaxEntries)
@@ -333,7 +333,7 @@ func skipValue(b []byte, depth int) ([]byte, *Error) {
 	case c <= 0x9f || c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf:
 		n, isMap, h, ok := containerHeader(b)
 		if !ok {
-			return b, fail(b, "truncated %s header", describe(b))
+			return b, fail(b, "truncated %s header", Describe(b))
 		}
 		if depth >= MaxValueDepth {
 			return b, fail(b, "value nested deeper than %d levels", MaxValueDepth)
@@ -344,7 +344,7 @@ func skipValue(b []byte, depth int) ([]byte, *Error) {
 		}
 		rest := b[h:]
 		if items > uint64(len(rest)) {
-			return b, fail(b, "truncated %s: %d entries cannot fit in %d bytes", describe(b), n, len(rest))
+			return b, fail(b, "truncated %s: %d entries cannot fit in %d bytes", Describe(b), n, len(rest))
 		}
 		for range items {
 			var e *Error
@@ -367,7 +367,7 @@ func skipValue(b []byte, depth int) ([]byte, *Error) {
 			}
 			n, ok := be(b, w)
 			if !ok {
-				return b, fail(b, "truncated %s header", describe(b))
+				return b, fail(b, "truncated %s header", Describe(b))
 			}
 			size = uint64(w) + n
 		case 0xc7, 0xc8, 0xc9:
@@ -394,7 +394,7 @@ func skipValue(b []byte, depth int) ([]byte, *Error) {
 		}
 	}
 	if uint64(len(b)-1) < size {
-		return b, fail(b, "truncated %s: %d bytes needed, %d present", describe(b), size, len(b)-1)
+		return b, fail(b, "truncated %s: %d bytes needed, %d present", Describe(b), size, len(b)-1)
 	}
 	return b[1+size:], nil
 }

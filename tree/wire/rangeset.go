@@ -52,7 +52,7 @@ func readRangeSet(b []byte) (tree.RangeSet, []byte, *Error) {
 	for i := range n {
 		at := rest
 		var r tree.Range
-		switch describe(rest) {
+		switch Describe(rest) {
 		case "int":
 			var t uint64
 			if t, rest, e = readUint(rest); e != nil {
@@ -80,7 +80,7 @@ func readRangeSet(b []byte) (tree.RangeSet, []byte, *Error) {
 				return tree.RangeSet{}, b, fail(at, "empty range [%d, %d): start must be below end", r.Start, r.End).in("element %d", i)
 			}
 		default:
-			return tree.RangeSet{}, b, fail(at, "want integer or [start, end) pair, got %s", describe(at)).in("element %d", i)
+			return tree.RangeSet{}, b, fail(at, "want integer or [start, end) pair, got %s", Describe(at)).in("element %d", i)
 		}
 		if len(rs) > 0 && rs[len(rs)-1].Start > r.Start {
 			sorted = false

@@ -93,7 +93,7 @@ func AppendEntry(b []byte, ev tree.Event) []byte {
 		b = append(b, 0x83)
 	}
 	b = append(b, kChain...)
-	b = appendChain(b, ev.Chain, MaxChainLinks)
+	b = AppendChain(b, ev.Chain, MaxChainLinks)
 	b = append(b, kTock...)
 	b = msgp.AppendUint64(b, ev.Tock)
 	b = append(b, kPath...)
@@ -169,15 +169,15 @@ func recordKind(b []byte) (string, *Error) {
 			case "path":
 				f |= fPath
 			case "nodes":
-				if describe(r) == "map" {
+				if Describe(r) == "map" {
 					f |= fNodes
 				}
 			case "ticks", "missing", "known", "superseded", "deleted":
-				if describe(r) == "map" {
+				if Describe(r) == "map" {
 					f |= fInfoKeys
 				}
 			case "node_drop":
-				if describe(r) == "array" {
+				if Describe(r) == "array" {
 					f |= fInfoKeys
 				}
 			}

@@ -148,7 +148,7 @@ func recoveryMsg(value []byte, chain tree.Chain, tock uint64, path tree.Path, no
 		b = append(b, value...)
 	}
 	b = append(b, kChain...)
-	b = appendChain(b, chain, MaxChainLinks)
+	b = AppendChain(b, chain, MaxChainLinks)
 	b = append(b, kTock...)
 	b = msgp.AppendUint64(b, tock)
 	b = append(b, kPath...)
@@ -183,7 +183,7 @@ func TestUpdateRecoveryShape(t *testing.T) {
 				b := recoveryMsg(str("v"), tree.Chain{{Node: "a", Tick: 1}}, 2, tree.Path{}, "s", 5)
 				b[0]++
 				b = append(b, kPrev...)
-				return appendChain(b, tree.Chain{{Node: "zz", Tick: 9}}, 5)
+				return AppendChain(b, tree.Chain{{Node: "zz", Tick: 9}}, 5)
 			}(),
 			want: Update{Event: tree.Event{Path: tree.Path{}, Value: str("v"), Chain: tree.Chain{{Node: "a", Tick: 1}}, Tock: 2},
 				Sender: "s", SenderTick: 5, Recovery: true},

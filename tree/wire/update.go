@@ -74,7 +74,7 @@ func AppendUpdate(b []byte, ev tree.Event) []byte {
 	b = append(b, kTick...)
 	b = msgp.AppendUint64(b, head.Tick)
 	b = append(b, kPrev...)
-	b = appendChain(b, ev.Chain[1:], MaxChainLinks-1)
+	b = AppendChain(b, ev.Chain[1:], MaxChainLinks-1)
 	b = append(b, kPath...)
 	b = tree.AppendPath(b, ev.Path)
 	if ev.Value != nil {
