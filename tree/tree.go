@@ -224,17 +224,6 @@ func (t *Tree) Get(p Path) *Entry {
 	return e
 }
 
-func (t *Tree) lookup(p Path, create bool) *Entry {
-	e := t.root
-	for _, el := range p {
-		e = e.child(el, create)
-		if e == nil {
-			return nil
-		}
-	}
-	return e
-}
-
 // ValidValue checks that b is exactly one well-formed msgpack value, nested
 // at most maxValueDepth deep.
 func ValidValue(b []byte) error {
