@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ type nodeConfig struct {
 	SnapshotCheck time.Duration // how often to check whether a snapshot is due (default 30 s)
 	MaxBatch      int           // updates per batch message to one link (default 64)
 	HoldMax       time.Duration // longest start-up hold of local writes (default 3 s; see holdLocalWrites)
+	ClientAddr    string        // MoaT-KV client protocol listener, host:port ("": none)
 	Broker        broker.Config
 	Peers         []broker.PeerLinkConfig
 	Logger        *slog.Logger
@@ -46,14 +48,16 @@ func statusPath(node, link string) tree.Path {
 // node wires one replica to its store, broker and links. One goroutine (run)
 // owns the replica; everything else hands it work through inbox.
 type node struct {
-	cfg     nodeConfig
-	log     *slog.Logger
-	r       *replica.Replica
-	st      *store.Store
-	br      *broker.Broker
-	peers   []*broker.PeerLink
-	inbox   chan func()
-	stopped chan struct{} // closed when the owning goroutine has ended
+	cfg   nodeConfig
+	log   *slog.Logger
+	r     *replica.Replica
+	st    *store.Store
+	br    *broker.Broker
+	peers []*broker.PeerLink
+	// clientLn is the MoaT-KV client-protocol listener (nil: none).
+	clientLn net.Listener
+	inbox    chan func()
+	stopped  chan struct{} // closed when the owning goroutine has ended
 
 	// owned by the run goroutine
 	links   map[replica.LinkID]*nodeLink
@@ -145,6 +149,13 @@ func newNode(cfg nodeConfig) (*node, error) {
 		n.peers = append(n.peers, broker.NewPeerLink(pc, n))
 	}
 	n.holdLocalWrites()
+	if cfg.ClientAddr != "" {
+		if n.clientLn, err = net.Listen("tcp", cfg.ClientAddr); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("client protocol listener %s: %w", cfg.ClientAddr, err)
+		}
+		n.log.Info("client protocol listening", "addr", n.clientLn.Addr().String())
+	}
 	return n, nil
 }
 
@@ -380,6 +391,9 @@ func (n *node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.br.Run(gctx) })
 	g.Go(func() error { return n.st.Run(gctx) })
+	if n.clientLn != nil {
+		g.Go(func() error { return n.serveClients(gctx, n.clientLn) })
+	}
 	for _, p := range n.peers {
 		g.Go(func() error { return p.Run(gctx) })
 	}

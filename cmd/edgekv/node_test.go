@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
 )
 
@@ -111,5 +113,84 @@ func TestRestartedNodeDoesNotReuseTicks(t *testing.T) {
 	a.n.post(func() { done <- a.n.r.Tree().Node("a").Tick() })
 	if tick := <-done; tick <= 10 {
 		t.Fatalf("a's tick after restart is %d, want > 10", tick)
+	}
+}
+
+// TestClientProtocol: the node serves MoaT-KV's client protocol on its
+// client listener: greeting, set_value, get_value with a chain, and the
+// write is a real write (visible through the node).
+func TestClientProtocol(t *testing.T) {
+	nodes := startBenchNodes(t, []string{"solo"}, [][]int{{}}, func(_ int, c *boards.Config) {
+		c.Listen.Client = "127.0.0.1:0"
+		c.PeerUsers = nil
+	})
+	n := nodes[0].n
+	conn, err := net.Dial("tcp", n.clientLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := kvproto.NewReader(conn, 0)
+	next := func() map[string]any {
+		t.Helper()
+		b, err := rd.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		v, _, err := msgp.ReadIntfBytes(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ = v.(map[string]any)
+		return m
+	}
+	hello := next()
+	if hello["node"] != "solo" || hello["qlen"] == nil {
+		t.Fatalf("greeting %v", hello)
+	}
+	send := func(kv ...any) {
+		t.Helper()
+		b := msgp.AppendMapHeader(nil, uint32(len(kv)/2))
+		for i := 0; i < len(kv); i += 2 {
+			b = msgp.AppendString(b, kv[i].(string))
+			switch v := kv[i+1].(type) {
+			case tree.Path:
+				b = tree.AppendPath(b, v)
+			default:
+				var err error
+				if b, err = msgp.AppendIntf(b, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("seq", 0, "qlen", 10)
+	p := tree.Path{tree.Str("cap"), tree.Str("a")}
+	send("path", p, "value", "hello", "nchain", 0, "action", "set_value", "seq", 2)
+	if r := next(); r["changed"] != true || r["seq"] == nil {
+		t.Fatalf("set_value reply %v", r)
+	}
+	send("path", p, "nchain", 2, "action", "get_value", "seq", 3)
+	r := next()
+	chain, _ := r["chain"].(map[string]any)
+	if r["value"] != "hello" || chain == nil || chain["node"] != "solo" {
+		t.Fatalf("get_value reply %v", r)
+	}
+	v, ok, err := n.Get(context.Background(), p)
+	if err != nil || !ok || string(v) != string(msgp.AppendString(nil, "hello")) {
+		t.Fatalf("node holds %x %v %v", v, ok, err)
+	}
+	send("path", tree.Path{tree.Str("cap"), tree.Str("nope")}, "nchain", 0, "action", "get_value", "seq", 4)
+	if r := next(); r["value"] != nil {
+		t.Fatalf("missing key: %v", r)
+	}
+	send("action", "no_such_action", "seq", 5)
+	if r := next(); r["error"] == nil {
+		t.Fatalf("unknown action: %v", r)
 	}
 }

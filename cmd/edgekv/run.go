@@ -99,6 +99,7 @@ func nodeConfigFrom(cfg *boards.Config, log *slog.Logger) (nodeConfig, error) {
 		SyncInterval: cfg.Data.SyncInterval.Std(),
 		ChainLen:     cfg.Sync.ChainLength,
 		Heartbeat:    cfg.Sync.Heartbeat.Std(),
+		ClientAddr:   cfg.Listen.Client,
 		Logger:       log,
 	}
 	switch cfg.Data.Sync {
