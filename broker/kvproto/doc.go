@@ -2,8 +2,8 @@
 // server: the framing of the protocol's byte streams, the parsing of client
 // requests, the encoding of replies byte for byte as MoaT-KV 0.70 writes
 // them, and a Server that serves one connection over a small Tree
-// interface. It is not yet wired into the node (cmd/edgekv has no listener
-// for it yet).
+// interface. cmd/edgekv serves it on the board config's listen.client
+// address.
 //
 // # What it owns
 //
@@ -28,8 +28,12 @@
 //     golden_test.go).
 //   - Server: greeting {seq: 0, version: [0,0,1], node, tick, tock, qlen},
 //     the client's {seq: 0, qlen} answer, and the actions get_value (by
-//     path), set_value and delete_value (chain, prev, idem, nchain). Every
-//     other MoaT-KV action is answered with an error of kind "unavailable";
+//     path), set_value and delete_value (chain, prev, idem, nchain), and
+//     watch (fetch, min_depth, max_depth, nchain) as a stream — {state:
+//     start}, the current entries, {state: uptodate}, then every change,
+//     paths shortened (depth + relative suffix) — for a Tree that also
+//     implements Watcher; acks are read but not yet enforced. Every other
+//     MoaT-KV action is answered with an error of kind "unavailable";
 //     unknown actions and malformed requests with {error, seq, tock, kind}
 //     (MoaT-KV's error reply plus one key), where error is text a MoaT-KV
 //     client shows and kind is edgekv's machine-readable tree.ErrorKind

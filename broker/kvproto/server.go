@@ -190,6 +190,10 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			if err == nil && req.Action == "watch" {
+				s.watch(ctx, req, send)
+				return
+			}
 			send(s.handle(ctx, req, err))
 		}()
 	}
@@ -223,7 +227,7 @@ func invalid(req Request, format string, args ...any) error {
 
 // actionsLater are MoaT-KV actions this package does not serve yet.
 var actionsLater = map[string]bool{
-	"get_tree": true, "get_tree_internal": true, "watch": true, "enum": true, "enumerate": true,
+	"get_tree": true, "get_tree_internal": true, "enum": true, "enumerate": true,
 	"enum_internal": true, "get_internal": true, "set_internal": true, "delete_internal": true,
 	"delete_tree": true, "root": true, "test_acl": true, "get_state": true, "get_tock": true,
 	"enum_node": true, "kill_node": true, "check_deleted": true, "fake_info": true,

@@ -11,7 +11,10 @@ import (
 
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/replica"
 )
+
+type replicaChange = replica.Change
 
 // kvTree gives the MoaT-KV client-protocol server (broker/kvproto) access
 // to the node: every call runs on the node's owning goroutine, and writes
@@ -165,5 +168,85 @@ func (n *node) serveClients(ctx context.Context, ln net.Listener) error {
 				n.log.Info("client connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
+	}
+}
+
+// watcher is one client-protocol watch: changes below prefix go to ch.
+// The owning goroutine closes ch when the watcher cannot keep up.
+type watcher struct {
+	prefix tree.Path
+	ch     chan kvproto.WatchItem
+}
+
+// watchQueue bounds the changes a watcher may fall behind by before its
+// watch ends with an error (other clients are unaffected).
+const watchQueue = 10000
+
+// errWatchOverflow ends a watch that fell too far behind.
+var errWatchOverflow = fmt.Errorf("%w: watcher fell more than %d changes behind; watch ended", tree.ErrInternal, watchQueue)
+
+// Watch implements kvproto.Watcher: the current state (if fetch) and the
+// registration happen in one step on the owning goroutine, so no change is
+// missed or sent out of order.
+func (k kvTree) Watch(ctx context.Context, p tree.Path, fetch bool, send func(kvproto.WatchItem) error) error {
+	n := k.n
+	w := &watcher{prefix: p.Clone(), ch: make(chan kvproto.WatchItem, watchQueue)}
+	var initial []kvproto.WatchItem
+	err := k.call(ctx, func() {
+		if fetch {
+			n.r.Tree().Walk(p, func(e *tree.Entry) bool {
+				if v, ok := e.Value(); ok {
+					initial = append(initial, kvproto.WatchItem{Path: e.Path(), Value: slices.Clone(v), Chain: slices.Clone(e.Chain()), Tock: e.Tock()})
+				}
+				return true
+			})
+		}
+		n.watchers[w] = struct{}{}
+	})
+	if err != nil {
+		return err
+	}
+	defer n.post(func() { delete(n.watchers, w) })
+	for _, it := range initial {
+		if err := send(it); err != nil {
+			return err
+		}
+	}
+	if fetch {
+		if err := send(kvproto.WatchItem{UpToDate: true}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.stopped:
+			return nil
+		case it, ok := <-w.ch:
+			if !ok {
+				return errWatchOverflow
+			}
+			if err := send(it); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// notifyWatchers hands a change to every watcher below whose prefix it
+// lies; a watcher whose queue is full is dropped (its watch ends).
+func (n *node) notifyWatchers(c replicaChange) {
+	for w := range n.watchers {
+		if !c.Path.HasPrefix(w.prefix) {
+			continue
+		}
+		select {
+		case w.ch <- kvproto.WatchItem{Path: c.Path, Value: c.Value, Chain: c.Chain, Tock: c.Tock}:
+		default:
+			close(w.ch)
+			delete(n.watchers, w)
+			n.log.Warn("client protocol: a watcher fell behind; its watch ended", "path", w.prefix.String())
+		}
 	}
 }

@@ -56,6 +56,7 @@ type node struct {
 	peers []*broker.PeerLink
 	// clientLn is the MoaT-KV client-protocol listener (nil: none).
 	clientLn net.Listener
+	watchers map[*watcher]struct{} // client-protocol watches (owned by the loop)
 	inbox    chan func()
 	stopped  chan struct{} // closed when the owning goroutine has ended
 
@@ -113,6 +114,7 @@ func newNode(cfg nodeConfig) (*node, error) {
 		log:       log.With("node", cfg.Name),
 		inbox:     make(chan func(), 4096),
 		stopped:   make(chan struct{}),
+		watchers:  make(map[*watcher]struct{}),
 		links:     make(map[replica.LinkID]*nodeLink),
 		byName:    make(map[string]replica.LinkID),
 		status:    make(map[string]string),
@@ -542,6 +544,9 @@ func (n *node) flush() {
 		}
 		if c.Purged {
 			continue
+		}
+		if len(n.watchers) > 0 {
+			n.notifyWatchers(c)
 		}
 		n.publish(c.Path, c.Value, c.Chain, c.Tock)
 	}

@@ -193,4 +193,32 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); r["error"] == nil {
 		t.Fatalf("unknown action: %v", r)
 	}
+
+	// Watch with fetch: start, the current entry, uptodate, then a live
+	// change made through MQTT's write path.
+	send("path", p, "value", map[string]any{"x": 1}, "action", "set_value", "seq", 6)
+	next()
+	send("action", "watch", "path", tree.Path{tree.Str("cap")}, "fetch", true, "max_depth", 1, "wseq", 1, "seq", 7)
+	if r := next(); r["state"] != "start" || r["seq"] == nil {
+		t.Fatalf("watch start: %v", r)
+	}
+	if r := next(); r["value"] == nil || fmt.Sprint(r["path"]) != "[a]" || r["depth"] == nil {
+		t.Fatalf("watch initial item: %v", r)
+	}
+	if r := next(); r["state"] != "uptodate" {
+		t.Fatalf("watch uptodate: %v", r)
+	}
+	if err := n.Write(context.Background(), tree.Path{tree.Str("cap"), tree.Str("b")}, msgp.AppendString(nil, "live")); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(); r["value"] != "live" || fmt.Sprint(r["path"]) != "[b]" {
+		t.Fatalf("watch live item: %v", r)
+	}
+	if err := n.Write(context.Background(), tree.Path{tree.Str("cap"), tree.Str("b")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Same path as the previous item: shortened to depth 1 and no suffix.
+	if r := next(); r["value"] != nil || fmt.Sprint(r["path"]) != "[]" || fmt.Sprint(r["depth"]) != "1" || r["tock"] == nil {
+		t.Fatalf("watch deletion: %v", r)
+	}
 }
