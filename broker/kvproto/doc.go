@@ -32,7 +32,9 @@
 //     watch (fetch, min_depth, max_depth, nchain) as a stream — {state:
 //     start}, the current entries, {state: uptodate}, then every change,
 //     paths shortened (depth + relative suffix) — for a Tree that also
-//     implements Watcher; acks are read but not yet enforced. Every other
+//     implements Watcher; acks are read but not yet enforced; get_tree (a
+//     stream), enum/enumerate (with_data), get_tock, and stop (ends a
+//     running request such as a watch). Every other
 //     MoaT-KV action is answered with an error of kind "unavailable";
 //     unknown actions and malformed requests with {error, seq, tock, kind}
 //     (MoaT-KV's error reply plus one key), where error is text a MoaT-KV

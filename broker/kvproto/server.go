@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/tinylib/msgp/msgp"
+
 	"github.com/edgekv/edgekv/tree"
 )
 
@@ -148,6 +150,7 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 
 	r := NewReader(conn, s.MaxMessage)
 	sem := make(chan struct{}, inflight)
+	tasks := newTasks()
 	for {
 		msg, err := r.Next()
 		if err != nil {
@@ -187,14 +190,23 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			return ctx.Err()
 		}
 		wg.Add(1)
+		tctx, done := tasks.start(ctx, req.Seq)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err == nil && req.Action == "watch" {
-				s.watch(ctx, req, send)
-				return
+			defer done()
+			switch {
+			case err != nil:
+				send(s.handle(tctx, req, err))
+			case req.Action == "watch":
+				s.watch(tctx, req, send)
+			case req.Action == "get_tree":
+				s.getTree(tctx, req, send)
+			case req.Action == "stop":
+				send(s.stop(tctx, req, tasks))
+			default:
+				send(s.handle(tctx, req, nil))
 			}
-			send(s.handle(ctx, req, err))
 		}()
 	}
 }
@@ -227,12 +239,12 @@ func invalid(req Request, format string, args ...any) error {
 
 // actionsLater are MoaT-KV actions this package does not serve yet.
 var actionsLater = map[string]bool{
-	"get_tree": true, "get_tree_internal": true, "enum": true, "enumerate": true,
-	"enum_internal": true, "get_internal": true, "set_internal": true, "delete_internal": true,
-	"delete_tree": true, "root": true, "test_acl": true, "get_state": true, "get_tock": true,
+	"get_tree_internal": true,
+	"enum_internal":     true, "get_internal": true, "set_internal": true, "delete_internal": true,
+	"delete_tree": true, "root": true, "test_acl": true, "get_state": true,
 	"enum_node": true, "kill_node": true, "check_deleted": true, "fake_info": true,
 	"fake_info_send": true, "update": true, "msg_send": true, "msg_monitor": true, "log": true,
-	"save": true, "stop": true, "auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
+	"save": true, "auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
 	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
 }
 
@@ -242,6 +254,14 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return s.getValue(ctx, req)
 	case "set_value", "delete_value":
 		return s.write(ctx, req)
+	case "get_tock":
+		tock, err := s.Tree.Tock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return appendResult(nil, "tock", func(b []byte) []byte { return msgp.AppendUint64(b, tock) }, req.Seq, 0, false), nil
+	case "enum", "enumerate":
+		return s.enum(ctx, req)
 	case "":
 		return nil, invalid(req, "request has no action")
 	}

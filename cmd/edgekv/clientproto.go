@@ -250,3 +250,25 @@ func (n *node) notifyWatchers(c replicaChange) {
 		}
 	}
 }
+
+// Walk implements kvproto.Walker: the valued entries at and below p, in
+// canonical order, copied on the owning goroutine and handed out after.
+func (k kvTree) Walk(ctx context.Context, p tree.Path, fn func(kvproto.WatchItem) error) error {
+	var items []kvproto.WatchItem
+	if err := k.call(ctx, func() {
+		k.n.r.Tree().Walk(p, func(e *tree.Entry) bool {
+			if v, ok := e.Value(); ok {
+				items = append(items, kvproto.WatchItem{Path: e.Path(), Value: slices.Clone(v), Chain: slices.Clone(e.Chain()), Tock: e.Tock()})
+			}
+			return true
+		})
+	}); err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}

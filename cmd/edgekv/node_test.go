@@ -221,4 +221,31 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); r["value"] != nil || fmt.Sprint(r["path"]) != "[]" || fmt.Sprint(r["depth"]) != "1" || r["tock"] == nil {
 		t.Fatalf("watch deletion: %v", r)
 	}
+
+	send("action", "get_tock", "seq", 8)
+	if r := next(); r["tock"] == nil || fmt.Sprint(r["seq"]) != "8" {
+		t.Fatalf("get_tock: %v", r)
+	}
+	send("action", "get_tree", "path", tree.Path{tree.Str("cap")}, "seq", 9)
+	if r := next(); r["state"] != "start" {
+		t.Fatalf("get_tree start: %v", r)
+	}
+	if r := next(); fmt.Sprint(r["path"]) != "[a]" || r["value"] == nil {
+		t.Fatalf("get_tree item: %v", r)
+	}
+	if r := next(); r["state"] != "end" {
+		t.Fatalf("get_tree end (b was deleted, so a is the only entry): %v", r)
+	}
+	send("action", "enum", "path", tree.Path{tree.Str("cap")}, "seq", 10)
+	if r := next(); fmt.Sprint(r["result"]) != "[a]" {
+		t.Fatalf("enum: %v", r)
+	}
+	send("action", "stop", "task", 7, "seq", 11)
+	if r := next(); r["result"] != true || fmt.Sprint(r["seq"]) != "11" {
+		t.Fatalf("stop of the watch: %v", r)
+	}
+	send("action", "stop", "task", 7, "seq", 12)
+	if r := next(); r["result"] != false {
+		t.Fatalf("second stop of the same task: %v", r)
+	}
 }

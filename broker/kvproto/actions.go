@@ -1,0 +1,216 @@
+package kvproto
+
+import (
+	"context"
+	"sync"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv/tree"
+)
+
+// Walker is implemented by a Tree that can list entries: Walk calls fn for
+// the entry at p and every entry below it that holds a value, in canonical
+// order (parents first), from one consistent state.
+type Walker interface {
+	Walk(ctx context.Context, p tree.Path, fn func(WatchItem) error) error
+}
+
+// tasks tracks one connection's running requests, for the stop action.
+type tasks struct {
+	mu      sync.Mutex
+	running map[uint64]context.CancelFunc
+}
+
+func newTasks() *tasks { return &tasks{running: make(map[uint64]context.CancelFunc)} }
+
+// start registers request seq and returns its context and the function
+// that ends it.
+func (t *tasks) start(ctx context.Context, seq uint64) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	t.mu.Lock()
+	t.running[seq] = cancel
+	t.mu.Unlock()
+	return ctx, func() {
+		t.mu.Lock()
+		delete(t.running, seq)
+		t.mu.Unlock()
+		cancel()
+	}
+}
+
+// stop cancels request seq and reports whether it was running.
+func (t *tasks) stop(seq uint64) bool {
+	t.mu.Lock()
+	cancel, ok := t.running[seq]
+	t.mu.Unlock()
+	if ok {
+		cancel()
+	}
+	return ok
+}
+
+// appendResult appends {key: value, tock?, seq}: MoaT-KV wraps a plain
+// return value as {result: value}.
+func appendResult(b []byte, key string, val func([]byte) []byte, seq, tock uint64, withTock bool) []byte {
+	n := uint32(2)
+	if withTock {
+		n++
+	}
+	b = msgp.AppendMapHeader(b, n)
+	b = appendKey(b, key)
+	b = val(b)
+	if withTock {
+		b = appendKey(b, "tock")
+		b = msgp.AppendUint64(b, tock)
+	}
+	b = appendKey(b, "seq")
+	return msgp.AppendUint64(b, seq)
+}
+
+// stop serves {action: stop, task: seq}: it ends that running request
+// (a watch, say) and answers {result: true|false, tock, seq}.
+func (s *Server) stop(ctx context.Context, req Request, ts *tasks) []byte {
+	task, ok, err := uintKey(req.Raw, "task")
+	if err != nil || !ok {
+		return s.handle(ctx, req, invalid(req, "stop: want the task's seq in \"task\""))
+	}
+	stopped := ts.stop(task)
+	tock, _ := s.Tree.Tock(ctx)
+	return appendResult(nil, "result", func(b []byte) []byte { return msgp.AppendBool(b, stopped) }, req.Seq, tock, true)
+}
+
+// uintKey reads a non-negative integer key of a request map.
+func uintKey(raw []byte, key string) (uint64, bool, error) {
+	n, rest, err := msgp.ReadMapHeaderBytes(raw)
+	if err != nil {
+		return 0, false, err
+	}
+	for range n {
+		var k []byte
+		if k, rest, err = msgp.ReadMapKeyZC(rest); err != nil {
+			return 0, false, err
+		}
+		if string(k) == key {
+			v, _, err := msgp.ReadUint64Bytes(rest)
+			return v, err == nil, err
+		}
+		if rest, err = msgp.Skip(rest); err != nil {
+			return 0, false, err
+		}
+	}
+	return 0, false, nil
+}
+
+// boolKey reads a bool key of a request map (absent or not a bool: false).
+func boolKey(raw []byte, key string) bool {
+	n, rest, err := msgp.ReadMapHeaderBytes(raw)
+	if err != nil {
+		return false
+	}
+	for range n {
+		var k []byte
+		if k, rest, err = msgp.ReadMapKeyZC(rest); err != nil {
+			return false
+		}
+		if string(k) == key {
+			v, _, err := msgp.ReadBoolBytes(rest)
+			return err == nil && v
+		}
+		if rest, err = msgp.Skip(rest); err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// getTree serves get_tree as a stream: {state: start}, one message per
+// entry with a value at or below path ({value, chain?, tock, path, depth},
+// paths shortened), then {state: end}.
+func (s *Server) getTree(ctx context.Context, req Request, send func([]byte)) {
+	w, ok := s.Tree.(Walker)
+	if !ok {
+		send(s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "get_tree is not supported by this server"}))
+		return
+	}
+	if !req.HasPath {
+		send(s.handle(ctx, req, invalid(req, "get_tree: no path")))
+		return
+	}
+	args, err := parseWatchArgs(req.Raw)
+	if err != nil {
+		send(s.handle(ctx, req, invalid(req, "get_tree: %v", err)))
+		return
+	}
+	nchain := 0
+	if req.HasNChain {
+		nchain = req.NChain
+	}
+	var wseq uint64
+	tock := func() uint64 { t, _ := s.Tree.Tock(ctx); return t }
+	state := func(st string) {
+		wseq++
+		send(appendState(nil, st, req.Seq, wseq, tock()))
+	}
+	state("start")
+	var prev tree.Path
+	err = w.Walk(ctx, req.Path, func(it WatchItem) error {
+		rel := it.Path[len(req.Path):]
+		if len(rel) < args.minDepth || (args.maxDepth >= 0 && len(rel) > args.maxDepth) {
+			return nil
+		}
+		depth := 0
+		for depth < len(prev) && depth < len(rel) && prev[depth] == rel[depth] {
+			depth++
+		}
+		prev = rel.Clone()
+		wseq++
+		send(appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
+		return ctx.Err()
+	})
+	if err != nil && ctx.Err() == nil {
+		send(AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
+	}
+	state("end")
+}
+
+// enum serves enum/enumerate: {result: [names]} of the children of path
+// that hold a value, or with with_data {result: {name: value}}.
+func (s *Server) enum(ctx context.Context, req Request) ([]byte, error) {
+	w, ok := s.Tree.(Walker)
+	if !ok {
+		return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "enum is not supported by this server"}
+	}
+	if !req.HasPath {
+		return nil, invalid(req, "enum: no path")
+	}
+	withData := boolKey(req.Raw, "with_data")
+	var names []tree.Elem
+	var values [][]byte
+	err := w.Walk(ctx, req.Path, func(it WatchItem) error {
+		if len(it.Path) == len(req.Path)+1 {
+			names = append(names, it.Path[len(req.Path)])
+			values = append(values, it.Value)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tock, _ := s.Tree.Tock(ctx)
+	return appendResult(nil, "result", func(b []byte) []byte {
+		if withData {
+			b = msgp.AppendMapHeader(b, uint32(len(names)))
+			for i, n := range names {
+				b = tree.AppendElem(b, n)
+				b = append(b, values[i]...)
+			}
+			return b
+		}
+		b = msgp.AppendArrayHeader(b, uint32(len(names)))
+		for _, n := range names {
+			b = tree.AppendElem(b, n)
+		}
+		return b
+	}, req.Seq, tock, true), nil
+}
