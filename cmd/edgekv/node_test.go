@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/broker/kvclient"
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
 )
@@ -247,5 +249,81 @@ func TestClientProtocol(t *testing.T) {
 	send("action", "stop", "task", 7, "seq", 12)
 	if r := next(); r["result"] != false {
 		t.Fatalf("second stop of the same task: %v", r)
+	}
+}
+
+// TestGoClient drives the node with the Go client (broker/kvclient).
+func TestGoClient(t *testing.T) {
+	nodes := startBenchNodes(t, []string{"gc"}, [][]int{{}}, func(_ int, c *boards.Config) {
+		c.Listen.Client = "127.0.0.1:0"
+		c.PeerUsers = nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := kvclient.Dial(ctx, nodes[0].n.clientLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Hello().Node != "gc" {
+		t.Fatalf("hello %+v", c.Hello())
+	}
+	p := tree.Path{tree.Str("room"), tree.Int(1)}
+	res, err := c.Set(ctx, p, msgp.AppendFloat64(nil, 21.5), kvclient.WriteOpts{})
+	if err != nil || !res.Changed || len(res.Chain) != 1 || res.Chain[0].Node != "gc" {
+		t.Fatalf("set: %+v %v", res, err)
+	}
+	e, found, err := c.Get(ctx, p, 2)
+	if err != nil || !found || len(e.Chain) != 1 {
+		t.Fatalf("get: %+v %v %v", e, found, err)
+	}
+	if _, err := c.Set(ctx, p, msgp.AppendFloat64(nil, 1), kvclient.WriteOpts{MustNotExist: true}); !errors.Is(err, tree.ErrConflict) {
+		t.Fatalf("must-not-exist on an existing entry: %v, want a conflict", err)
+	}
+	wrong := tree.Link{Node: "gc", Tick: 99}
+	if _, err := c.Set(ctx, p, msgp.AppendFloat64(nil, 1), kvclient.WriteOpts{Head: &wrong}); !errors.Is(err, tree.ErrConflict) {
+		t.Fatalf("wrong head: %v, want a conflict", err)
+	}
+	if _, err := c.Set(ctx, p, msgp.AppendFloat64(nil, 22), kvclient.WriteOpts{Head: &e.Chain[0]}); err != nil {
+		t.Fatalf("right head: %v", err)
+	}
+	var paths []string
+	if err := c.Tree(ctx, tree.Path{tree.Str("room")}, func(it kvclient.Item) error {
+		paths = append(paths, it.Path.String())
+		return nil
+	}); err != nil || fmt.Sprint(paths) != "[room:1]" {
+		t.Fatalf("tree: %v %v", paths, err)
+	}
+	// Watch: the current state, uptodate, then a change by someone else.
+	wctx, wcancel := context.WithCancel(ctx)
+	got := make(chan kvclient.Item, 10)
+	werr := make(chan error, 1)
+	go func() {
+		werr <- c.Watch(wctx, tree.Path{tree.Str("room")}, true, func(it kvclient.Item) error {
+			got <- it
+			return nil
+		})
+	}()
+	if it := <-got; it.Path.String() != "room:1" {
+		t.Fatalf("watch initial: %+v", it)
+	}
+	if it := <-got; !it.UpToDate {
+		t.Fatalf("watch uptodate: %+v", it)
+	}
+	if err := nodes[0].n.Write(ctx, tree.Path{tree.Str("room"), tree.Int(2)}, msgp.AppendString(nil, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if it := <-got; it.Path.String() != "room:2" || it.Value == nil {
+		t.Fatalf("watch change: %+v", it)
+	}
+	wcancel()
+	if err := <-werr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("watch ended with %v", err)
+	}
+	if _, err := c.Delete(ctx, p, kvclient.WriteOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := c.Get(ctx, p, 0); err != nil || found {
+		t.Fatalf("after delete: found=%v err=%v", found, err)
 	}
 }

@@ -1,0 +1,410 @@
+package kvclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv/broker/kvproto"
+	"github.com/edgekv/edgekv/tree"
+)
+
+// Errors.
+var (
+	// ErrClosed: the connection is gone.
+	ErrClosed = errors.New("kvclient: connection closed")
+)
+
+// ServerError is an error reply: the server's text and, from edgekv
+// servers, a kind ("not found", "conflict", "invalid", …).
+type ServerError struct {
+	Msg  string
+	Kind string
+}
+
+func (e *ServerError) Error() string {
+	if e.Kind != "" {
+		return fmt.Sprintf("server: %s (%s)", e.Msg, e.Kind)
+	}
+	return "server: " + e.Msg
+}
+
+// Is lets errors.Is match tree.ErrNotFound and tree.ErrConflict by kind.
+func (e *ServerError) Is(target error) bool {
+	switch target {
+	case tree.ErrNotFound:
+		return e.Kind == tree.KindNotFound.String()
+	case tree.ErrConflict:
+		return e.Kind == tree.KindConflict.String()
+	}
+	return false
+}
+
+// Hello is the server's greeting.
+type Hello struct {
+	Node       string
+	Tick, Tock uint64
+	QLen       uint64
+}
+
+// Client is one connection to a server.
+type Client struct {
+	conn  net.Conn
+	hello Hello
+
+	wmu sync.Mutex // serialises writes
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]chan reply
+	err     error // set when the connection ended
+	done    chan struct{}
+}
+
+type reply map[string][]byte // key → raw msgpack value
+
+// Dial connects to addr (host:port) and reads the greeting; ctx bounds
+// the connection set-up.
+func Dial(ctx context.Context, addr string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("kvclient: connect %s: %w", addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetReadDeadline(dl)
+	} else {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	}
+	rd := kvproto.NewReader(conn, 0)
+	msg, err := rd.Next()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("kvclient: %s: reading the greeting: %w", addr, err)
+	}
+	r, err := parseReply(msg)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("kvclient: %s: greeting: %w", addr, err)
+	}
+	if e := r.err(); e != nil {
+		conn.Close()
+		return nil, e
+	}
+	c := &Client{conn: conn, pending: make(map[uint64]chan reply), done: make(chan struct{})}
+	c.hello.Node = r.str("node")
+	c.hello.Tick, _ = r.uint("tick")
+	c.hello.Tock, _ = r.uint("tock")
+	c.hello.QLen, _ = r.uint("qlen")
+	conn.SetReadDeadline(time.Time{})
+	if c.hello.QLen > 0 {
+		ans := msgp.AppendMapHeader(nil, 2)
+		ans = msgp.AppendString(ans, "seq")
+		ans = msgp.AppendUint64(ans, 0)
+		ans = msgp.AppendString(ans, "qlen")
+		ans = msgp.AppendUint64(ans, min(c.hello.QLen, 99))
+		if _, err := conn.Write(ans); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("kvclient: %s: %w", addr, err)
+		}
+	}
+	go c.readLoop(rd)
+	return c, nil
+}
+
+// Hello returns the server's greeting.
+func (c *Client) Hello() Hello { return c.hello }
+
+// Close ends the connection.
+func (c *Client) Close() error {
+	err := c.conn.Close()
+	<-c.done
+	return err
+}
+
+func (c *Client) readLoop(rd *kvproto.Reader) {
+	defer close(c.done)
+	var err error
+	for {
+		var msg []byte
+		if msg, err = rd.Next(); err != nil {
+			break
+		}
+		var r reply
+		if r, err = parseReply(msg); err != nil {
+			break
+		}
+		seq, ok := r.uint("seq")
+		if !ok {
+			if e := r.err(); e != nil {
+				err = e
+			} else {
+				err = errors.New("kvclient: a reply without seq")
+			}
+			break
+		}
+		c.mu.Lock()
+		ch := c.pending[seq]
+		c.mu.Unlock()
+		if ch == nil {
+			continue // a stream we stopped listening to
+		}
+		ch <- r // streams have a deep buffer; a slow reader slows the connection
+	}
+	c.mu.Lock()
+	c.err = fmt.Errorf("%w: %v", ErrClosed, err)
+	for seq, ch := range c.pending {
+		close(ch)
+		delete(c.pending, seq)
+	}
+	c.mu.Unlock()
+}
+
+// start sends a request built by build (which appends the map's pairs;
+// n counts them, without seq) and returns its seq and reply channel.
+func (c *Client) start(n uint32, build func([]byte) []byte, depth int) (uint64, chan reply, error) {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return 0, nil, err
+	}
+	c.seq++
+	seq := c.seq
+	ch := make(chan reply, depth)
+	c.pending[seq] = ch
+	c.mu.Unlock()
+	b := msgp.AppendMapHeader(nil, n+1)
+	b = build(b)
+	b = msgp.AppendString(b, "seq")
+	b = msgp.AppendUint64(b, seq)
+	c.wmu.Lock()
+	_, err := c.conn.Write(b)
+	c.wmu.Unlock()
+	if err != nil {
+		c.finish(seq)
+		return 0, nil, fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return seq, ch, nil
+}
+
+func (c *Client) finish(seq uint64) {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	c.mu.Unlock()
+}
+
+// call sends a single-reply request and waits for the reply.
+func (c *Client) call(ctx context.Context, n uint32, build func([]byte) []byte) (reply, error) {
+	seq, ch, err := c.start(n, build, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer c.finish(seq)
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			return nil, c.closedErr()
+		}
+		if e := r.err(); e != nil {
+			return r, e
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Client) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return ErrClosed
+}
+
+func appendPair(b []byte, k string) []byte { return msgp.AppendString(b, k) }
+
+// Entry is an entry as get_value returns it.
+type Entry struct {
+	Value []byte // raw msgpack; nil: no value
+	Chain tree.Chain
+	Tock  uint64
+}
+
+// Get reads the entry at p with up to nchain chain links. found is false
+// when the entry holds no value.
+func (c *Client) Get(ctx context.Context, p tree.Path, nchain int) (e Entry, found bool, err error) {
+	r, err := c.call(ctx, 3, func(b []byte) []byte {
+		b = tree.AppendPath(appendPair(b, "path"), p)
+		b = msgp.AppendInt(appendPair(b, "nchain"), nchain)
+		return msgp.AppendString(appendPair(b, "action"), "get_value")
+	})
+	if err != nil {
+		return e, false, err
+	}
+	e.Value = r["value"]
+	e.Tock, _ = r.uint("tock")
+	e.Chain, err = r.chain()
+	return e, e.Value != nil, err
+}
+
+// WriteOpts are the conditions of a write.
+type WriteOpts struct {
+	// MustNotExist: fail with a conflict if the entry holds a value.
+	MustNotExist bool
+	// Head: fail with a conflict unless the entry's chain head is this.
+	Head *tree.Link
+	// Idem: writing the stored value changes nothing.
+	Idem bool
+}
+
+// Result is what a write returns.
+type Result struct {
+	Changed bool
+	Prev    []byte // the old value (raw msgpack), when the server sent it
+	Chain   tree.Chain
+	Tock    uint64
+}
+
+// Set writes value (one msgpack value) at p.
+func (c *Client) Set(ctx context.Context, p tree.Path, value []byte, o WriteOpts) (Result, error) {
+	return c.write(ctx, "set_value", p, value, o)
+}
+
+// Delete removes the value at p.
+func (c *Client) Delete(ctx context.Context, p tree.Path, o WriteOpts) (Result, error) {
+	return c.write(ctx, "delete_value", p, nil, o)
+}
+
+func (c *Client) write(ctx context.Context, action string, p tree.Path, value []byte, o WriteOpts) (Result, error) {
+	n := uint32(3)
+	if value != nil {
+		n++
+	}
+	if o.MustNotExist || o.Head != nil {
+		n++
+	}
+	if o.Idem {
+		n++
+	}
+	r, err := c.call(ctx, n, func(b []byte) []byte {
+		b = tree.AppendPath(appendPair(b, "path"), p)
+		if value != nil {
+			b = append(appendPair(b, "value"), value...)
+		}
+		switch {
+		case o.MustNotExist:
+			b = msgp.AppendNil(appendPair(b, "chain"))
+		case o.Head != nil:
+			b = kvproto.AppendChain(appendPair(b, "chain"), tree.Chain{*o.Head}, 1)
+		}
+		if o.Idem {
+			b = msgp.AppendBool(appendPair(b, "idem"), true)
+		}
+		b = msgp.AppendInt(appendPair(b, "nchain"), 3)
+		return msgp.AppendString(appendPair(b, "action"), action)
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Prev: r["prev"]}
+	res.Changed = r.bool("changed")
+	res.Tock, _ = r.uint("tock")
+	res.Chain, err = r.chain()
+	return res, err
+}
+
+// Item is one entry of a tree walk or watch, with its full path. UpToDate
+// marks the end of a watch's initial state.
+type Item struct {
+	Path     tree.Path
+	Value    []byte
+	Chain    tree.Chain
+	Tock     uint64
+	UpToDate bool
+}
+
+// Tree calls fn for every entry at or below p (get_tree), in order.
+func (c *Client) Tree(ctx context.Context, p tree.Path, fn func(Item) error) error {
+	return c.stream(ctx, p, "get_tree", false, fn)
+}
+
+// Watch calls fn for the current entries below p (if fetch), an UpToDate
+// item (if fetch), then every change, until ctx ends or fn fails.
+func (c *Client) Watch(ctx context.Context, p tree.Path, fetch bool, fn func(Item) error) error {
+	return c.stream(ctx, p, "watch", fetch, fn)
+}
+
+func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch bool, fn func(Item) error) error {
+	seq, ch, err := c.start(4, func(b []byte) []byte {
+		b = tree.AppendPath(appendPair(b, "path"), p)
+		b = msgp.AppendBool(appendPair(b, "fetch"), fetch)
+		b = msgp.AppendInt(appendPair(b, "nchain"), 3)
+		return msgp.AppendString(appendPair(b, "action"), action)
+	}, 1024)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		c.finish(seq)
+		if action == "watch" {
+			// Best effort: tell the server to stop the watch.
+			c.start(2, func(b []byte) []byte {
+				b = msgp.AppendUint64(appendPair(b, "task"), seq)
+				return msgp.AppendString(appendPair(b, "action"), "stop")
+			}, 1)
+		}
+	}()
+	var last tree.Path // relative path of the previous item
+	for {
+		var r reply
+		var ok bool
+		select {
+		case r, ok = <-ch:
+			if !ok {
+				return c.closedErr()
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if e := r.err(); e != nil {
+			return e
+		}
+		switch r.str("state") {
+		case "start":
+			continue
+		case "end":
+			return nil
+		case "uptodate":
+			if err := fn(Item{UpToDate: true}); err != nil {
+				return err
+			}
+			continue
+		}
+		rel, _, err := tree.ReadPath(r["path"])
+		if err != nil {
+			return fmt.Errorf("kvclient: %s item: %w", action, err)
+		}
+		depth, _ := r.uint("depth")
+		if int(depth) > len(last) {
+			return fmt.Errorf("kvclient: %s item: depth %d beyond the previous path %s", action, depth, last)
+		}
+		full := append(last[:depth:depth], rel...)
+		last = full
+		it := Item{Path: p.Append(full...), Value: r["value"]}
+		it.Tock, _ = r.uint("tock")
+		if it.Chain, err = r.chain(); err != nil {
+			return err
+		}
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package kvclient
+
+import (
+	"fmt"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv/tree"
+)
+
+// parseReply splits a reply map into its keys' raw values.
+func parseReply(b []byte) (reply, error) {
+	n, rest, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("kvclient: reply is not a map: %w", err)
+	}
+	r := make(reply, n)
+	for range n {
+		var k []byte
+		if k, rest, err = msgp.ReadMapKeyZC(rest); err != nil {
+			return nil, fmt.Errorf("kvclient: reply key: %w", err)
+		}
+		start := rest
+		if rest, err = msgp.Skip(rest); err != nil {
+			return nil, fmt.Errorf("kvclient: reply value of %q: %w", k, err)
+		}
+		r[string(k)] = start[:len(start)-len(rest)]
+	}
+	return r, nil
+}
+
+func (r reply) uint(k string) (uint64, bool) {
+	v, ok := r[k]
+	if !ok {
+		return 0, false
+	}
+	u, _, err := msgp.ReadUint64Bytes(v)
+	return u, err == nil
+}
+
+func (r reply) str(k string) string {
+	v, ok := r[k]
+	if !ok {
+		return ""
+	}
+	s, _, _ := msgp.ReadStringBytes(v)
+	return s
+}
+
+func (r reply) bool(k string) bool {
+	v, ok := r[k]
+	if !ok {
+		return false
+	}
+	x, _, _ := msgp.ReadBoolBytes(v)
+	return x
+}
+
+// err turns an error reply into a *ServerError.
+func (r reply) err() error {
+	if _, ok := r["error"]; !ok {
+		return nil
+	}
+	msg := r.str("error")
+	if msg == "" {
+		msg = "error reply"
+	}
+	return &ServerError{Msg: msg, Kind: r.str("kind")}
+}
+
+// chain decodes a {node, tick, prev} chain (nil or absent: none).
+func (r reply) chain() (tree.Chain, error) {
+	v, ok := r["chain"]
+	if !ok || msgp.IsNil(v) {
+		return nil, nil
+	}
+	var c tree.Chain
+	for depth := 0; v != nil && !msgp.IsNil(v); depth++ {
+		if depth > 64 {
+			return nil, fmt.Errorf("kvclient: chain longer than 64 links")
+		}
+		link, err := parseReply(v)
+		if err != nil {
+			return nil, fmt.Errorf("kvclient: chain link %d: %w", depth, err)
+		}
+		tick, _ := link.uint("tick")
+		c = append(c, tree.Link{Node: link.str("node"), Tick: tick})
+		v = link["prev"]
+	}
+	return c, nil
+}
