@@ -779,3 +779,61 @@ func TestE2EPeerSecondConnection(t *testing.T) {
 	pub(t, p1, "kv/x/b", "2")
 	waitValue(t, p2, "kv/x/b", "2", syncWait)
 }
+
+// TestE2ECLI: the data commands against a real node, with their exit
+// statuses (0 ok, 1 no such entry, 2 usage, 3 server or connection).
+func TestE2ECLI(t *testing.T) {
+	bin := edgekvBinary(t)
+	ps := freePorts(t, 3)
+	mqttPort, clientPort, deadPort := ps[0], ps[1], ps[2]
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cli.yaml")
+	yaml := fmt.Sprintf("node: cli\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\n", filepath.Join(dir, "data"), mqttPort, clientPort)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, "cli", cfg, mqttPort)
+	srv := fmt.Sprintf("127.0.0.1:%d", clientPort)
+	run := func(want int, args ...string) string {
+		t.Helper()
+		out, errOut, code := runBinary(t, bin, append(args, "-s", srv)...)
+		if code != want {
+			t.Fatalf("edgekv %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, want, out, errOut)
+		}
+		return out
+	}
+	run(0, "set", "room.temp", "21.5")
+	run(0, "set", "room.name", "--string", "42")
+	run(0, "set", "room.cfg", "{a: 1, b: [x, true]}")
+	if out := run(0, "get", "room.temp"); strings.TrimSpace(out) != "21.5" {
+		t.Fatalf("get room.temp = %q", out)
+	}
+	if out := run(0, "get", "room.name", "-o", "json"); strings.TrimSpace(out) != `"42"` {
+		t.Fatalf("get room.name = %q, want the string \"42\"", out)
+	}
+	if out := run(0, "get", "room.cfg", "-o", "json"); strings.TrimSpace(out) != `{"a":1,"b":["x",true]}` {
+		t.Fatalf("get room.cfg = %q", out)
+	}
+	if out := run(0, "get", "room.temp", "-m", "-o", "json"); !strings.Contains(out, `"chain":[{"node":"cli"`) {
+		t.Fatalf("get -m = %q", out)
+	}
+	if out := run(0, "list", "room"); strings.Fields(out)[0] != "cfg" || len(strings.Fields(out)) != 3 {
+		t.Fatalf("list room = %q", out)
+	}
+	if out := run(0, "tree", "room"); !strings.Contains(out, "room.temp") || !strings.Contains(out, "21.5") {
+		t.Fatalf("tree room = %q", out)
+	}
+	// The CLI's write is an MQTT retained message too.
+	if v, ok := retained(t, mqttPort, "kv/room/temp", 5*time.Second); !ok || v != "21.5" {
+		t.Fatalf("kv/room/temp retained = %q %v", v, ok)
+	}
+	run(0, "delete", "room.temp")
+	run(1, "get", "room.temp")
+	run(1, "delete", "room.temp")
+	run(3, "set", "room.name", "--new", "x") // exists: a conflict the server reports
+	run(2, "get", "room:q")                  // a malformed path
+	run(2, "get")
+	if _, _, code := runBinary(t, bin, "get", "room.name", "-s", fmt.Sprintf("127.0.0.1:%d", deadPort)); code != 3 {
+		t.Fatalf("unreachable server: exit %d, want 3", code)
+	}
+}

@@ -46,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// anything else came from cobra's parsing (unknown command or flag,
 	// malformed value, missing required flag, wrong argument count) or is
 	// an explicit usageError.
+	var se serverError
+	if errors.As(err, &se) {
+		return exitServer
+	}
 	var re runError
 	if errors.As(err, &re) {
 		return exitError
@@ -95,12 +99,14 @@ even when the node is cut off from all others, and reaches every other node
 when links allow; all nodes converge to the same state whatever order the
 updates arrive in. It re-implements and extends MoaT-KV (formerly distkv).
 
-Each node will run an embedded MQTT broker that local devices and tools
-talk to, peer links to other nodes, 1-wire and GPIO hardware bound to tree
-paths by a YAML board config, and Tengo jobs stored in the tree.
+Each node runs an embedded MQTT broker that local devices and tools talk
+to (every entry is a retained message under kv/), peer links to other
+nodes, and MoaT-KV's client protocol, which get, set, delete, list, tree
+and watch use. Hardware and jobs are still to come.
 
-Status: the replicated tree core is being built; "run" and "sim" are
-placeholders until the node and the simulator land.`,
+  edgekv run -n demo                  start a node (embedded default config)
+  edgekv set room.temp 21.5           write through the client protocol
+  edgekv get room.temp                read it back`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Without subcommand, print help.
@@ -119,6 +125,10 @@ placeholders until the node and the simulator land.`,
 	})
 	root.AddCommand(newVersionCmd(), newRunCmd(), newSimCmd())
 	root.AddCommand(newConfigCmd())
+	root.AddCommand(newGetCmd(), newSetCmd(), newDeleteCmd(),
+		newWalkCmd("list", "List the children of PATH that hold values", true),
+		newWalkCmd("tree", "Print every entry at and below PATH", false),
+		newWatchCmd())
 	markRunErrors(root)
 	return root
 }

@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tinylib/msgp/msgp"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edgekv/edgekv/broker/kvclient"
+	"github.com/edgekv/edgekv/tree"
+)
+
+// exitServer is the exit status for server or connection errors; "no such
+// entry" exits with 1 (exitError).
+const exitServer = 3
+
+// serverError marks an error that exits with exitServer.
+type serverError struct{ err error }
+
+func (e serverError) Error() string { return e.err.Error() }
+func (e serverError) Unwrap() error { return e.err }
+
+// clientFlags are the flags every data command shares.
+type clientFlags struct {
+	server string
+	output string
+	meta   bool
+}
+
+func (f *clientFlags) add(cmd *cobra.Command) {
+	def := os.Getenv("EDGEKV_SERVER")
+	if def == "" {
+		def = "127.0.0.1:27586"
+	}
+	cmd.Flags().StringVarP(&f.server, "server", "s", def, "node's client-protocol address host:port (env EDGEKV_SERVER)")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().BoolVarP(&f.meta, "meta", "m", false, "include metadata (chain, tock)")
+}
+
+func (f *clientFlags) check() error {
+	if f.output != "yaml" && f.output != "json" {
+		return usageError{fmt.Errorf("--output %q: want yaml or json", f.output)}
+	}
+	return nil
+}
+
+func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := kvclient.Dial(dctx, f.server)
+	if err != nil {
+		return nil, serverError{err}
+	}
+	return c, nil
+}
+
+func parsePathArg(s string) (tree.Path, error) {
+	p, err := tree.ParsePath(s)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("path %q: %w", s, err)}
+	}
+	return p, nil
+}
+
+// asServerError maps a client error to its exit status.
+func asServerError(err error) error {
+	if err == nil || errors.Is(err, tree.ErrNotFound) {
+		return err
+	}
+	return serverError{err}
+}
+
+// plain turns msgpack into a value for YAML/JSON output (bytes as base64).
+func plain(b []byte) (any, error) {
+	v, _, err := msgp.ReadIntfBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("value does not decode: %w", err)
+	}
+	return jsonable(v), nil
+}
+
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return base64.StdEncoding.EncodeToString(x)
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+	}
+	return v
+}
+
+func chainOut(c tree.Chain) []map[string]any {
+	out := make([]map[string]any, len(c))
+	for i, l := range c {
+		out[i] = map[string]any{"node": l.Node, "tick": l.Tick}
+	}
+	return out
+}
+
+func (f *clientFlags) print(w io.Writer, v any) error {
+	if f.output == "json" {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func newGetCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "get PATH",
+		Short: "Print the value at PATH",
+		Long: `Print the value at PATH (MoaT-KV path syntax: a.b.c, :123 for an integer,
+:t/:f for booleans, :_ for a space, see the README) from a node, as YAML or JSON.
+Exit status 1 if there is no such entry, 3 if the node cannot be reached.`,
+		Example: "  edgekv get room.temp\n  edgekv get -m -o json room.temp",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			p, err := parsePathArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			nchain := 0
+			if f.meta {
+				nchain = -1
+			}
+			e, found, err := c.Get(cmd.Context(), p, nchain)
+			if err != nil {
+				return asServerError(err)
+			}
+			if !found {
+				return fmt.Errorf("%w: no value at %s", tree.ErrNotFound, p)
+			}
+			v, err := plain(e.Value)
+			if err != nil {
+				return serverError{err}
+			}
+			if f.meta {
+				v = map[string]any{"value": v, "chain": chainOut(e.Chain), "tock": e.Tock}
+			}
+			return f.print(cmd.OutOrStdout(), v)
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func newSetCmd() *cobra.Command {
+	var (
+		f        clientFlags
+		literal  bool
+		fromFile string
+		newOnly  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "set PATH [VALUE]",
+		Short: "Write a value at PATH",
+		Long: `Write VALUE at PATH on a node. VALUE is read as YAML, so 42 is an integer,
+true a bool, 2.5 a float, "42" a string, {a: 1} a map; --string takes it
+literally, --file reads it (as YAML) from a file.`,
+		Example: "  edgekv set room.temp 21.5\n  edgekv set room.name --string 42\n  edgekv set room.cfg --file cfg.yaml",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			p, err := parsePathArg(args[0])
+			if err != nil {
+				return err
+			}
+			var text string
+			switch {
+			case fromFile != "" && len(args) == 2:
+				return usageError{errors.New("give VALUE or --file, not both")}
+			case fromFile != "":
+				b, err := os.ReadFile(fromFile)
+				if err != nil {
+					return err
+				}
+				text = string(b)
+			case len(args) == 2:
+				text = args[1]
+			default:
+				return usageError{errors.New("no VALUE (or --file)")}
+			}
+			var value []byte
+			if literal {
+				value = msgp.AppendString(nil, text)
+			} else {
+				var v any
+				if err := yaml.Unmarshal([]byte(text), &v); err != nil {
+					return usageError{fmt.Errorf("VALUE is not YAML (use --string to store text): %w", err)}
+				}
+				if value, err = msgp.AppendIntf(nil, v); err != nil {
+					return usageError{fmt.Errorf("VALUE: %w", err)}
+				}
+			}
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.Set(cmd.Context(), p, value, kvclient.WriteOpts{MustNotExist: newOnly})
+			if err != nil {
+				return asServerError(err)
+			}
+			if f.meta {
+				return f.print(cmd.OutOrStdout(), map[string]any{"changed": res.Changed, "chain": chainOut(res.Chain), "tock": res.Tock})
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&literal, "string", false, "store VALUE as a string, not YAML")
+	cmd.Flags().StringVar(&fromFile, "file", "", "read the value (YAML) from this file")
+	cmd.Flags().BoolVar(&newOnly, "new", false, "fail if PATH already holds a value")
+	return cmd
+}
+
+func newDeleteCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "delete PATH",
+		Short:   "Delete the value at PATH",
+		Long:    "Delete the value at PATH on a node. Exit status 1 if there was none.",
+		Example: "  edgekv delete room.temp",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			p, err := parsePathArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.Delete(cmd.Context(), p, kvclient.WriteOpts{})
+			if err != nil {
+				return asServerError(err)
+			}
+			if !res.Changed {
+				return fmt.Errorf("%w: no value at %s", tree.ErrNotFound, p)
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+// walkCmd builds "tree" (every entry below PATH) and "list" (its children).
+func newWalkCmd(use, short string, childrenOnly bool) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   use + " [PATH]",
+		Short: short,
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			var p tree.Path
+			if len(args) == 1 {
+				var err error
+				if p, err = parsePathArg(args[0]); err != nil {
+					return err
+				}
+			}
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out := cmd.OutOrStdout()
+			err = c.Tree(cmd.Context(), p, func(it kvclient.Item) error {
+				if childrenOnly && len(it.Path) != len(p)+1 {
+					return nil
+				}
+				if childrenOnly {
+					_, err := fmt.Fprintln(out, tree.Path{it.Path[len(p)]}.String())
+					return err
+				}
+				v, err := plain(it.Value)
+				if err != nil {
+					return err
+				}
+				entry := map[string]any{"path": it.Path.String(), "value": v}
+				if f.meta {
+					entry["chain"], entry["tock"] = chainOut(it.Chain), it.Tock
+				}
+				if f.output == "json" {
+					return f.print(out, entry)
+				}
+				return f.print(out, []any{entry})
+			})
+			return asServerError(err)
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func newWatchCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "watch [PATH]",
+		Short: "Print the entries below PATH, then every change, until interrupted",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			var p tree.Path
+			if len(args) == 1 {
+				var err error
+				if p, err = parsePathArg(args[0]); err != nil {
+					return err
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := f.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out := cmd.OutOrStdout()
+			err = c.Watch(ctx, p, true, func(it kvclient.Item) error {
+				if it.UpToDate {
+					_, err := fmt.Fprintln(out, "# up to date")
+					return err
+				}
+				entry := map[string]any{"path": it.Path.String(), "tock": it.Tock}
+				if it.Value != nil {
+					v, err := plain(it.Value)
+					if err != nil {
+						return err
+					}
+					entry["value"] = v
+				} else {
+					entry["deleted"] = true
+				}
+				if f.output == "json" {
+					return f.print(out, entry)
+				}
+				return f.print(out, []any{entry})
+			})
+			if ctx.Err() != nil {
+				return nil
+			}
+			return asServerError(err)
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
