@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 // Errors.
@@ -407,4 +408,56 @@ func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch b
 			return err
 		}
 	}
+}
+
+// State is a node's state as get_state reports it.
+type State struct {
+	Node    string
+	Tock    uint64
+	Ticks   map[string]uint64
+	Missing map[string]tree.RangeSet
+}
+
+// State asks the node for its name, tock, every node's tick and the ticks
+// it is missing.
+func (c *Client) State(ctx context.Context) (State, error) {
+	r, err := c.call(ctx, 3, func(b []byte) []byte {
+		b = msgp.AppendBool(appendPair(b, "nodes"), true)
+		b = msgp.AppendBool(appendPair(b, "missing"), true)
+		return msgp.AppendString(appendPair(b, "action"), "get_state")
+	})
+	if err != nil {
+		return State{}, err
+	}
+	st := State{Node: r.str("node"), Ticks: map[string]uint64{}, Missing: map[string]tree.RangeSet{}}
+	st.Tock, _ = r.uint("tock")
+	if v, ok := r["nodes"]; ok {
+		n, rest, err := msgp.ReadMapHeaderBytes(v)
+		for i := uint32(0); err == nil && i < n; i++ {
+			var name string
+			var tick uint64
+			if name, rest, err = msgp.ReadStringBytes(rest); err == nil {
+				tick, rest, err = msgp.ReadUint64Bytes(rest)
+				st.Ticks[name] = tick
+			}
+		}
+		if err != nil {
+			return st, fmt.Errorf("kvclient: get_state nodes: %w", err)
+		}
+	}
+	if v, ok := r["missing"]; ok {
+		n, rest, err := msgp.ReadMapHeaderBytes(v)
+		for i := uint32(0); err == nil && i < n; i++ {
+			var name string
+			var rs tree.RangeSet
+			if name, rest, err = msgp.ReadStringBytes(rest); err == nil {
+				rs, rest, err = wire.ReadRangeSet(rest)
+				st.Missing[name] = rs
+			}
+		}
+		if err != nil {
+			return st, fmt.Errorf("kvclient: get_state missing: %w", err)
+		}
+	}
+	return st, nil
 }

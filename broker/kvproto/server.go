@@ -241,7 +241,7 @@ func invalid(req Request, format string, args ...any) error {
 var actionsLater = map[string]bool{
 	"get_tree_internal": true,
 	"enum_internal":     true, "get_internal": true, "set_internal": true, "delete_internal": true,
-	"delete_tree": true, "root": true, "test_acl": true, "get_state": true,
+	"delete_tree": true, "root": true, "test_acl": true,
 	"enum_node": true, "kill_node": true, "check_deleted": true, "fake_info": true,
 	"fake_info_send": true, "update": true, "msg_send": true, "msg_monitor": true, "log": true,
 	"save": true, "auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
@@ -262,6 +262,8 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return appendResult(nil, "tock", func(b []byte) []byte { return msgp.AppendUint64(b, tock) }, req.Seq, 0, false), nil
 	case "enum", "enumerate":
 		return s.enum(ctx, req)
+	case "get_state":
+		return s.getState(ctx, req)
 	case "":
 		return nil, invalid(req, "request has no action")
 	}

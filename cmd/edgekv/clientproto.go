@@ -272,3 +272,22 @@ func (k kvTree) Walk(ctx context.Context, p tree.Path, fn func(kvproto.WatchItem
 	}
 	return nil
 }
+
+// State implements kvproto.Stater.
+func (k kvTree) State(ctx context.Context) (st kvproto.State, err error) {
+	err = k.call(ctx, func() {
+		t := k.n.r.Tree()
+		st = kvproto.State{Node: k.n.cfg.Name, Tock: t.Tock(), Ticks: map[string]uint64{},
+			Known: map[string]tree.RangeSet{}, Present: map[string]tree.RangeSet{},
+			Deleted: map[string]tree.RangeSet{}, Missing: map[string]tree.RangeSet{}}
+		for _, nd := range t.Nodes() {
+			name := nd.Name()
+			st.Ticks[name] = nd.Tick()
+			st.Known[name] = nd.Superseded()
+			st.Present[name] = nd.Present()
+			st.Deleted[name] = nd.Deleted()
+			st.Missing[name] = nd.Missing()
+		}
+	})
+	return st, err
+}

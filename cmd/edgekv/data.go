@@ -391,3 +391,57 @@ func newWatchCmd() *cobra.Command {
 	f.add(cmd)
 	return cmd
 }
+
+func newStatusCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a node's name, tick, tock, known nodes, missing ticks, links and sync counters",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.State(cmd.Context())
+			if err != nil {
+				return asServerError(err)
+			}
+			missing := map[string]string{}
+			for n, rs := range st.Missing {
+				if !rs.IsEmpty() {
+					missing[n] = rs.String()
+				}
+			}
+			out := map[string]any{"node": st.Node, "tick": st.Ticks[st.Node], "tock": st.Tock, "nodes": st.Ticks, "missing": missing}
+			// Links and sync counters are entries under .edgekv.status.NODE.
+			links := map[string]any{}
+			root := tree.Path{tree.Str(".edgekv"), tree.Str("status"), tree.Str(st.Node)}
+			err = c.Tree(cmd.Context(), root, func(it kvclient.Item) error {
+				v, err := plain(it.Value)
+				if err != nil {
+					return err
+				}
+				rel := it.Path[len(root):]
+				switch {
+				case len(rel) == 1 && rel[0] == tree.Str("sync"):
+					out["sync"] = v
+				case len(rel) == 2 && rel[0] == tree.Str("links"):
+					links[rel[1].StrVal()] = v
+				}
+				return nil
+			})
+			if err != nil {
+				return asServerError(err)
+			}
+			out["links"] = links
+			return f.print(cmd.OutOrStdout(), out)
+		},
+	}
+	f.add(cmd)
+	return cmd
+}

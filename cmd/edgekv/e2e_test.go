@@ -827,6 +827,12 @@ func TestE2ECLI(t *testing.T) {
 	if v, ok := retained(t, mqttPort, "kv/room/temp", 5*time.Second); !ok || v != "21.5" {
 		t.Fatalf("kv/room/temp retained = %q %v", v, ok)
 	}
+	if out := run(0, "status"); !strings.Contains(out, "node: cli") || !strings.Contains(out, "tick: ") || !strings.Contains(out, "missing: {}") {
+		t.Fatalf("status = %q", out)
+	}
+	if out := run(0, "status", "-o", "json"); !strings.Contains(out, `"nodes":{"cli":`) {
+		t.Fatalf("status -o json = %q", out)
+	}
 	run(0, "delete", "room.temp")
 	run(1, "get", "room.temp")
 	run(1, "delete", "room.temp")
