@@ -416,20 +416,22 @@ type State struct {
 	Tock    uint64
 	Ticks   map[string]uint64
 	Missing map[string]tree.RangeSet
+	Known   map[string]tree.RangeSet // superseded ticks
 }
 
 // State asks the node for its name, tock, every node's tick and the ticks
 // it is missing.
 func (c *Client) State(ctx context.Context) (State, error) {
-	r, err := c.call(ctx, 3, func(b []byte) []byte {
+	r, err := c.call(ctx, 4, func(b []byte) []byte {
 		b = msgp.AppendBool(appendPair(b, "nodes"), true)
 		b = msgp.AppendBool(appendPair(b, "missing"), true)
+		b = msgp.AppendBool(appendPair(b, "known"), true)
 		return msgp.AppendString(appendPair(b, "action"), "get_state")
 	})
 	if err != nil {
 		return State{}, err
 	}
-	st := State{Node: r.str("node"), Ticks: map[string]uint64{}, Missing: map[string]tree.RangeSet{}}
+	st := State{Node: r.str("node"), Ticks: map[string]uint64{}, Missing: map[string]tree.RangeSet{}, Known: map[string]tree.RangeSet{}}
 	st.Tock, _ = r.uint("tock")
 	if v, ok := r["nodes"]; ok {
 		n, rest, err := msgp.ReadMapHeaderBytes(v)
@@ -445,19 +447,57 @@ func (c *Client) State(ctx context.Context) (State, error) {
 			return st, fmt.Errorf("kvclient: get_state nodes: %w", err)
 		}
 	}
-	if v, ok := r["missing"]; ok {
+	for key, dst := range map[string]map[string]tree.RangeSet{"missing": st.Missing, "known": st.Known} {
+		v, ok := r[key]
+		if !ok {
+			continue
+		}
 		n, rest, err := msgp.ReadMapHeaderBytes(v)
 		for i := uint32(0); err == nil && i < n; i++ {
 			var name string
 			var rs tree.RangeSet
 			if name, rest, err = msgp.ReadStringBytes(rest); err == nil {
 				rs, rest, err = wire.ReadRangeSet(rest)
-				st.Missing[name] = rs
+				dst[name] = rs
 			}
 		}
 		if err != nil {
-			return st, fmt.Errorf("kvclient: get_state missing: %w", err)
+			return st, fmt.Errorf("kvclient: get_state %s: %w", key, err)
 		}
 	}
 	return st, nil
+}
+
+// Import sends an event as it is (MoaT-KV's update action): the node
+// applies it with its own chain and tock, as if a peer had sent it. It
+// reports whether the event was new there.
+func (c *Client) Import(ctx context.Context, ev tree.Event) (bool, error) {
+	entry := wire.AppendEntry(nil, ev) // {value?, chain, tock, path}
+	n, body, err := msgp.ReadMapHeaderBytes(entry)
+	if err != nil {
+		return false, err
+	}
+	r, err := c.call(ctx, n+1, func(b []byte) []byte {
+		b = append(b, body...)
+		return msgp.AppendString(appendPair(b, "action"), "update")
+	})
+	if err != nil {
+		return false, err
+	}
+	return r.bool("changed"), nil
+}
+
+// ImportInfo sends node state (MoaT-KV's fake_info action): ticks and
+// superseded ("known") tick sets per node.
+func (c *Client) ImportInfo(ctx context.Context, from string, ticks map[string]uint64, known map[string]tree.RangeSet) error {
+	info := wire.AppendInfo(nil, wire.Info{Node: from, Ticks: ticks, Known: known})
+	n, body, err := msgp.ReadMapHeaderBytes(info)
+	if err != nil {
+		return err
+	}
+	_, err = c.call(ctx, n+1, func(b []byte) []byte {
+		b = append(b, body...)
+		return msgp.AppendString(appendPair(b, "action"), "fake_info")
+	})
+	return err
 }

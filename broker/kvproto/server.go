@@ -242,8 +242,8 @@ var actionsLater = map[string]bool{
 	"get_tree_internal": true,
 	"enum_internal":     true, "get_internal": true, "set_internal": true, "delete_internal": true,
 	"delete_tree": true, "root": true, "test_acl": true,
-	"enum_node": true, "kill_node": true, "check_deleted": true, "fake_info": true,
-	"fake_info_send": true, "update": true, "msg_send": true, "msg_monitor": true, "log": true,
+	"enum_node": true, "kill_node": true, "check_deleted": true,
+	"fake_info_send": true, "msg_send": true, "msg_monitor": true, "log": true,
 	"save": true, "auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
 	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
 }
@@ -264,6 +264,10 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return s.enum(ctx, req)
 	case "get_state":
 		return s.getState(ctx, req)
+	case "update":
+		return s.update(ctx, req)
+	case "fake_info":
+		return s.fakeInfo(ctx, req)
 	case "":
 		return nil, invalid(req, "request has no action")
 	}

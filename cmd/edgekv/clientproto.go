@@ -291,3 +291,34 @@ func (k kvTree) State(ctx context.Context) (st kvproto.State, err error) {
 	})
 	return st, err
 }
+
+// Import implements kvproto.Importer: the event is applied as a peer's.
+func (k kvTree) Import(ctx context.Context, ev tree.Event) (fresh bool, err error) {
+	n := k.n
+	persisted := make(chan error, 1)
+	cerr := k.call(ctx, func() {
+		fresh, err = n.r.Import(ev)
+		if err == nil && fresh {
+			n.waiters = append(n.waiters, persisted)
+		} else {
+			persisted <- nil
+		}
+	})
+	if cerr != nil {
+		return false, cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	select {
+	case perr := <-persisted:
+		return fresh, perr
+	case <-ctx.Done():
+		return fresh, ctx.Err()
+	}
+}
+
+// ImportInfo implements kvproto.Importer.
+func (k kvTree) ImportInfo(ctx context.Context, ticks map[string]uint64, known map[string]tree.RangeSet) error {
+	return k.call(ctx, func() { k.n.r.ImportInfo(ticks, known) })
+}

@@ -128,7 +128,7 @@ and watch use. Hardware and jobs are still to come.
 	root.AddCommand(newGetCmd(), newSetCmd(), newDeleteCmd(),
 		newWalkCmd("list", "List the children of PATH that hold values", true),
 		newWalkCmd("tree", "Print every entry at and below PATH", false),
-		newWatchCmd(), newStatusCmd())
+		newWatchCmd(), newStatusCmd(), newDumpCmd())
 	markRunErrors(root)
 	return root
 }

@@ -692,3 +692,29 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// Import applies an event given by a client (MoaT-KV's update action, or a
+// save file being loaded) exactly as if a peer had sent it: with its own
+// chain and tock, persisted and relayed to every link. It reports whether
+// the event was new here.
+func (r *Replica) Import(ev tree.Event) (bool, error) {
+	if ev.Value != nil {
+		ev.Value = slices.Clone(ev.Value)
+	}
+	before := r.stats.Duplicate
+	if err := r.stepUpdate(-1, ev, nil); err != nil {
+		return false, err
+	}
+	return r.stats.Duplicate == before, nil
+}
+
+// ImportInfo applies node state from a client or a save file: ticks raise
+// what is known of nodes, known marks ticks as seen and superseded.
+func (r *Replica) ImportInfo(ticks map[string]uint64, known map[string]tree.RangeSet) {
+	for _, name := range sortedKeys(ticks) {
+		r.raiseTick(name, ticks[name])
+	}
+	for _, name := range sortedKeys(known) {
+		r.markKnown(name, known[name])
+	}
+}

@@ -405,3 +405,27 @@ func TestRelaySkipsNodesThatHaveIt(t *testing.T) {
 		t.Fatalf("%d records, want 1: a skipped relay still persists the update", len(rd.Records))
 	}
 }
+
+func TestImport(t *testing.T) {
+	a := New(Config{Node: "a"})
+	a.LinkUp(1)
+	a.Ready()
+	ev := tree.Event{Path: path("imported"), Value: str("v"), Chain: tree.Chain{{Node: "old", Tick: 3}}, Tock: 40}
+	if fresh, err := a.Import(ev); err != nil || !fresh {
+		t.Fatalf("import: %v %v", fresh, err)
+	}
+	rd := a.Ready()
+	if len(rd.Records) != 1 || len(rd.Messages) != 1 || rd.Messages[0].Link != 1 {
+		t.Fatalf("import should persist once and relay to every link: %+v", rd)
+	}
+	if fresh, _ := a.Import(ev); fresh {
+		t.Fatal("the same event imported twice was new")
+	}
+	if _, err := a.Import(tree.Event{Path: path("x"), Value: str("v"), Tock: 1}); err == nil {
+		t.Fatal("an event without a chain was imported")
+	}
+	a.ImportInfo(map[string]uint64{"old": 5}, map[string]tree.RangeSet{"old": tree.RangeSetOf(tree.Range{Start: 1, End: 3})})
+	if m := a.Missing()["old"]; m.String() != "[[4 6]]" {
+		t.Fatalf("missing after ImportInfo: %v", a.Missing())
+	}
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgekv/edgekv/broker/kvclient"
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
+)
+
+func newDumpCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dump",
+		Short: "Save a node's tree to a MoaT-KV save file, or load one into a node",
+		Long: `Save a node's tree to a MoaT-KV save file (.dkv), or load one into a node —
+so that a MoaT-KV tree can be moved into edgekv and back. A save file is a
+state record (node ticks, superseded ticks) followed by one record per
+entry, as MoaT-KV's "save" writes it; "load" also reads MoaT-KV change
+logs (event records, deletions included).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usageError{errors.New("say save or load (see --help)")}
+		},
+	}
+	cmd.AddCommand(newDumpSaveCmd(), newDumpLoadCmd())
+	return cmd
+}
+
+func newDumpSaveCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "save FILE",
+		Short:   "Write the node's tree (without the meta tree) to FILE",
+		Example: "  edgekv dump save backup.dkv",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.State(cmd.Context())
+			if err != nil {
+				return asServerError(err)
+			}
+			b := wire.AppendState(nil, wire.State{Node: st.Node, Tock: st.Tock, Ticks: st.Ticks, Known: st.Known})
+			var w wire.DKVWriter
+			n := 0
+			err = c.Tree(cmd.Context(), nil, func(it kvclient.Item) error {
+				b = w.AppendEntry(b, tree.Event{Path: it.Path, Value: it.Value, Chain: it.Chain, Tock: it.Tock})
+				n++
+				return nil
+			})
+			if err != nil {
+				return asServerError(err)
+			}
+			tmp := args[0] + ".tmp"
+			if err := os.WriteFile(tmp, b, 0o644); err != nil {
+				return err
+			}
+			if err := os.Rename(tmp, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "saved %d entries of node %s to %s (%d bytes)\n", n, st.Node, args[0], len(b))
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func newDumpLoadCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "load FILE",
+		Short: "Apply a MoaT-KV save file or change log to the node",
+		Long: `Apply a MoaT-KV save file or change log to the node: entries and events keep
+their own chains and tocks, as if a peer had sent them, so a newer value on
+the node is not overwritten by an older one from the file. The whole file is
+checked first; a corrupt file stops with the record number and what is
+wrong, and nothing is applied.`,
+		Example: "  edgekv dump load snapshot-full.dkv",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var recs []wire.Record
+			r := wire.NewDKVReader(data)
+			for {
+				rec, err := r.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("%s: record %d: %w (nothing was applied)", args[0], len(recs)+1, err)
+				}
+				recs = append(recs, rec)
+			}
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			progress := progressTo(cmd.ErrOrStderr(), len(recs))
+			applied, known := 0, 0
+			for i, rec := range recs {
+				switch rec.Kind {
+				case wire.RecordState:
+					err = c.ImportInfo(cmd.Context(), "dump", rec.State.Ticks, rec.State.Known)
+				case wire.RecordInfo:
+					err = c.ImportInfo(cmd.Context(), "dump", rec.Info.Ticks, rec.Info.Known)
+				case wire.RecordEntry, wire.RecordEvent:
+					if len(rec.Event.Chain) == 0 {
+						continue // an entry without a version cannot be applied
+					}
+					var fresh bool
+					if fresh, err = c.Import(cmd.Context(), rec.Event); fresh {
+						applied++
+					} else if err == nil {
+						known++
+					}
+				}
+				if err != nil {
+					return asServerError(fmt.Errorf("%s: record %d (%s): %w", args[0], i+1, rec.Kind, err))
+				}
+				progress(i + 1)
+			}
+			progress(-1)
+			fmt.Fprintf(cmd.ErrOrStderr(), "loaded %s: %d records, %d changes applied, %d already known\n", args[0], len(recs), applied, known)
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+// progressTo returns a progress reporter that draws on w if w is a
+// terminal and does nothing otherwise; -1 ends the line.
+func progressTo(w io.Writer, total int) func(int) {
+	fd, ok := w.(*os.File)
+	if !ok {
+		return func(int) {}
+	}
+	if fi, err := fd.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return func(int) {}
+	}
+	return func(n int) {
+		switch {
+		case n < 0:
+			fmt.Fprintln(w)
+		case n%500 == 0 || n == total:
+			width := 40
+			done := width * n / max(total, 1)
+			fmt.Fprintf(w, "\r[%-*s] %d/%d records", width, string(repeat('#', done)), n, total)
+		}
+	}
+}
+
+func repeat(c byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = c
+	}
+	return b
+}
