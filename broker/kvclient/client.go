@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"sync"
 	"time"
@@ -500,4 +501,21 @@ func (c *Client) ImportInfo(ctx context.Context, from string, ticks map[string]u
 		return msgp.AppendString(appendPair(b, "action"), "fake_info")
 	})
 	return err
+}
+
+// WatchSeq is Watch as an iterator: for it, err := range c.WatchSeq(…).
+// Breaking out of the loop ends the watch; a failure is yielded last.
+func (c *Client) WatchSeq(ctx context.Context, p tree.Path, fetch bool) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		stop := errors.New("stopped")
+		err := c.Watch(ctx, p, fetch, func(it Item) error {
+			if !yield(it, nil) {
+				return stop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stop) {
+			yield(Item{}, err)
+		}
+	}
 }

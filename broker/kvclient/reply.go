@@ -14,6 +14,10 @@ func parseReply(b []byte) (reply, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kvclient: reply is not a map: %w", err)
 	}
+	// Each pair takes at least two bytes: never trust the declared count.
+	if int64(n) > int64(len(rest)/2) {
+		return nil, fmt.Errorf("kvclient: reply declares %d keys in %d bytes", n, len(rest))
+	}
 	r := make(reply, n)
 	for range n {
 		var k []byte
