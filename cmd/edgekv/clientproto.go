@@ -179,11 +179,12 @@ type watcher struct {
 }
 
 // watchQueue bounds the changes a watcher may fall behind by before its
-// watch ends with an error (other clients are unaffected).
-const watchQueue = 10000
+// watch ends with an error (other clients are unaffected). A variable only
+// so that a test can make it small.
+var watchQueue = 10000
 
 // errWatchOverflow ends a watch that fell too far behind.
-var errWatchOverflow = fmt.Errorf("%w: watcher fell more than %d changes behind; watch ended", tree.ErrInternal, watchQueue)
+var errWatchOverflow = fmt.Errorf("%w: watcher fell too many changes behind; watch ended", tree.ErrInternal)
 
 // Watch implements kvproto.Watcher: the current state (if fetch) and the
 // registration happen in one step on the owning goroutine, so no change is
@@ -246,6 +247,7 @@ func (n *node) notifyWatchers(c replicaChange) {
 		default:
 			close(w.ch)
 			delete(n.watchers, w)
+			n.watchOverflows.Add(1)
 			n.log.Warn("client protocol: a watcher fell behind; its watch ended", "path", w.prefix.String())
 		}
 	}

@@ -57,8 +57,10 @@ type node struct {
 	// clientLn is the MoaT-KV client-protocol listener (nil: none).
 	clientLn net.Listener
 	watchers map[*watcher]struct{} // client-protocol watches (owned by the loop)
-	inbox    chan func()
-	stopped  chan struct{} // closed when the owning goroutine has ended
+	// watchOverflows counts watches ended because they fell behind.
+	watchOverflows atomic.Int64
+	inbox          chan func()
+	stopped        chan struct{} // closed when the owning goroutine has ended
 
 	// owned by the run goroutine
 	links   map[replica.LinkID]*nodeLink

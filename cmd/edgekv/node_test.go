@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -325,5 +327,152 @@ func TestGoClient(t *testing.T) {
 	}
 	if _, found, err := c.Get(ctx, p, 0); err != nil || found {
 		t.Fatalf("after delete: found=%v err=%v", found, err)
+	}
+}
+
+// TestWatchUnderConcurrentWriters: 8 clients write the same 20 keys at
+// once while 3 watchers follow them and one client opens a watch and never
+// reads. Every watcher sees each key's versions only moving forward and
+// ends with every key's final value; the stuck reader stalls neither the
+// node nor the other watchers.
+func TestWatchUnderConcurrentWriters(t *testing.T) {
+	// A small queue, so that the stuck reader overflows once the socket
+	// buffers between it and the node are full.
+	defer func(q int) { watchQueue = q }(watchQueue)
+	watchQueue = 200
+	nodes := startBenchNodes(t, []string{"wn"}, [][]int{{}}, func(_ int, c *boards.Config) {
+		c.Listen.Client = "127.0.0.1:0"
+		c.PeerUsers = nil
+	})
+	addr := nodes[0].n.clientLn.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// The stuck reader: a raw connection that asks for a watch and never
+	// reads a byte.
+	stuck, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	req := msgp.AppendMapHeader(nil, 2)
+	req = msgp.AppendString(req, "seq")
+	req = msgp.AppendUint64(req, 0)
+	req = msgp.AppendString(req, "qlen")
+	req = msgp.AppendUint64(req, 10)
+	req = msgp.AppendMapHeader(req, 4)
+	req = tree.AppendPath(msgp.AppendString(req, "path"), tree.Path{tree.Str("k")})
+	req = msgp.AppendBool(msgp.AppendString(req, "fetch"), true)
+	req = msgp.AppendString(msgp.AppendString(req, "action"), "watch")
+	req = msgp.AppendUint64(msgp.AppendString(req, "seq"), 1)
+	if _, err := stuck.Write(req); err != nil {
+		t.Fatal(err)
+	}
+
+	const writers, keys, rounds, watchers = 8, 20, 1000, 3
+	pad := strings.Repeat("x", 1000) // 8 MB of changes: more than socket buffers hold
+	type seen struct {
+		last  map[string]uint64
+		final map[string]string
+		err   error
+	}
+	results := make([]*seen, watchers)
+	ready := make(chan struct{}, watchers)
+	wctx, wcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range watchers {
+		c, err := kvclient.Dial(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s := &seen{last: map[string]uint64{}, final: map[string]string{}}
+		results[w] = s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.Watch(wctx, tree.Path{tree.Str("k")}, true, func(it kvclient.Item) error {
+				if it.UpToDate {
+					ready <- struct{}{}
+					return nil
+				}
+				k := it.Path.String()
+				if it.Tock <= s.last[k] {
+					return fmt.Errorf("%s went backwards: tock %d after %d", k, it.Tock, s.last[k])
+				}
+				s.last[k] = it.Tock
+				v, _, _ := msgp.ReadStringBytes(it.Value)
+				s.final[k] = v
+				return nil
+			})
+			if !errors.Is(err, context.Canceled) {
+				s.err = err
+			}
+		}()
+	}
+	for range watchers {
+		<-ready
+	}
+	var wwg sync.WaitGroup
+	for w := range writers {
+		c, err := kvclient.Dial(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			for r := range rounds {
+				p := tree.Path{tree.Str("k"), tree.Int(int64((r*writers + w) % keys))}
+				if _, err := c.Set(ctx, p, msgp.AppendString(nil, fmt.Sprintf("w%d-%d%s", w, r, pad)), kvclient.WriteOpts{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wwg.Wait()
+	// The final state, read directly.
+	want := map[string]string{}
+	for k := range keys {
+		p := tree.Path{tree.Str("k"), tree.Int(int64(k))}
+		v, ok, err := nodes[0].n.Get(ctx, p)
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", p, ok, err)
+		}
+		s, _, _ := msgp.ReadStringBytes(v)
+		want[p.String()] = s
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for w, s := range results {
+		for {
+			done := true
+			for k, v := range want {
+				done = done && s.final[k] == v
+			}
+			if done || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if s.err != nil {
+			t.Fatalf("watcher %d: %v", w, s.err)
+		}
+	}
+	wcancel()
+	wg.Wait()
+	if n := nodes[0].n.watchOverflows.Load(); n != 1 {
+		t.Errorf("%d watches overflowed, want exactly the stuck one", n)
+	}
+	for w, s := range results {
+		if s.err != nil {
+			t.Fatalf("watcher %d: %v", w, s.err)
+		}
+		for k, v := range want {
+			if s.final[k] != v {
+				t.Fatalf("watcher %d: %s ends as %q, the node has %q", w, k, s.final[k], v)
+			}
+		}
 	}
 }
