@@ -372,6 +372,7 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 	const writers, keys, rounds, watchers = 8, 20, 1000, 3
 	pad := strings.Repeat("x", 1000) // 8 MB of changes: more than socket buffers hold
 	type seen struct {
+		mu    sync.Mutex
 		last  map[string]uint64
 		final map[string]string
 		err   error
@@ -397,6 +398,8 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 					return nil
 				}
 				k := it.Path.String()
+				s.mu.Lock()
+				defer s.mu.Unlock()
 				if it.Tock <= s.last[k] {
 					return fmt.Errorf("%s went backwards: tock %d after %d", k, it.Tock, s.last[k])
 				}
@@ -406,7 +409,9 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 				return nil
 			})
 			if !errors.Is(err, context.Canceled) {
+				s.mu.Lock()
 				s.err = err
+				s.mu.Unlock()
 			}
 		}()
 	}
@@ -444,20 +449,30 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 		s, _, _ := msgp.ReadStringBytes(v)
 		want[p.String()] = s
 	}
+	allSeen := func(s *seen) (bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.err != nil {
+			return false, s.err
+		}
+		for k, v := range want {
+			if s.final[k] != v {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for w, s := range results {
 		for {
-			done := true
-			for k, v := range want {
-				done = done && s.final[k] == v
+			ok, err := allSeen(s)
+			if err != nil {
+				t.Fatalf("watcher %d: %v", w, err)
 			}
-			if done || time.Now().After(deadline) {
+			if ok || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
-		}
-		if s.err != nil {
-			t.Fatalf("watcher %d: %v", w, s.err)
 		}
 	}
 	wcancel()
