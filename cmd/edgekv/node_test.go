@@ -491,3 +491,82 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestClientProtocolBadFrames: malformed input gets an error reply or a
+// clean close, and the node keeps serving other connections.
+func TestClientProtocolBadFrames(t *testing.T) {
+	nodes := startBenchNodes(t, []string{"bf"}, [][]int{{}}, func(_ int, c *boards.Config) {
+		c.Listen.Client = "127.0.0.1:0"
+		c.PeerUsers = nil
+	})
+	addr := nodes[0].n.clientLn.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	good, err := kvclient.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	m := func(kv ...any) []byte {
+		b := msgp.AppendMapHeader(nil, uint32(len(kv)/2))
+		for i := 0; i < len(kv); i += 2 {
+			b = msgp.AppendString(b, kv[i].(string))
+			b, _ = msgp.AppendIntf(b, kv[i+1])
+		}
+		return b
+	}
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"garbage", []byte{0xc1, 0xff, 0x00, 0x13}},
+		{"not a map", msgp.AppendArrayHeader(nil, 2)},
+		{"truncated map", m("action", "get_value", "seq", 3)[:9]},
+		{"oversized map header", []byte{0xdf, 0x7f, 0xff, 0xff, 0xff}},
+		{"oversized string", []byte{0x81, 0xdb, 0x7f, 0xff, 0xff, 0xff}},
+		{"wrong types", m("action", 42, "seq", 3)},
+		{"path of the wrong type", m("action", "get_value", "path", 7, "seq", 3)},
+		{"huge seq", m("action", "get_tock", "seq", uint64(1)<<63)},
+		{"negative seq", m("action", "get_tock", "seq", -5)},
+		{"unknown action", m("action", "explode", "seq", 3)},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			rd := kvproto.NewReader(conn, 0)
+			if _, err := rd.Next(); err != nil { // greeting
+				t.Fatal(err)
+			}
+			conn.Write(m("seq", 0, "qlen", 10))
+			conn.Write(tc.data)
+			// End the stream: a truncated message is only known to be
+			// truncated when no more bytes can come.
+			conn.(*net.TCPConn).CloseWrite()
+			msg, err := rd.Next()
+			switch {
+			case err != nil:
+				// A clean close is fine, a timeout is not.
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("no reply and no close: %v", err)
+				}
+			default:
+				v, _, err := msgp.ReadIntfBytes(msg)
+				r, _ := v.(map[string]any)
+				if err != nil || r["error"] == nil {
+					t.Fatalf("reply %v (%v), want an error", v, err)
+				}
+			}
+			// The node still serves other connections.
+			p := tree.Path{tree.Str("after"), tree.Int(int64(i))}
+			if _, err := good.Set(ctx, p, msgp.AppendInt(nil, i), kvclient.WriteOpts{}); err != nil {
+				t.Fatalf("good client after %s: %v", tc.name, err)
+			}
+		})
+	}
+}
