@@ -155,6 +155,9 @@ func (s *Server) getTree(ctx context.Context, req Request, send func([]byte)) {
 	state("start")
 	var prev tree.Path
 	err = w.Walk(ctx, req.Path, func(it WatchItem) error {
+		if len(req.Path) == 0 && it.Path.IsMeta() {
+			return nil // the meta tree only through get_tree_internal
+		}
 		rel := it.Path[len(req.Path):]
 		if len(rel) < args.minDepth || (args.maxDepth >= 0 && len(rel) > args.maxDepth) {
 			return nil
@@ -188,7 +191,7 @@ func (s *Server) enum(ctx context.Context, req Request) ([]byte, error) {
 	var names []tree.Elem
 	var values [][]byte
 	err := w.Walk(ctx, req.Path, func(it WatchItem) error {
-		if len(it.Path) == len(req.Path)+1 {
+		if len(it.Path) == len(req.Path)+1 && (len(req.Path) > 0 || !it.Path.IsMeta()) {
 			names = append(names, it.Path[len(req.Path)])
 			values = append(values, it.Value)
 		}
@@ -213,4 +216,27 @@ func (s *Server) enum(ctx context.Context, req Request) ([]byte, error) {
 		}
 		return b
 	}, req.Seq, tock, true), nil
+}
+
+// internalActions map MoaT-KV's *_internal actions, whose paths are
+// relative to the meta tree (a nil first element), to the plain ones.
+var internalActions = map[string]string{
+	"get_internal":      "get_value",
+	"set_internal":      "set_value",
+	"delete_internal":   "delete_value",
+	"enum_internal":     "enum",
+	"get_tree_internal": "get_tree",
+}
+
+// internalize rewrites an *_internal request into the plain action on
+// the meta-tree path.
+func internalize(req Request) Request {
+	base, ok := internalActions[req.Action]
+	if !ok {
+		return req
+	}
+	req.Action = base
+	req.Path = tree.Path{tree.Nil()}.Append(req.Path...)
+	req.HasPath = true
+	return req
 }

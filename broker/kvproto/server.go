@@ -189,6 +189,9 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if err == nil {
+			req = internalize(req)
+		}
 		wg.Add(1)
 		tctx, done := tasks.start(ctx, req.Seq)
 		go func() {
@@ -239,8 +242,6 @@ func invalid(req Request, format string, args ...any) error {
 
 // actionsLater are MoaT-KV actions this package does not serve yet.
 var actionsLater = map[string]bool{
-	"get_tree_internal": true,
-	"enum_internal":     true, "get_internal": true, "set_internal": true, "delete_internal": true,
 	"delete_tree": true, "root": true, "test_acl": true,
 	"enum_node": true, "kill_node": true, "check_deleted": true,
 	"fake_info_send": true, "msg_send": true, "msg_monitor": true, "log": true,

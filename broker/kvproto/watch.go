@@ -115,6 +115,9 @@ func (s *Server) watch(ctx context.Context, req Request, send func([]byte)) {
 			state("uptodate", tock())
 			return nil
 		}
+		if len(req.Path) == 0 && it.Path.IsMeta() {
+			return nil // the meta tree is not watched from the root
+		}
 		rel := it.Path[len(req.Path):]
 		if len(rel) < args.minDepth || (args.maxDepth >= 0 && len(rel) > args.maxDepth) {
 			return nil

@@ -252,6 +252,30 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); r["result"] != false {
 		t.Fatalf("second stop of the same task: %v", r)
 	}
+
+	// The meta tree through the *_internal actions: MoaT-KV's deleter group.
+	del := tree.Path{tree.Str("actor"), tree.Str("del")}
+	send("path", del, "value", map[string]any{"nodes": []any{"solo"}}, "action", "set_internal", "seq", 13)
+	if r := next(); r["changed"] != true {
+		t.Fatalf("set_internal: %v", r)
+	}
+	send("path", del, "action", "get_internal", "seq", 14)
+	if r := next(); fmt.Sprint(r["value"]) != "map[nodes:[solo]]" {
+		t.Fatalf("get_internal: %v", r)
+	}
+	if e := n.r.Tree().Get(tree.Path{tree.Nil(), tree.Str("actor"), tree.Str("del")}); e == nil || !e.HasValue() {
+		t.Fatal("set_internal did not write (nil, actor, del)")
+	}
+	send("path", tree.Path{}, "action", "get_tree_internal", "seq", 15)
+	if r := next(); r["state"] != "start" {
+		t.Fatalf("get_tree_internal start: %v", r)
+	}
+	if r := next(); fmt.Sprint(r["path"]) != "[actor del]" {
+		t.Fatalf("get_tree_internal item: %v", r)
+	}
+	if r := next(); r["state"] != "end" {
+		t.Fatalf("get_tree_internal end: %v", r)
+	}
 }
 
 // TestGoClient drives the node with the Go client (broker/kvclient).
