@@ -2,6 +2,7 @@ package kvproto
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/tinylib/msgp/msgp"
@@ -239,4 +240,121 @@ func internalize(req Request) Request {
 	req.Path = tree.Path{tree.Nil()}.Append(req.Path...)
 	req.HasPath = true
 	return req
+}
+
+// TickLookup is implemented by a Tree that can find the entry whose chain
+// holds a node's tick (get_value with node and tick instead of a path).
+type TickLookup interface {
+	ByTick(ctx context.Context, node string, tick uint64) (tree.Path, Entry, error)
+}
+
+// Saver is implemented by a Tree that can write a MoaT-KV save file into
+// its own data directory (the save action); full includes the meta tree.
+type Saver interface {
+	Save(ctx context.Context, name string, full bool) (entries int, err error)
+}
+
+// strKey reads a string key of a request map ("" if absent).
+func strKey(raw []byte, key string) (string, bool) {
+	n, rest, err := msgp.ReadMapHeaderBytes(raw)
+	if err != nil {
+		return "", false
+	}
+	for range n {
+		var k []byte
+		if k, rest, err = msgp.ReadMapKeyZC(rest); err != nil {
+			return "", false
+		}
+		if string(k) == key {
+			v, _, err := msgp.ReadStringBytes(rest)
+			return v, err == nil
+		}
+		if rest, err = msgp.Skip(rest); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// getByTick serves get_value with node and tick: {value?, chain?, path,
+// tock, seq}; an unknown or superseded tick is a not-found error.
+func (s *Server) getByTick(ctx context.Context, req Request) ([]byte, error) {
+	node, okN := strKey(req.Raw, "node")
+	tick, okT, _ := uintKey(req.Raw, "tick")
+	if !okN || !okT {
+		return nil, invalid(req, "get_value: give a path, or node and tick")
+	}
+	tl, ok := s.Tree.(TickLookup)
+	if !ok {
+		return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "get_value by node and tick is not supported by this server"}
+	}
+	p, e, err := tl.ByTick(ctx, node, tick)
+	if err != nil {
+		return nil, err
+	}
+	n := uint32(3)
+	if e.Value != nil {
+		n++
+	}
+	withChain := req.NChain != 0 && len(e.Chain) > 0
+	if withChain {
+		n++
+	}
+	b := msgp.AppendMapHeader(nil, n)
+	if e.Value != nil {
+		b = append(appendKey(b, "value"), e.Value...)
+	}
+	if withChain {
+		b = AppendChain(appendKey(b, "chain"), e.Chain, req.NChain)
+	}
+	b = tree.AppendPath(appendKey(b, "path"), p)
+	b = msgp.AppendUint64(appendKey(b, "tock"), e.Tock)
+	return msgp.AppendUint64(appendKey(b, "seq"), req.Seq), nil
+}
+
+// deleteTree serves delete_tree: every value at and below path is deleted;
+// {changed: count, tock, seq}.
+func (s *Server) deleteTree(ctx context.Context, req Request) ([]byte, error) {
+	w, ok := s.Tree.(Walker)
+	if !ok {
+		return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "delete_tree is not supported by this server"}
+	}
+	if !req.HasPath || len(req.Path) == 0 {
+		return nil, invalid(req, "delete_tree: give a path that is not the root")
+	}
+	var paths []tree.Path
+	if err := w.Walk(ctx, req.Path, func(it WatchItem) error {
+		paths = append(paths, it.Path)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	count := 0
+	for _, p := range paths {
+		if _, err := s.Tree.Delete(ctx, p, Cond{}); err == nil {
+			count++
+		} else if !errors.Is(err, tree.ErrNotFound) {
+			return nil, err
+		}
+	}
+	tock, _ := s.Tree.Tock(ctx)
+	return appendResult(nil, "changed", func(b []byte) []byte { return msgp.AppendInt(b, count) }, req.Seq, tock, true), nil
+}
+
+// save serves {action: save, path: file name, full}: a MoaT-KV save file
+// written by the node into its data directory; {result: true, tock, seq}.
+func (s *Server) save(ctx context.Context, req Request) ([]byte, error) {
+	sv, ok := s.Tree.(Saver)
+	if !ok {
+		return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "save is not supported by this server"}
+	}
+	name, ok := strKey(req.Raw, "path")
+	if !ok || name == "" {
+		return nil, invalid(req, "save: path must be a file name (a string)")
+	}
+	if _, err := sv.Save(ctx, name, boolKey(req.Raw, "full")); err != nil {
+		return nil, err
+	}
+	tock, _ := s.Tree.Tock(ctx)
+	return appendResult(nil, "result", func(b []byte) []byte { return msgp.AppendBool(b, true) }, req.Seq, tock, true), nil
 }

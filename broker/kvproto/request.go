@@ -5,6 +5,8 @@ import (
 	"math"
 	"unicode/utf8"
 
+	"github.com/tinylib/msgp/msgp"
+
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/wire"
 )
@@ -153,6 +155,16 @@ func ParseRequest(b []byte) (Request, error) {
 			}
 			rest = r
 		case "path":
+			if msgp.NextType(rest) == msgp.StrType {
+				// A file name (save, log), not a tree path: the
+				// action reads it from Raw.
+				r, err := msgp.Skip(rest)
+				if err != nil {
+					return bad("key \"path\": %v", err)
+				}
+				rest = r
+				break
+			}
 			p, r, perr := tree.ReadPath(rest)
 			if perr != nil {
 				return bad("key \"path\": %v", perr)

@@ -241,11 +241,10 @@ func invalid(req Request, format string, args ...any) error {
 }
 
 // actionsLater are MoaT-KV actions this package does not serve yet.
-var actionsLater = map[string]bool{
-	"delete_tree": true, "root": true, "test_acl": true,
+var actionsLater = map[string]bool{"root": true, "test_acl": true,
 	"enum_node": true, "kill_node": true, "check_deleted": true,
 	"fake_info_send": true, "msg_send": true, "msg_monitor": true, "log": true,
-	"save": true, "auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
+	"auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
 	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
 }
 
@@ -269,6 +268,10 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return s.update(ctx, req)
 	case "fake_info":
 		return s.fakeInfo(ctx, req)
+	case "delete_tree":
+		return s.deleteTree(ctx, req)
+	case "save":
+		return s.save(ctx, req)
 	case "":
 		return nil, invalid(req, "request has no action")
 	}
@@ -281,7 +284,7 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 
 func (s *Server) getValue(ctx context.Context, req Request) ([]byte, error) {
 	if !req.HasPath {
-		return nil, invalid(req, "get_value: no path (lookup by node and tick is not supported yet)")
+		return s.getByTick(ctx, req)
 	}
 	e, err := s.Tree.Get(ctx, req.Path)
 	if err != nil {

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/replica"
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 type replicaChange = replica.Change
@@ -323,4 +327,71 @@ func (k kvTree) Import(ctx context.Context, ev tree.Event) (fresh bool, err erro
 // ImportInfo implements kvproto.Importer.
 func (k kvTree) ImportInfo(ctx context.Context, ticks map[string]uint64, known map[string]tree.RangeSet) error {
 	return k.call(ctx, func() { k.n.r.ImportInfo(ticks, known) })
+}
+
+// ByTick implements kvproto.TickLookup.
+func (k kvTree) ByTick(ctx context.Context, node string, tick uint64) (p tree.Path, e kvproto.Entry, err error) {
+	cerr := k.call(ctx, func() {
+		nd := k.n.r.Tree().LookupNode(node)
+		var x *tree.Entry
+		if nd != nil {
+			x = nd.Entry(tick)
+		}
+		if x == nil {
+			err = fmt.Errorf("%w: no current entry holds %s:%d (unknown or superseded)", tree.ErrNotFound, node, tick)
+			return
+		}
+		v, _ := x.Value()
+		p = x.Path()
+		e = kvproto.Entry{Value: slices.Clone(v), Chain: slices.Clone(x.Chain()), Tock: x.Tock()}
+	})
+	if cerr != nil {
+		return nil, e, cerr
+	}
+	return p, e, err
+}
+
+// Save implements kvproto.Saver: a MoaT-KV save file named name in the
+// node's data directory (a plain file name, nothing else), written from
+// one consistent state; full includes the meta tree.
+func (k kvTree) Save(ctx context.Context, name string, full bool) (int, error) {
+	if name != filepath.Base(name) || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return 0, fmt.Errorf("%w: save: %q must be a file name inside the data directory", tree.ErrInvalidValue, name)
+	}
+	var b []byte
+	n := 0
+	err := k.call(ctx, func() {
+		t := k.n.r.Tree()
+		st := wire.State{Node: k.n.cfg.Name, Tock: t.Tock(), Ticks: map[string]uint64{}, Known: map[string]tree.RangeSet{}}
+		for _, nd := range t.Nodes() {
+			st.Ticks[nd.Name()] = nd.Tick()
+			st.Known[nd.Name()] = nd.Superseded()
+		}
+		b = wire.AppendState(nil, st)
+		var w wire.DKVWriter
+		t.Walk(nil, func(e *tree.Entry) bool {
+			v, ok := e.Value()
+			if !ok {
+				return true
+			}
+			p := e.Path()
+			if p.IsMeta() && !full {
+				return true
+			}
+			b = w.AppendEntry(b, tree.Event{Path: p, Value: v, Chain: e.Chain(), Tock: e.Tock()})
+			n++
+			return true
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(k.n.cfg.DataDir, 0o755); err != nil {
+		return 0, err
+	}
+	dst := filepath.Join(k.n.cfg.DataDir, name)
+	if err := os.WriteFile(dst+".tmp", b, 0o644); err != nil {
+		return 0, err
+	}
+	return n, os.Rename(dst+".tmp", dst)
 }
