@@ -58,6 +58,7 @@ type Hello struct {
 type Client struct {
 	conn  net.Conn
 	hello Hello
+	qlen  uint64 // the window this client announced (0: none)
 
 	wmu sync.Mutex // serialises writes
 
@@ -109,7 +110,8 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 		ans = msgp.AppendString(ans, "seq")
 		ans = msgp.AppendUint64(ans, 0)
 		ans = msgp.AppendString(ans, "qlen")
-		ans = msgp.AppendUint64(ans, min(c.hello.QLen, 99))
+		c.qlen = min(c.hello.QLen, 99)
+		ans = msgp.AppendUint64(ans, c.qlen)
 		if _, err := conn.Write(ans); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("kvclient: %s: %w", addr, err)
@@ -193,6 +195,17 @@ func (c *Client) start(n uint32, build func([]byte) []byte, depth int) (uint64, 
 		return 0, nil, fmt.Errorf("%w: %v", ErrClosed, err)
 	}
 	return seq, ch, nil
+}
+
+// ack sends {seq, state: ack, ack: wseq} for a stream.
+func (c *Client) ack(seq, wseq uint64) {
+	b := msgp.AppendMapHeader(nil, 3)
+	b = msgp.AppendUint64(appendPair(b, "seq"), seq)
+	b = msgp.AppendString(appendPair(b, "state"), "ack")
+	b = msgp.AppendUint64(appendPair(b, "ack"), wseq)
+	c.wmu.Lock()
+	c.conn.Write(b)
+	c.wmu.Unlock()
 }
 
 func (c *Client) finish(seq uint64) {
@@ -365,6 +378,7 @@ func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch b
 		}
 	}()
 	var last tree.Path // relative path of the previous item
+	var acked uint64   // highest wseq acknowledged
 	for {
 		var r reply
 		var ok bool
@@ -378,6 +392,12 @@ func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch b
 		}
 		if e := r.err(); e != nil {
 			return e
+		}
+		// Flow control: acknowledge once more than a third of the
+		// window has been read.
+		if wseq, ok := r.uint("wseq"); ok && c.qlen > 0 && wseq > acked+c.qlen/3 {
+			c.ack(seq, wseq)
+			acked = wseq
 		}
 		switch r.str("state") {
 		case "start":

@@ -128,19 +128,19 @@ func boolKey(raw []byte, key string) bool {
 // getTree serves get_tree as a stream: {state: start}, one message per
 // entry with a value at or below path ({value, chain?, tock, path, depth},
 // paths shortened), then {state: end}.
-func (s *Server) getTree(ctx context.Context, req Request, send func([]byte)) {
+func (s *Server) getTree(ctx context.Context, req Request, send streamSend) {
 	w, ok := s.Tree.(Walker)
 	if !ok {
-		send(s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "get_tree is not supported by this server"}))
+		send(0, s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "get_tree is not supported by this server"}))
 		return
 	}
 	if !req.HasPath {
-		send(s.handle(ctx, req, invalid(req, "get_tree: no path")))
+		send(0, s.handle(ctx, req, invalid(req, "get_tree: no path")))
 		return
 	}
 	args, err := parseWatchArgs(req.Raw)
 	if err != nil {
-		send(s.handle(ctx, req, invalid(req, "get_tree: %v", err)))
+		send(0, s.handle(ctx, req, invalid(req, "get_tree: %v", err)))
 		return
 	}
 	nchain := 0
@@ -151,7 +151,7 @@ func (s *Server) getTree(ctx context.Context, req Request, send func([]byte)) {
 	tock := func() uint64 { t, _ := s.Tree.Tock(ctx); return t }
 	state := func(st string) {
 		wseq++
-		send(appendState(nil, st, req.Seq, wseq, tock()))
+		send(wseq, appendState(nil, st, req.Seq, wseq, tock()))
 	}
 	state("start")
 	var prev tree.Path
@@ -169,11 +169,11 @@ func (s *Server) getTree(ctx context.Context, req Request, send func([]byte)) {
 		}
 		prev = rel.Clone()
 		wseq++
-		send(appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
+		send(wseq, appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
 		return ctx.Err()
 	})
 	if err != nil && ctx.Err() == nil {
-		send(AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
+		send(0, AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
 	}
 	state("end")
 }

@@ -32,7 +32,8 @@
 //     watch (fetch, min_depth, max_depth, nchain) as a stream — {state:
 //     start}, the current entries, {state: uptodate}, then every change,
 //     paths shortened (depth + relative suffix) — for a Tree that also
-//     implements Watcher; acks are read but not yet enforced; get_tree (a
+//     implements Watcher; streams keep to the client's qlen window and
+//     wait for its acks (MoaT-KV §4.2); get_tree (a
 //     stream), enum/enumerate (with_data), get_tock, and stop (ends a
 //     running request such as a watch). Every other
 //     MoaT-KV action is answered with an error of kind "unavailable";

@@ -151,6 +151,7 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	r := NewReader(conn, s.MaxMessage)
 	sem := make(chan struct{}, inflight)
 	tasks := newTasks()
+	win := newWindow()
 	for {
 		msg, err := r.Next()
 		if err != nil {
@@ -178,10 +179,15 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		}
 		if err == nil && req.Seq == 0 {
 			// The client's answer to the greeting ({seq: 0, qlen}).
+			if req.HasQLen {
+				win.setQLen(req.QLen)
+			}
 			continue
 		}
 		if err == nil && req.Action == "" && req.State != "" {
-			// Flow control and stream messages: no streams yet.
+			if req.State == "ack" {
+				win.ack(req.Seq, req.Ack)
+			}
 			continue
 		}
 		select {
@@ -202,9 +208,11 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			case err != nil:
 				send(s.handle(tctx, req, err))
 			case req.Action == "watch":
-				s.watch(tctx, req, send)
+				defer win.end(req.Seq)
+				s.watch(tctx, req, flowSend(tctx, win, req.Seq, send))
 			case req.Action == "get_tree":
-				s.getTree(tctx, req, send)
+				defer win.end(req.Seq)
+				s.getTree(tctx, req, flowSend(tctx, win, req.Seq, send))
 			case req.Action == "stop":
 				send(s.stop(tctx, req, tasks))
 			default:

@@ -83,19 +83,19 @@ func parseWatchArgs(raw []byte) (watchArgs, error) {
 
 // watch serves one watch request as a stream: {state: start}, the items,
 // and {state: end} when it ends with an error (the error message first).
-func (s *Server) watch(ctx context.Context, req Request, send func([]byte)) {
+func (s *Server) watch(ctx context.Context, req Request, send streamSend) {
 	w, ok := s.Tree.(Watcher)
 	if !ok {
-		send(s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "watch is not supported by this server"}))
+		send(0, s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "watch is not supported by this server"}))
 		return
 	}
 	if !req.HasPath {
-		send(s.handle(ctx, req, invalid(req, "watch: no path")))
+		send(0, s.handle(ctx, req, invalid(req, "watch: no path")))
 		return
 	}
 	args, err := parseWatchArgs(req.Raw)
 	if err != nil {
-		send(s.handle(ctx, req, invalid(req, "watch: %v", err)))
+		send(0, s.handle(ctx, req, invalid(req, "watch: %v", err)))
 		return
 	}
 	nchain := 0
@@ -106,7 +106,7 @@ func (s *Server) watch(ctx context.Context, req Request, send func([]byte)) {
 	tock := func() uint64 { t, _ := s.Tree.Tock(ctx); return t }
 	state := func(st string, t uint64) {
 		wseq++
-		send(appendState(nil, st, req.Seq, wseq, t))
+		send(wseq, appendState(nil, st, req.Seq, wseq, t))
 	}
 	state("start", tock())
 	var prev tree.Path // the previous item's relative path, for shortening
@@ -128,11 +128,11 @@ func (s *Server) watch(ctx context.Context, req Request, send func([]byte)) {
 		}
 		prev = rel.Clone()
 		wseq++
-		send(appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
+		send(wseq, appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		send(AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
+		send(0, AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
 		state("end", tock())
 	}
 }
