@@ -430,10 +430,11 @@ func TestGoClient(t *testing.T) {
 // ends with every key's final value; the stuck reader stalls neither the
 // node nor the other watchers.
 func TestWatchUnderConcurrentWriters(t *testing.T) {
-	// A small queue, so that the stuck reader overflows once the socket
-	// buffers between it and the node are full.
+	// A queue smaller than the 8,000 changes, so that the stuck reader
+	// (which never acks, so its stream stops after qlen messages)
+	// overflows, while watchers that keep up do not.
 	defer func(q int) { watchQueue = q }(watchQueue)
-	watchQueue = 200
+	watchQueue = 5000
 	nodes := startBenchNodes(t, []string{"wn"}, [][]int{{}}, func(_ int, c *boards.Config) {
 		c.Listen.Client = "127.0.0.1:0"
 		c.PeerUsers = nil
