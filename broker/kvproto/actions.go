@@ -130,52 +130,15 @@ func boolKey(raw []byte, key string) bool {
 // paths shortened), then {state: end}.
 func (s *Server) getTree(ctx context.Context, req Request, send streamSend) {
 	w, ok := s.Tree.(Walker)
-	if !ok {
-		send(0, s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "get_tree is not supported by this server"}))
+	st := s.openStream(ctx, req, send, ok)
+	if st == nil {
 		return
 	}
-	if !req.HasPath {
-		send(0, s.handle(ctx, req, invalid(req, "get_tree: no path")))
-		return
-	}
-	args, err := parseWatchArgs(req.Raw)
-	if err != nil {
-		send(0, s.handle(ctx, req, invalid(req, "get_tree: %v", err)))
-		return
-	}
-	nchain := 0
-	if req.HasNChain {
-		nchain = req.NChain
-	}
-	var wseq uint64
-	tock := func() uint64 { t, _ := s.Tree.Tock(ctx); return t }
-	state := func(st string) {
-		wseq++
-		send(wseq, appendState(nil, st, req.Seq, wseq, tock()))
-	}
-	state("start")
-	var prev tree.Path
-	err = w.Walk(ctx, req.Path, func(it WatchItem) error {
-		if len(req.Path) == 0 && it.Path.IsMeta() {
-			return nil // the meta tree only through get_tree_internal
-		}
-		rel := it.Path[len(req.Path):]
-		if len(rel) < args.minDepth || (args.maxDepth >= 0 && len(rel) > args.maxDepth) {
-			return nil
-		}
-		depth := 0
-		for depth < len(prev) && depth < len(rel) && prev[depth] == rel[depth] {
-			depth++
-		}
-		prev = rel.Clone()
-		wseq++
-		send(wseq, appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
+	st.fail(w.Walk(ctx, req.Path, func(it WatchItem) error {
+		st.item(it)
 		return ctx.Err()
-	})
-	if err != nil && ctx.Err() == nil {
-		send(0, AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
-	}
-	state("end")
+	}))
+	st.state("end")
 }
 
 // enum serves enum/enumerate: {result: [names]} of the children of path

@@ -81,59 +81,101 @@ func parseWatchArgs(raw []byte) (watchArgs, error) {
 	return a, nil
 }
 
-// watch serves one watch request as a stream: {state: start}, the items,
-// and {state: end} when it ends with an error (the error message first).
-func (s *Server) watch(ctx context.Context, req Request, send streamSend) {
-	w, ok := s.Tree.(Watcher)
-	if !ok {
-		send(0, s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "watch is not supported by this server"}))
-		return
+// stream is one streamed reply: it numbers the messages (wseq), shortens
+// paths against the previous item's, and applies the depth limits.
+type stream struct {
+	s    *Server
+	ctx  context.Context
+	req  Request
+	send streamSend
+	args watchArgs
+	// nchain: chain links per item
+	nchain int
+	wseq   uint64
+	prev   tree.Path // the previous item's relative path
+}
+
+// openStream checks a streamed request and sends {state: start}; if the
+// tree cannot serve it or the request is malformed it sends the error
+// reply instead and returns nil.
+func (s *Server) openStream(ctx context.Context, req Request, send streamSend, supported bool) *stream {
+	fail := func(err error) *stream {
+		send(0, s.handle(ctx, req, err))
+		return nil
+	}
+	if !supported {
+		return fail(&RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: req.Action + " is not supported by this server"})
 	}
 	if !req.HasPath {
-		send(0, s.handle(ctx, req, invalid(req, "watch: no path")))
-		return
+		return fail(invalid(req, "%s: no path", req.Action))
 	}
 	args, err := parseWatchArgs(req.Raw)
 	if err != nil {
-		send(0, s.handle(ctx, req, invalid(req, "watch: %v", err)))
+		return fail(invalid(req, "%s: %v", req.Action, err))
+	}
+	st := &stream{s: s, ctx: ctx, req: req, send: send, args: args}
+	if req.HasNChain {
+		st.nchain = req.NChain
+	}
+	st.state("start")
+	return st
+}
+
+func (st *stream) tock() uint64 { t, _ := st.s.Tree.Tock(st.ctx); return t }
+
+// state sends {state, seq, wseq, tock}.
+func (st *stream) state(name string) {
+	st.wseq++
+	st.send(st.wseq, appendState(nil, name, st.req.Seq, st.wseq, st.tock()))
+}
+
+// item sends one entry, unless the depth limits or the meta tree (from
+// the root) leave it out.
+func (st *stream) item(it WatchItem) {
+	if len(st.req.Path) == 0 && it.Path.IsMeta() {
+		return // the meta tree only through the *_internal actions
+	}
+	rel := it.Path[len(st.req.Path):]
+	if len(rel) < st.args.minDepth || (st.args.maxDepth >= 0 && len(rel) > st.args.maxDepth) {
 		return
 	}
-	nchain := 0
-	if req.HasNChain {
-		nchain = req.NChain
+	depth := 0
+	for depth < len(st.prev) && depth < len(rel) && st.prev[depth] == rel[depth] {
+		depth++
 	}
-	var wseq uint64
-	tock := func() uint64 { t, _ := s.Tree.Tock(ctx); return t }
-	state := func(st string, t uint64) {
-		wseq++
-		send(wseq, appendState(nil, st, req.Seq, wseq, t))
+	st.prev = rel.Clone()
+	st.wseq++
+	st.send(st.wseq, appendWatchItem(nil, it, rel[depth:], depth, st.nchain, st.req.Seq, st.wseq))
+}
+
+// fail sends the error that ended the stream (unless the connection or
+// the task ended it).
+func (st *stream) fail(err error) {
+	if err != nil && st.ctx.Err() == nil {
+		st.send(0, AppendError(nil, st.req.Seq, tree.KindOf(err), err.Error(), st.tock()))
 	}
-	state("start", tock())
-	var prev tree.Path // the previous item's relative path, for shortening
-	err = w.Watch(ctx, req.Path, args.fetch, func(it WatchItem) error {
+}
+
+// watch serves one watch request as a stream: {state: start}, the current
+// entries and {state: uptodate} (with fetch), then every change; an error
+// ends it with the error and {state: end}.
+func (s *Server) watch(ctx context.Context, req Request, send streamSend) {
+	w, ok := s.Tree.(Watcher)
+	st := s.openStream(ctx, req, send, ok)
+	if st == nil {
+		return
+	}
+	err := w.Watch(ctx, req.Path, st.args.fetch, func(it WatchItem) error {
 		if it.UpToDate {
-			state("uptodate", tock())
-			return nil
+			st.state("uptodate")
+		} else {
+			st.item(it)
 		}
-		if len(req.Path) == 0 && it.Path.IsMeta() {
-			return nil // the meta tree is not watched from the root
-		}
-		rel := it.Path[len(req.Path):]
-		if len(rel) < args.minDepth || (args.maxDepth >= 0 && len(rel) > args.maxDepth) {
-			return nil
-		}
-		depth := 0
-		for depth < len(prev) && depth < len(rel) && prev[depth] == rel[depth] {
-			depth++
-		}
-		prev = rel.Clone()
-		wseq++
-		send(wseq, appendWatchItem(nil, it, rel[depth:], depth, nchain, req.Seq, wseq))
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		send(0, AppendError(nil, req.Seq, tree.KindOf(err), err.Error(), tock()))
-		state("end", tock())
+		st.fail(err)
+		st.state("end")
 	}
 }
 
