@@ -64,6 +64,26 @@ func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
 	return c, nil
 }
 
+// open checks the flags, parses the optional PATH argument (none: the
+// root) and connects.
+func (f *clientFlags) open(ctx context.Context, args []string) (*kvclient.Client, tree.Path, error) {
+	if err := f.check(); err != nil {
+		return nil, nil, err
+	}
+	var p tree.Path
+	if len(args) > 0 {
+		var err error
+		if p, err = parsePathArg(args[0]); err != nil {
+			return nil, nil, err
+		}
+	}
+	c, err := f.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, p, nil
+}
+
 func parsePathArg(s string) (tree.Path, error) {
 	p, err := tree.ParsePath(s)
 	if err != nil {
@@ -141,14 +161,7 @@ Exit status 1 if there is no such entry, 3 if the node cannot be reached.`,
 		Example: "  edgekv get room.temp\n  edgekv get -m -o json room.temp",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
-				return err
-			}
-			p, err := parsePathArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := f.dial(cmd.Context())
+			c, p, err := f.open(cmd.Context(), args)
 			if err != nil {
 				return err
 			}
@@ -259,14 +272,7 @@ func newDeleteCmd() *cobra.Command {
 		Example: "  edgekv delete room.temp",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
-				return err
-			}
-			p, err := parsePathArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := f.dial(cmd.Context())
+			c, p, err := f.open(cmd.Context(), args)
 			if err != nil {
 				return err
 			}
@@ -293,17 +299,7 @@ func newWalkCmd(use, short string, childrenOnly bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
-				return err
-			}
-			var p tree.Path
-			if len(args) == 1 {
-				var err error
-				if p, err = parsePathArg(args[0]); err != nil {
-					return err
-				}
-			}
-			c, err := f.dial(cmd.Context())
+			c, p, err := f.open(cmd.Context(), args)
 			if err != nil {
 				return err
 			}
@@ -344,19 +340,9 @@ func newWatchCmd() *cobra.Command {
 		Short: "Print the entries below PATH, then every change, until interrupted",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
-				return err
-			}
-			var p tree.Path
-			if len(args) == 1 {
-				var err error
-				if p, err = parsePathArg(args[0]); err != nil {
-					return err
-				}
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := f.dial(ctx)
+			c, p, err := f.open(ctx, args)
 			if err != nil {
 				return err
 			}
@@ -399,10 +385,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a node's name, tick, tock, known nodes, missing ticks, links and sync counters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
-				return err
-			}
-			c, err := f.dial(cmd.Context())
+			c, _, err := f.open(cmd.Context(), nil)
 			if err != nil {
 				return err
 			}
