@@ -133,6 +133,15 @@ func chainOut(c tree.Chain) []map[string]any {
 	return out
 }
 
+// printEntry prints one entry of a stream: a JSON object per line, or a
+// one-element YAML list (so that the lines together form a YAML list).
+func (f *clientFlags) printEntry(w io.Writer, entry map[string]any) error {
+	if f.output == "json" {
+		return f.print(w, entry)
+	}
+	return f.print(w, []any{entry})
+}
+
 func (f *clientFlags) print(w io.Writer, v any) error {
 	if f.output == "json" {
 		b, err := json.Marshal(v)
@@ -321,10 +330,7 @@ func newWalkCmd(use, short string, childrenOnly bool) *cobra.Command {
 				if f.meta {
 					entry["chain"], entry["tock"] = chainOut(it.Chain), it.Tock
 				}
-				if f.output == "json" {
-					return f.print(out, entry)
-				}
-				return f.print(out, []any{entry})
+				return f.printEntry(out, entry)
 			})
 			return asServerError(err)
 		},
@@ -363,10 +369,7 @@ func newWatchCmd() *cobra.Command {
 				} else {
 					entry["deleted"] = true
 				}
-				if f.output == "json" {
-					return f.print(out, entry)
-				}
-				return f.print(out, []any{entry})
+				return f.printEntry(out, entry)
 			})
 			if ctx.Err() != nil {
 				return nil
