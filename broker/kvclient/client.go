@@ -60,7 +60,7 @@ type Client struct {
 	hello Hello
 	qlen  uint64 // the window this client announced (0: none)
 
-	wmu sync.Mutex // serialises writes
+	w writer // sends requests, combining concurrent ones
 
 	mu      sync.Mutex
 	seq     uint64
@@ -99,7 +99,7 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 		conn.Close()
 		return nil, e
 	}
-	c := &Client{conn: conn, pending: make(map[uint64]chan reply), done: make(chan struct{})}
+	c := &Client{conn: conn, w: writer{conn: conn}, pending: make(map[uint64]chan reply), done: make(chan struct{})}
 	c.hello.Node = r.str("node")
 	c.hello.Tick, _ = r.uint("tick")
 	c.hello.Tock, _ = r.uint("tock")
@@ -187,10 +187,7 @@ func (c *Client) start(n uint32, build func([]byte) []byte, depth int) (uint64, 
 	b = build(b)
 	b = msgp.AppendString(b, "seq")
 	b = msgp.AppendUint64(b, seq)
-	c.wmu.Lock()
-	_, err := c.conn.Write(b)
-	c.wmu.Unlock()
-	if err != nil {
+	if err := c.w.send(b); err != nil {
 		c.finish(seq)
 		return 0, nil, fmt.Errorf("%w: %v", ErrClosed, err)
 	}
@@ -203,9 +200,7 @@ func (c *Client) ack(seq, wseq uint64) {
 	b = msgp.AppendUint64(appendPair(b, "seq"), seq)
 	b = msgp.AppendString(appendPair(b, "state"), "ack")
 	b = msgp.AppendUint64(appendPair(b, "ack"), wseq)
-	c.wmu.Lock()
-	c.conn.Write(b)
-	c.wmu.Unlock()
+	c.w.send(b)
 }
 
 func (c *Client) finish(seq uint64) {

@@ -1,0 +1,64 @@
+package kvclient
+
+import (
+	"net"
+	"sync"
+)
+
+// writer sends requests on the connection, combining those that arrive
+// while a write is under way into the next write: concurrent callers on
+// one connection then cost one syscall per batch rather than one each,
+// and a lone caller still writes at once, without a hand-off.
+type writer struct {
+	conn net.Conn
+
+	mu      sync.Mutex
+	pending []byte // requests waiting for the current write to end
+	spare   []byte // the last written buffer, reused
+	busy    bool   // a caller is writing
+	err     error  // the first write error; later sends fail with it
+}
+
+// send queues b (one or more encoded requests) and, unless another caller
+// is already writing, writes everything queued. A nil error means b was
+// written or handed to the caller that is writing; a write error that
+// caller meets ends the connection, so the read loop fails the requests.
+func (w *writer) send(b []byte) error {
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	if w.busy {
+		w.pending = append(w.pending, b...)
+		w.mu.Unlock()
+		return nil
+	}
+	w.busy = true
+	out := b
+	for {
+		w.mu.Unlock()
+		_, err := w.conn.Write(out)
+		w.mu.Lock()
+		if err != nil {
+			w.err = err
+			w.pending = nil
+			w.busy = false
+			w.mu.Unlock()
+			w.conn.Close()
+			return err
+		}
+		if len(w.pending) == 0 {
+			break
+		}
+		if &out[0] != &b[0] {
+			w.spare = out[:0]
+		}
+		out, w.pending = w.pending, w.spare
+		w.spare = nil
+	}
+	w.busy = false
+	w.mu.Unlock()
+	return nil
+}
