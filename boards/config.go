@@ -72,9 +72,14 @@ type Listen struct {
 	// Client is the MoaT-KV client-protocol listener (DESIGN.md §6);
 	// "" turns it off. Default "127.0.0.1:27586".
 	Client string `yaml:"client"`
+	// ClientTLS are more MoaT-KV client-protocol listeners that speak TLS,
+	// each with its certificate and key; they serve the same tree as
+	// Client, which stays as it is. Default none.
+	ClientTLS []TLSListener `yaml:"client_tls"`
 }
 
-// TLSListener is an MQTT-over-TLS listener.
+// TLSListener is a listener that speaks TLS: MQTT (listen.tls) or the
+// MoaT-KV client protocol (listen.client_tls).
 type TLSListener struct {
 	// Addr is the "host:port" to listen on.
 	Addr string `yaml:"addr"`

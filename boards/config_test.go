@@ -63,6 +63,7 @@ listen:
   websocket: ["127.0.0.1:8080"]
   tls: [{addr: ":8883", cert: $CERT, key: $KEY}]
   client: ""
+  client_tls: [{addr: "127.0.0.1:27587", cert: $CERT, key: $KEY}]
 kv: {prefix: home/kv, max_payload_bytes: 1024}
 sync: {prefix: moat/kv, chain_length: 64, heartbeat: 1m30s}
 peers:
@@ -85,6 +86,9 @@ peer_users: [{username: b, password: "yes"}]
 	}
 	if diff := cmp.Diff(c, back, cmpConfig...); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s\n%s", diff, text)
+	}
+	if len(back.Listen.ClientTLS) != 1 || back.Listen.ClientTLS[0].Addr != "127.0.0.1:27587" {
+		t.Errorf("listen.client_tls %+v", back.Listen.ClientTLS)
 	}
 	if back.PeerUsers[0].Password != "yes" || back.Peers[0].Password != "p: w#" {
 		t.Errorf("passwords %q, %q", back.PeerUsers[0].Password, back.Peers[0].Password)

@@ -16,8 +16,9 @@
 //	configs/x.yaml:7: peers[1].addr: "localhost" is not host:port: missing port in address
 //
 // Imports: the standard library and go.yaml.in/yaml/v3 only (DESIGN.md §1;
-// layout_test.go checks it). Loading stats the TLS files a config names,
-// and Load reads the config file; nothing else touches the system.
+// layout_test.go checks it). Loading stats the TLS files a config names
+// and opens them to see that they can be read (without reading them), and
+// Load reads the config file; nothing else touches the system.
 //
 // Concurrency: a Config is plain data. Finish it (SetNode, Validate) on one
 // goroutine, then treat it as immutable; any number of goroutines may read

@@ -27,7 +27,8 @@ const (
 // Validate checks the whole config, the node name included (Parse lets it
 // be absent until SetNode), and returns a *ConfigError listing every
 // problem with its YAML path and, for a parsed config, its line. Files
-// named in TLS settings must exist; they are not opened.
+// named in TLS settings must exist and be readable; they are opened and
+// closed, not parsed.
 func (c *Config) Validate() error {
 	if ps := c.check(true); len(ps) > 0 {
 		return &ConfigError{Source: c.source, Problems: sortProblems(ps)}
@@ -116,8 +117,7 @@ func (v *validator) listen() {
 	for i, a := range l.WebSocket {
 		check(fmt.Sprintf("listen.websocket[%d]", i), a)
 	}
-	for i, t := range l.TLS {
-		p := fmt.Sprintf("listen.tls[%d]", i)
+	tlsListener := func(p string, t TLSListener) {
 		if t.Addr == "" {
 			v.add(p+".addr", "missing (want host:port)")
 		} else {
@@ -126,8 +126,14 @@ func (v *validator) listen() {
 		v.file(p+".cert", t.Cert, true)
 		v.file(p+".key", t.Key, true)
 	}
+	for i, t := range l.TLS {
+		tlsListener(fmt.Sprintf("listen.tls[%d]", i), t)
+	}
 	if l.Client != "" {
 		check("listen.client", l.Client)
+	}
+	for i, t := range l.ClientTLS {
+		tlsListener(fmt.Sprintf("listen.client_tls[%d]", i), t)
 	}
 }
 
@@ -224,8 +230,10 @@ func (v *validator) peerUsers() {
 	}
 }
 
-// file reports a file setting that is missing (when required) or names
-// no regular file. The file is not opened.
+// file reports a file setting that is missing (when required), names no
+// regular file, or names one this process cannot open for reading. The
+// file is opened and closed, not read: whether it holds what it should is
+// found when it is loaded.
 func (v *validator) file(path, name string, required bool) {
 	if name == "" {
 		if required {
@@ -237,11 +245,24 @@ func (v *validator) file(path, name string, required bool) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		v.add(path, "file %q does not exist", name)
+		return
 	case err != nil:
 		v.add(path, "file %q: %v", name, errors.Unwrap(err))
+		return
 	case fi.IsDir():
 		v.add(path, "%q is a directory, not a file", name)
+		return
+	case !fi.Mode().IsRegular():
+		// Opening a FIFO would block; a device is no PEM file.
+		v.add(path, "%q is not a regular file", name)
+		return
 	}
+	f, err := os.Open(name)
+	if err != nil {
+		v.add(path, "file %q cannot be read: %v", name, errors.Unwrap(err))
+		return
+	}
+	f.Close()
 }
 
 // nameProblem says what is wrong with a node or link name, or "".

@@ -58,6 +58,16 @@ var parseCases = []struct {
 	{"tls cert missing file", "listen:\n  tls:\n    - addr: 127.0.0.1:8883\n      cert: no/such.pem\n      key: $KEY\n", "listen.tls[0].cert", 4, `file "no/such.pem" does not exist`},
 	{"tls key is a directory", "listen:\n  tls:\n    - addr: 127.0.0.1:8883\n      cert: $CERT\n      key: $DIR\n", "listen.tls[0].key", 5, "is a directory, not a file"},
 	{"tls listener collides", "listen:\n  mqtt: [\"127.0.0.1:8883\"]\n  tls: [{addr: \"127.0.0.1:8883\", cert: $CERT, key: $KEY}]\n", "listen.tls[0].addr", 3, "collides with listen.mqtt[0]"},
+	{"client tls without cert", "listen:\n  client_tls:\n    - addr: 127.0.0.1:27587\n      key: $KEY\n", "listen.client_tls[0].cert", 3, "missing (want a PEM file)"},
+	{"client tls without key", "listen:\n  client_tls:\n    - addr: 127.0.0.1:27587\n      cert: $CERT\n", "listen.client_tls[0].key", 3, "missing (want a PEM file)"},
+	{"client tls without addr", "listen:\n  client_tls:\n    - cert: $CERT\n      key: $KEY\n", "listen.client_tls[0].addr", 3, "missing (want host:port)"},
+	{"client tls bad addr", "listen:\n  client_tls: [{addr: \"127.0.0.1\", cert: $CERT, key: $KEY}]\n", "listen.client_tls[0].addr", 2, `"127.0.0.1" is not host:port`},
+	{"client tls key missing file", "listen:\n  client_tls:\n    - addr: 127.0.0.1:27587\n      cert: $CERT\n      key: no/key.pem\n", "listen.client_tls[0].key", 5, `file "no/key.pem" does not exist`},
+	{"client tls cert is a directory", "listen:\n  client_tls:\n    - addr: 127.0.0.1:27587\n      cert: $DIR\n      key: $KEY\n", "listen.client_tls[0].cert", 4, "is a directory, not a file"},
+	{"client tls collides with client", "listen:\n  client: 127.0.0.1:27586\n  client_tls: [{addr: \":27586\", cert: $CERT, key: $KEY}]\n", "listen.client_tls[0].addr", 3, "collides with listen.client (line 2)"},
+	{"client tls collides with mqtt tls", "listen:\n  tls: [{addr: \"127.0.0.1:8883\", cert: $CERT, key: $KEY}]\n  client_tls: [{addr: \"127.0.0.1:8883\", cert: $CERT, key: $KEY}]\n", "listen.client_tls[0].addr", 3, "collides with listen.tls[0].addr"},
+	{"client tls as string", "listen:\n  client_tls: 127.0.0.1:27587\n", "listen.client_tls", 2, `want a list, got the string "127.0.0.1:27587"`},
+	{"client tls unknown key", "listen:\n  client_tls: [{addr: \"127.0.0.1:27587\", cert: $CERT, key: $KEY, ca: $CERT}]\n", "listen.client_tls[0].ca", 2, "unknown key"},
 
 	// kv and sync
 	{"kv prefix empty", "kv:\n  prefix: \"\"\n", "kv.prefix", 2, "is empty"},
@@ -213,6 +223,16 @@ var validCases = []struct {
 	{"port zero listeners", "listen:\n  mqtt: [\"127.0.0.1:0\", \"127.0.0.1:0\"]\n", nil},
 	{"ipv6 and host names", "listen:\n  mqtt: [\"[::1]:1883\", \"localhost:1884\", \":1885\"]\n", nil},
 	{"tls listener", "listen:\n  tls: [{addr: \":8883\", cert: $CERT, key: $KEY}]\n", nil},
+	{"client tls listener", "listen:\n  client_tls: [{addr: \"127.0.0.1:27587\", cert: $CERT, key: $KEY}]\n", func(t *testing.T, c *Config) {
+		if len(c.Listen.ClientTLS) != 1 || c.Listen.ClientTLS[0].Addr != "127.0.0.1:27587" ||
+			!strings.HasSuffix(c.Listen.ClientTLS[0].Cert, "cert.pem") || !strings.HasSuffix(c.Listen.ClientTLS[0].Key, "key.pem") {
+			t.Errorf("client_tls %+v", c.Listen.ClientTLS)
+		}
+		if c.Listen.Client != DefaultClientAddr {
+			t.Errorf("client %q: client_tls must leave the plain listener as it is", c.Listen.Client)
+		}
+	}},
+	{"client tls on port zero twice", "listen:\n  client: 127.0.0.1:0\n  client_tls: [{addr: \"127.0.0.1:0\", cert: $CERT, key: $KEY}, {addr: \"127.0.0.1:0\", cert: $CERT, key: $KEY}]\n", nil},
 	{"sync none needs no interval", "data:\n  sync: none\n  sync_interval: 0s\n", nil},
 	{"sync always", "data: {sync: always}\n", func(t *testing.T, c *Config) {
 		if c.Data.Sync != SyncAlways {
