@@ -2,6 +2,8 @@ package kvclient
 
 import (
 	"net"
+	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -36,7 +38,17 @@ func (w *writer) send(b []byte) error {
 		return nil
 	}
 	w.busy = true
+	// Give the other callers on this connection that are about to send a
+	// moment to queue behind this one: one write then carries them all.
+	// With nobody else runnable this returns at once.
+	w.mu.Unlock()
+	runtime.Gosched()
+	w.mu.Lock()
 	out := b
+	if len(w.pending) > 0 {
+		out = append(slices.Clip(b), w.pending...)
+		w.pending = w.pending[:0]
+	}
 	for {
 		w.mu.Unlock()
 		_, err := w.conn.Write(out)

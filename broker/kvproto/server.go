@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tinylib/msgp/msgp"
 
@@ -109,7 +111,13 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 			}
 			err := w.Write(msg)
 			if err == nil && len(out) == 0 {
-				err = w.Flush()
+				// Let the request goroutines that are about to reply
+				// (a node batch answers many at once) add theirs, so
+				// that one write carries them all.
+				runtime.Gosched()
+				if len(out) == 0 {
+					err = w.Flush()
+				}
 			}
 			if err != nil {
 				writeErr = err
@@ -152,6 +160,8 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	sem := make(chan struct{}, inflight)
 	tasks := newTasks()
 	win := newWindow()
+	pool := newWorkers(8)
+	defer pool.close()
 	for {
 		msg, err := r.Next()
 		if err != nil {
@@ -200,7 +210,7 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		}
 		wg.Add(1)
 		tctx, done := tasks.start(ctx, req.Seq)
-		go func() {
+		pool.run(func() {
 			defer wg.Done()
 			defer func() { <-sem }()
 			defer done()
@@ -218,9 +228,51 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			default:
 				send(s.handle(tctx, req, nil))
 			}
-		}()
+		})
 	}
 }
+
+// workers runs a connection's requests on goroutines that are kept for
+// the next request once done (up to maxIdle of them), rather than a new
+// goroutine per request: a fresh goroutine grows its stack on every
+// request, which costs more than the request itself on a busy connection.
+type workers struct {
+	work    chan func() // unbuffered: a send succeeds only to an idle worker
+	idle    atomic.Int32
+	maxIdle int32
+}
+
+func newWorkers(maxIdle int) *workers {
+	return &workers{work: make(chan func()), maxIdle: int32(maxIdle)}
+}
+
+// run runs f on an idle worker, or on a new one.
+func (p *workers) run(f func()) {
+	select {
+	case p.work <- f:
+	default:
+		go p.loop(f)
+	}
+}
+
+func (p *workers) loop(f func()) {
+	for {
+		f()
+		if p.idle.Add(1) > p.maxIdle {
+			p.idle.Add(-1)
+			return
+		}
+		var ok bool
+		f, ok = <-p.work
+		p.idle.Add(-1)
+		if !ok {
+			return
+		}
+	}
+}
+
+// close lets the idle workers end; run must not be called after it.
+func (p *workers) close() { close(p.work) }
 
 // handle runs one request and returns its reply. perr is the parse error.
 func (s *Server) handle(ctx context.Context, req Request, perr error) []byte {
