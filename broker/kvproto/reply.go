@@ -99,6 +99,9 @@ func (e Entry) Exists() bool { return e.Value != nil || len(e.Chain) > 0 }
 // seq}; a missing one
 // {chain: nil (if nchain ≠ 0), seq, tock}, where tock is a fresh tock.
 func AppendGetReply(b []byte, seq uint64, e Entry, nchain int, tock uint64) []byte {
+	if b == nil {
+		b = make([]byte, 0, 96+len(e.Value))
+	}
 	withChain := nchain != 0
 	if !e.Exists() {
 		n := 2
@@ -157,6 +160,9 @@ type Result struct {
 // A NoOp gives MoaT-KV's idem reply {tock, changed: false, chain? (only for
 // nchain > 0), seq}.
 func AppendWriteReply(b []byte, seq uint64, changed bool, r Result, nchain int, withPrev bool) []byte {
+	if b == nil {
+		b = make([]byte, 0, 96+len(r.Prev))
+	}
 	if r.NoOp {
 		withChain := nchain > 0 && len(r.Chain) > 0
 		n := 3

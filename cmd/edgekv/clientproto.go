@@ -74,19 +74,17 @@ func (k kvTree) Delete(ctx context.Context, p tree.Path, c kvproto.Cond) (kvprot
 // deletes. It is held at start like any local write (holdLocalWrites).
 func (k kvTree) write(ctx context.Context, p tree.Path, value []byte, c kvproto.Cond) (kvproto.Result, error) {
 	n := k.n
-	type answer struct {
-		res kvproto.Result
-		err error
-	}
-	reply := make(chan answer, 1)
-	persisted := make(chan error, 1)
+	// The node fills res, then answers on done once: at once for a write
+	// that failed or changed nothing, after persisting for one that
+	// changed something. One channel and one wake-up per write.
+	var res kvproto.Result
+	done := make(chan error, 1)
 	var write func()
 	write = func() {
 		if n.holding {
 			n.held = append(n.held, write)
 			return
 		}
-		var res kvproto.Result
 		cur := n.r.Tree().Get(p)
 		if cur != nil {
 			if v, ok := cur.Value(); ok {
@@ -94,7 +92,7 @@ func (k kvTree) write(ctx context.Context, p tree.Path, value []byte, c kvproto.
 			}
 		}
 		if c.Prev != nil && !bytes.Equal(res.Prev, c.Prev) {
-			reply <- answer{err: fmt.Errorf("%w: %s does not hold the expected previous value", tree.ErrConflict, p)}
+			done <- fmt.Errorf("%w: %s does not hold the expected previous value", tree.ErrConflict, p)
 			return
 		}
 		cond := tree.Cond{MustNotExist: c.MustNotExist, Head: c.Head, Idem: c.Idem}
@@ -107,7 +105,7 @@ func (k kvTree) write(ctx context.Context, p tree.Path, value []byte, c kvproto.
 			ev, changed, err = n.r.Set(p, value, cond)
 		}
 		if err != nil {
-			reply <- answer{err: err}
+			done <- err
 			return
 		}
 		if !changed { // idempotent: nothing written
@@ -115,34 +113,30 @@ func (k kvTree) write(ctx context.Context, p tree.Path, value []byte, c kvproto.
 			if cur != nil {
 				res.Chain, res.Tock = slices.Clone(cur.Chain()), cur.Tock()
 			}
-			reply <- answer{res: res}
+			done <- nil
 			return
 		}
 		res.Chain, res.Tock = slices.Clone(ev.Chain), ev.Tock
-		reply <- answer{res: res}
-		n.waiters = append(n.waiters, persisted)
+		n.waiters = append(n.waiters, done) // answered after persisting
 	}
 	if !n.do(ctx, write) {
 		return kvproto.Result{}, fmt.Errorf("node %s is stopping", n.cfg.Name)
 	}
-	var a answer
 	select {
-	case a = <-reply:
+	case err := <-done:
+		if err != nil && !res.NoOp && res.Chain == nil {
+			return kvproto.Result{}, err // refused: no result
+		}
+		return res, err
 	case <-ctx.Done():
 		return kvproto.Result{}, ctx.Err()
 	case <-n.stopped:
-		return kvproto.Result{}, fmt.Errorf("node %s stopped", n.cfg.Name)
-	}
-	if a.err != nil || a.res.NoOp {
-		return a.res, a.err
-	}
-	select {
-	case err := <-persisted:
-		return a.res, err
-	case <-ctx.Done():
-		return kvproto.Result{}, ctx.Err()
-	case <-n.stopped:
-		return kvproto.Result{}, fmt.Errorf("node %s stopped before the write was persisted", n.cfg.Name)
+		select {
+		case err := <-done:
+			return res, err
+		default:
+			return kvproto.Result{}, fmt.Errorf("node %s stopped before the write was persisted", n.cfg.Name)
+		}
 	}
 }
 

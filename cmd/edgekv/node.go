@@ -223,6 +223,11 @@ func (n *node) checkHold() {
 
 // do runs f on the owning goroutine. It returns false if the node stopped.
 func (n *node) do(ctx context.Context, f func()) bool {
+	select { // the common case, without touching ctx
+	case n.inbox <- f:
+		return true
+	default:
+	}
 	select {
 	case n.inbox <- f:
 		return true
