@@ -71,24 +71,22 @@ type Client struct {
 
 type reply map[string][]byte // key → raw msgpack value
 
-// Dial connects to addr (host:port) and reads the greeting; ctx bounds
-// the connection set-up.
+// Dial connects to addr (host:port) over plain TCP and reads the
+// greeting; ctx bounds the connection set-up (10 s without a deadline).
+// DialWith connects with TLS or another timeout.
 func Dial(ctx context.Context, addr string) (*Client, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("kvclient: connect %s: %w", addr, err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetReadDeadline(dl)
-	} else {
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	}
+	return DialWith(ctx, addr, DialOptions{})
+}
+
+// newClient reads the greeting on a new connection, answers it and starts
+// the read loop; the set-up must end by deadline. It closes conn on error.
+func newClient(conn net.Conn, addr string, deadline time.Time) (*Client, error) {
+	conn.SetDeadline(deadline)
 	rd := kvproto.NewReader(conn, 0)
 	msg, err := rd.Next()
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("kvclient: %s: reading the greeting: %w", addr, err)
+		return nil, greetingError(conn, addr, err)
 	}
 	r, err := parseReply(msg)
 	if err != nil {
@@ -104,7 +102,6 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	c.hello.Tick, _ = r.uint("tick")
 	c.hello.Tock, _ = r.uint("tock")
 	c.hello.QLen, _ = r.uint("qlen")
-	conn.SetReadDeadline(time.Time{})
 	if c.hello.QLen > 0 {
 		ans := msgp.AppendMapHeader(nil, 2)
 		ans = msgp.AppendString(ans, "seq")
@@ -117,6 +114,7 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 			return nil, fmt.Errorf("kvclient: %s: %w", addr, err)
 		}
 	}
+	conn.SetDeadline(time.Time{})
 	go c.readLoop(rd)
 	return c, nil
 }
@@ -176,7 +174,7 @@ func (c *Client) start(n uint32, build func([]byte) []byte, depth int) (uint64, 
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return 0, nil, err
+		return 0, nil, notSentError{err} // nothing of it was written
 	}
 	c.seq++
 	seq := c.seq

@@ -2,7 +2,11 @@ package kvclient_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -49,4 +53,54 @@ func Example() {
 		fmt.Println(it.Path)
 		return nil
 	})
+}
+
+// A client that survives node restarts: calls wait (with backoff) for the
+// node to come back, until their context ends, and a watch carries on
+// where it was. It connects over TLS, trusting the node's CA; leave TLS
+// out for the plain listener. (Not run as a test: it needs a node with a
+// listen.client_tls listener on 127.0.0.1:27587.)
+func ExampleReconnecting() {
+	pem, err := os.ReadFile("ca.pem")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	r := kvclient.NewReconnecting("127.0.0.1:27587", kvclient.ReconnectOptions{
+		DialOptions: kvclient.DialOptions{
+			TLS:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			Timeout: 5 * time.Second,
+		},
+		MaxBackoff: 2 * time.Second,
+	})
+	defer r.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	temp := tree.Path{tree.Str("room"), tree.Str("temp")}
+	_, err = r.Set(ctx, temp, msgp.AppendFloat64(nil, 21.5), kvclient.WriteOpts{Idem: true})
+	if errors.Is(err, kvclient.ErrUnknownOutcome) {
+		// The node went away after the write was sent: it may or may not
+		// have it. Read it back to know.
+		e, found, err := r.Get(ctx, temp, 0)
+		fmt.Println("stored:", found, e.Value, err)
+	} else if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Every change below room, across restarts, each once.
+	for it, err := range r.WatchSeq(ctx, tree.Path{tree.Str("room")}, true) {
+		if err != nil {
+			fmt.Println("watch ended:", err)
+			break
+		}
+		if it.UpToDate {
+			fmt.Println("-- up to date")
+			continue
+		}
+		fmt.Println(it.Path, it.Value != nil)
+	}
 }
