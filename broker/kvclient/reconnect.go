@@ -240,14 +240,14 @@ func (r *Reconnecting) backoff(n int) time.Duration {
 	return d*4/5 + rand.N(d*2/5+1) // ±20 %
 }
 
-// pause waits before the n-th retry of a request in a row (n ≥ 1): the
-// first retry goes at once, later ones back off, so that a request that
-// keeps ending its connection cannot spin.
+// pause waits before the n-th attempt of a request (n ≥ 1): the first
+// attempt and the first retry go at once, later ones back off, so that a
+// request that keeps ending its connection cannot spin.
 func (r *Reconnecting) pause(ctx context.Context, n int) error {
-	if n <= 1 {
+	if n <= 2 {
 		return nil
 	}
-	t := time.NewTimer(r.backoff(n - 1))
+	t := time.NewTimer(r.backoff(n - 2))
 	defer t.Stop()
 	return r.wait(ctx, nil, t.C)
 }

@@ -357,3 +357,24 @@ func TestReconnectingWatchSeqWithoutFetch(t *testing.T) {
 		return len(s.tree.watchers) == 0
 	})
 }
+
+// TestReconnectingRetriesAtOnce: after a dropped connection the first
+// retry does not wait for the backoff, whether or not the client had
+// noticed the drop before the call.
+func TestReconnectingRetriesAtOnce(t *testing.T) {
+	s := startMemServer(t, nil)
+	s.tree.put(wkey("a"), mstr("1"))
+	r := NewReconnecting(s.addr, ReconnectOptions{MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if _, found, err := r.Get(ctx, wkey("a"), 0); err != nil || !found {
+			t.Fatalf("get %d: %v %v", i, found, err)
+		}
+		s.drop()
+		if i%2 == 0 { // sometimes let the client see it first
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
