@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -32,9 +34,12 @@ func (e serverError) Unwrap() error { return e.err }
 
 // clientFlags are the flags every data command shares.
 type clientFlags struct {
-	server string
-	output string
-	meta   bool
+	server   string
+	output   string
+	meta     bool
+	tls      bool   // connect with TLS
+	ca       string // PEM file of the CAs to trust (implies tls)
+	insecure bool   // TLS without checking the certificate (implies tls)
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
@@ -45,6 +50,29 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.server, "server", "s", def, "node's client-protocol address host:port (env EDGEKV_SERVER)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "yaml", "output format: yaml or json")
 	cmd.Flags().BoolVarP(&f.meta, "meta", "m", false, "include metadata (chain, tock)")
+	cmd.Flags().BoolVar(&f.tls, "tls", false, "connect with TLS, to a listen.client_tls address (trusts the system's CAs unless --ca)")
+	cmd.Flags().StringVar(&f.ca, "ca", "", "CA certificates to trust for TLS, a PEM `FILE` (implies --tls)")
+	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "TLS without checking the node's certificate (INSECURE: anyone in between can read and change the data; for tests only; implies --tls)")
+}
+
+// tlsConfig returns the TLS settings the flags ask for; nil: plain TCP.
+func (f *clientFlags) tlsConfig() (*tls.Config, error) {
+	if !f.tls && f.ca == "" && !f.insecure {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.insecure}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--ca: %w", err)}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usageError{fmt.Errorf("--ca %s: no PEM certificates in it", f.ca)}
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }
 
 func (f *clientFlags) check() error {
@@ -55,9 +83,13 @@ func (f *clientFlags) check() error {
 }
 
 func (f *clientFlags) dial(ctx context.Context) (*kvclient.Client, error) {
+	tc, err := f.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := kvclient.Dial(dctx, f.server)
+	c, err := kvclient.DialWith(dctx, f.server, kvclient.DialOptions{TLS: tc})
 	if err != nil {
 		return nil, serverError{err}
 	}

@@ -38,6 +38,10 @@ type nodeConfig struct {
 	Broker        broker.Config
 	Peers         []broker.PeerLinkConfig
 	Logger        *slog.Logger
+
+	// ClientTLS are more client-protocol listeners, over TLS
+	// (listen.client_tls).
+	ClientTLS []clientTLSListener
 }
 
 // statusPath is where a node records its links: (".edgekv", "status", node, "links", name).
@@ -61,6 +65,10 @@ type node struct {
 	watchOverflows atomic.Int64
 	inbox          chan func()
 	stopped        chan struct{} // closed when the owning goroutine has ended
+
+	// clientTLSLns are the client-protocol listeners over TLS
+	// (listen.client_tls); each is served like clientLn.
+	clientTLSLns []net.Listener
 
 	// owned by the run goroutine
 	links   map[replica.LinkID]*nodeLink
@@ -159,6 +167,13 @@ func newNode(cfg nodeConfig) (*node, error) {
 			return nil, fmt.Errorf("client protocol listener %s: %w", cfg.ClientAddr, err)
 		}
 		n.log.Info("client protocol listening", "addr", n.clientLn.Addr().String())
+	}
+	if err := n.listenClientTLS(); err != nil {
+		if n.clientLn != nil {
+			n.clientLn.Close()
+		}
+		st.Close()
+		return nil, err
 	}
 	return n, nil
 }
@@ -402,6 +417,9 @@ func (n *node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.st.Run(gctx) })
 	if n.clientLn != nil {
 		g.Go(func() error { return n.serveClients(gctx, n.clientLn) })
+	}
+	for _, ln := range n.clientTLSLns {
+		g.Go(func() error { return n.serveClients(gctx, ln) })
 	}
 	for _, p := range n.peers {
 		g.Go(func() error { return p.Run(gctx) })

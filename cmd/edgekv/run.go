@@ -126,6 +126,10 @@ func nodeConfigFrom(cfg *boards.Config, log *slog.Logger) (nodeConfig, error) {
 	for _, l := range cfg.Listen.TLS {
 		nc.Broker.TLS = append(nc.Broker.TLS, broker.TLSListener{Addr: l.Addr, Cert: l.Cert, Key: l.Key})
 	}
+	var err error
+	if nc.ClientTLS, err = clientTLSListeners(cfg.Listen.ClientTLS); err != nil {
+		return nc, err
+	}
 	add := func(l boards.Link, hub bool) error {
 		tc, err := clientTLS(l.TLS)
 		if err != nil {
