@@ -181,7 +181,7 @@ func (c *Client) start(n uint32, build func([]byte) []byte, depth int) (uint64, 
 	ch := make(chan reply, depth)
 	c.pending[seq] = ch
 	c.mu.Unlock()
-	b := msgp.AppendMapHeader(nil, n+1)
+	b := msgp.AppendMapHeader(make([]byte, 0, 128), n+1) // most requests fit
 	b = build(b)
 	b = msgp.AppendString(b, "seq")
 	b = msgp.AppendUint64(b, seq)
