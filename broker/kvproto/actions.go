@@ -3,6 +3,7 @@ package kvproto
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/tinylib/msgp/msgp"
@@ -254,6 +255,13 @@ func (s *Server) getByTick(ctx context.Context, req Request) ([]byte, error) {
 	p, e, err := tl.ByTick(ctx, node, tick)
 	if err != nil {
 		return nil, err
+	}
+	if root := rootOf(ctx); len(root) > 0 {
+		// After root: the path relative to it; nothing outside it.
+		if !p.HasPrefix(root) {
+			return nil, fmt.Errorf("%w: %s:%d is outside this connection's root", tree.ErrNotFound, node, tick)
+		}
+		p = p[len(root):]
 	}
 	n := uint32(3)
 	if e.Value != nil {

@@ -160,6 +160,7 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	sem := make(chan struct{}, inflight)
 	tasks := newTasks()
 	win := newWindow()
+	var root tree.Path // the connection's root (the root action); only this loop touches it
 	pool := newWorkers(8)
 	defer pool.close()
 	for {
@@ -206,10 +207,14 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			return ctx.Err()
 		}
 		if err == nil {
+			req, root, err = reroot(req, root)
+		}
+		if err == nil {
 			req = internalize(req)
 		}
 		wg.Add(1)
 		tctx, done := tasks.start(ctx, req.Seq)
+		tctx = withRoot(tctx, root)
 		pool.run(func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -223,6 +228,9 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			case req.Action == "get_tree":
 				defer win.end(req.Seq)
 				s.getTree(tctx, req, flowSend(tctx, win, req.Seq, send))
+			case req.Action == "msg_monitor":
+				defer win.end(req.Seq)
+				s.msgMonitor(tctx, req, flowSend(tctx, win, req.Seq, send))
 			case req.Action == "stop":
 				send(s.stop(tctx, req, tasks))
 			default:
@@ -301,9 +309,9 @@ func invalid(req Request, format string, args ...any) error {
 }
 
 // actionsLater are MoaT-KV actions this package does not serve yet.
-var actionsLater = map[string]bool{"root": true, "test_acl": true,
-	"enum_node": true, "kill_node": true, "check_deleted": true,
-	"fake_info_send": true, "msg_send": true, "msg_monitor": true, "log": true,
+var actionsLater = map[string]bool{
+	"kill_node": true, "check_deleted": true,
+	"fake_info_send": true, "log": true,
 	"auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
 	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
 }
@@ -325,6 +333,9 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 	case "get_state":
 		return s.getState(ctx, req)
 	case "update":
+		if len(rootOf(ctx)) > 0 {
+			return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "update is not available after root"}
+		}
 		return s.update(ctx, req)
 	case "fake_info":
 		return s.fakeInfo(ctx, req)
@@ -332,6 +343,14 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return s.deleteTree(ctx, req)
 	case "save":
 		return s.save(ctx, req)
+	case "enum_node":
+		return s.enumNode(ctx, req)
+	case "test_acl":
+		return s.testACL(ctx, req)
+	case "root":
+		return s.chroot(ctx, req)
+	case "msg_send":
+		return s.msgSend(ctx, req)
 	case "":
 		return nil, invalid(req, "request has no action")
 	}
