@@ -129,6 +129,7 @@ and watch use. Hardware and jobs are still to come.
 		newWalkCmd("list", "List the children of PATH that hold values", true),
 		newWalkCmd("tree", "Print every entry at and below PATH", false),
 		newWatchCmd(), newStatusCmd(), newDumpCmd())
+	root.AddCommand(newMsgCmd())
 	markRunErrors(root)
 	return root
 }
