@@ -35,7 +35,10 @@
 //     implements Watcher; streams keep to the client's qlen window and
 //     wait for its acks (MoaT-KV §4.2); get_tree (a
 //     stream), enum/enumerate (with_data), get_tock, and stop (ends a
-//     running request such as a watch). Every other
+//     running request such as a watch); enum_node, test_acl, root (a
+//     chroot of the connection), msg_send and msg_monitor (a stream) for a
+//     Tree that implements the optional interfaces they need (see
+//     args.go, nodes.go, root.go, msg.go). Every other
 //     MoaT-KV action is answered with an error of kind "unavailable";
 //     unknown actions and malformed requests with {error, seq, tock, kind}
 //     (MoaT-KV's error reply plus one key), where error is text a MoaT-KV
