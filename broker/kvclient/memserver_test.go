@@ -266,7 +266,14 @@ func (s *memServer) stop() {
 	ln.Close()
 	s.drop()
 	cancel()
-	s.wg.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		// Fail rather than hang the whole package until its timeout.
+		s.t.Errorf("memServer: connections still served 10 s after stop")
+	}
 }
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and its key
