@@ -24,7 +24,7 @@ func (c *Client) EnumNode(ctx context.Context, node string, max int, current boo
 	if err != nil {
 		return nil, err
 	}
-	n, rest, err := msgp.ReadArrayHeaderBytes(r["result"])
+	n, rest, err := msgp.ReadArrayHeaderBytes(r.val("result"))
 	if err != nil {
 		return nil, fmt.Errorf("kvclient: enum_node result: %w", err)
 	}
@@ -72,7 +72,7 @@ func (c *Client) TestACL(ctx context.Context, p tree.Path, mode, acl string) (Ac
 	if err != nil {
 		return Access{}, err
 	}
-	v := r["access"]
+	v := r.val("access")
 	switch msgp.NextType(v) {
 	case msgp.BoolType:
 		ok, _, err := msgp.ReadBoolBytes(v)
@@ -95,7 +95,7 @@ func (c *Client) Root(ctx context.Context, p tree.Path) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{Value: r["value"]}
+	e := Entry{Value: r.val("value")}
 	e.Tock, _ = r.uint("tock")
 	e.Chain, err = r.chain()
 	return e, err
@@ -189,7 +189,7 @@ func (c *Client) MsgMonitor(ctx context.Context, filter []string, raw bool, fn f
 			c.ack(seq, wseq)
 			acked = wseq
 		}
-		_, isMsg := r["topic"]
+		_, isMsg := r.get("topic")
 		if e := r.err(); e != nil && !isMsg {
 			// (A message whose payload did not decode has an error key
 			// too, beside its topic.)
@@ -204,13 +204,13 @@ func (c *Client) MsgMonitor(ctx context.Context, filter []string, raw bool, fn f
 		case "end":
 			return nil
 		}
-		m := Message{Data: r["data"], Err: r.str("error")}
-		if v, ok := r["raw"]; ok {
+		m := Message{Data: r.val("data"), Err: r.str("error")}
+		if v, ok := r.get("raw"); ok {
 			if m.Raw, _, err = msgp.ReadBytesBytes(v, nil); err != nil {
 				return fmt.Errorf("kvclient: msg_monitor raw: %w", err)
 			}
 		}
-		n, rest, err := msgp.ReadArrayHeaderBytes(r["topic"])
+		n, rest, err := msgp.ReadArrayHeaderBytes(r.val("topic"))
 		if err != nil {
 			return fmt.Errorf("kvclient: msg_monitor topic: %w", err)
 		}

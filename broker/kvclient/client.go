@@ -69,7 +69,14 @@ type Client struct {
 	done    chan struct{}
 }
 
-type reply map[string][]byte // key → raw msgpack value
+// reply is a reply map's pairs in the order sent, each value its raw
+// msgpack (replies have a handful of keys: a slice beats a map).
+type reply []field
+
+type field struct {
+	k string
+	v []byte
+}
 
 // Dial connects to addr (host:port) over plain TCP and reads the
 // greeting; ctx bounds the connection set-up (10 s without a deadline).
@@ -257,7 +264,7 @@ func (c *Client) Get(ctx context.Context, p tree.Path, nchain int) (e Entry, fou
 	if err != nil {
 		return e, false, err
 	}
-	e.Value = r["value"]
+	e.Value = r.val("value")
 	e.Tock, _ = r.uint("tock")
 	e.Chain, err = r.chain()
 	return e, e.Value != nil, err
@@ -322,7 +329,7 @@ func (c *Client) write(ctx context.Context, action string, p tree.Path, value []
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Prev: r["prev"]}
+	res := Result{Prev: r.val("prev")}
 	res.Changed = r.bool("changed")
 	res.Tock, _ = r.uint("tock")
 	res.Chain, err = r.chain()
@@ -403,7 +410,7 @@ func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch b
 			}
 			continue
 		}
-		rel, _, err := tree.ReadPath(r["path"])
+		rel, _, err := tree.ReadPath(r.val("path"))
 		if err != nil {
 			return fmt.Errorf("kvclient: %s item: %w", action, err)
 		}
@@ -413,7 +420,7 @@ func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch b
 		}
 		full := append(last[:depth:depth], rel...)
 		last = full
-		it := Item{Path: p.Append(full...), Value: r["value"]}
+		it := Item{Path: p.Append(full...), Value: r.val("value")}
 		it.Tock, _ = r.uint("tock")
 		if it.Chain, err = r.chain(); err != nil {
 			return err
@@ -447,7 +454,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 	}
 	st := State{Node: r.str("node"), Ticks: map[string]uint64{}, Missing: map[string]tree.RangeSet{}, Known: map[string]tree.RangeSet{}}
 	st.Tock, _ = r.uint("tock")
-	if v, ok := r["nodes"]; ok {
+	if v, ok := r.get("nodes"); ok {
 		n, rest, err := msgp.ReadMapHeaderBytes(v)
 		for i := uint32(0); err == nil && i < n; i++ {
 			var name string
@@ -462,7 +469,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		}
 	}
 	for key, dst := range map[string]map[string]tree.RangeSet{"missing": st.Missing, "known": st.Known} {
-		v, ok := r[key]
+		v, ok := r.get(key)
 		if !ok {
 			continue
 		}

@@ -18,7 +18,7 @@ func parseReply(b []byte) (reply, error) {
 	if int64(n) > int64(len(rest)/2) {
 		return nil, fmt.Errorf("kvclient: reply declares %d keys in %d bytes", n, len(rest))
 	}
-	r := make(reply, n)
+	r := make(reply, 0, n)
 	for range n {
 		var k []byte
 		if k, rest, err = msgp.ReadMapKeyZC(rest); err != nil {
@@ -28,13 +28,65 @@ func parseReply(b []byte) (reply, error) {
 		if rest, err = msgp.Skip(rest); err != nil {
 			return nil, fmt.Errorf("kvclient: reply value of %q: %w", k, err)
 		}
-		r[string(k)] = start[:len(start)-len(rest)]
+		f := field{v: start[:len(start)-len(rest)]}
+		if i := r.index(k); i >= 0 {
+			r[i] = f // a repeated key: the last one counts, as in a map
+			continue
+		}
+		f.k = internKey(k)
+		r = append(r, f)
 	}
 	return r, nil
 }
 
+// index returns the position of key k in r, or -1.
+func (r reply) index(k []byte) int {
+	for i := range r {
+		if r[i].k == string(k) {
+			return i
+		}
+	}
+	return -1
+}
+
+// get returns the raw value of key k.
+func (r reply) get(k string) ([]byte, bool) {
+	for i := range r {
+		if r[i].k == k {
+			return r[i].v, true
+		}
+	}
+	return nil, false
+}
+
+// val returns the raw value of key k, nil if absent.
+func (r reply) val(k string) []byte {
+	v, _ := r.get(k)
+	return v
+}
+
+// knownKeys are the keys replies carry, shared rather than copied.
+var knownKeys = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{"seq", "tock", "tick", "node", "value", "chain", "prev",
+		"changed", "state", "path", "depth", "wseq", "error", "kind", "result",
+		"count", "nodes", "known", "missing", "topic", "data", "raw", "access",
+		"version", "qlen", "remote_missing", "uptodate"} {
+		m[k] = k
+	}
+	return m
+}()
+
+// internKey returns k as a string, without a copy for a known key.
+func internKey(k []byte) string {
+	if s, ok := knownKeys[string(k)]; ok {
+		return s
+	}
+	return string(k)
+}
+
 func (r reply) uint(k string) (uint64, bool) {
-	v, ok := r[k]
+	v, ok := r.get(k)
 	if !ok {
 		return 0, false
 	}
@@ -43,7 +95,7 @@ func (r reply) uint(k string) (uint64, bool) {
 }
 
 func (r reply) str(k string) string {
-	v, ok := r[k]
+	v, ok := r.get(k)
 	if !ok {
 		return ""
 	}
@@ -52,7 +104,7 @@ func (r reply) str(k string) string {
 }
 
 func (r reply) bool(k string) bool {
-	v, ok := r[k]
+	v, ok := r.get(k)
 	if !ok {
 		return false
 	}
@@ -62,7 +114,7 @@ func (r reply) bool(k string) bool {
 
 // err turns an error reply into a *ServerError.
 func (r reply) err() error {
-	if _, ok := r["error"]; !ok {
+	if _, ok := r.get("error"); !ok {
 		return nil
 	}
 	msg := r.str("error")
@@ -74,7 +126,7 @@ func (r reply) err() error {
 
 // chain decodes a {node, tick, prev} chain (nil or absent: none).
 func (r reply) chain() (tree.Chain, error) {
-	v, ok := r["chain"]
+	v, ok := r.get("chain")
 	if !ok || msgp.IsNil(v) {
 		return nil, nil
 	}
@@ -89,7 +141,7 @@ func (r reply) chain() (tree.Chain, error) {
 		}
 		tick, _ := link.uint("tick")
 		c = append(c, tree.Link{Node: link.str("node"), Tick: tick})
-		v = link["prev"]
+		v = link.val("prev")
 	}
 	return c, nil
 }
