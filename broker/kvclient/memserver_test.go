@@ -333,3 +333,10 @@ func trusting(cert *x509.Certificate) *tls.Config {
 	pool.AddCert(cert)
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
+
+// liveWatchers returns the number of watches registered now.
+func (f *memTree) liveWatchers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watchers)
+}

@@ -18,20 +18,26 @@ type Walker interface {
 	Walk(ctx context.Context, p tree.Path, fn func(WatchItem) error) error
 }
 
-// tasks tracks one connection's running requests, for the stop action.
+// tasks tracks one connection's running requests, for the stop action and
+// for ending the streams when the client goes away.
 type tasks struct {
 	mu      sync.Mutex
-	running map[uint64]context.CancelFunc
+	running map[uint64]task
 }
 
-func newTasks() *tasks { return &tasks{running: make(map[uint64]context.CancelFunc)} }
+type task struct {
+	cancel context.CancelFunc
+	stream bool // a flow-controlled stream (watch, get_tree, msg_monitor)
+}
+
+func newTasks() *tasks { return &tasks{running: make(map[uint64]task)} }
 
 // start registers request seq and returns its context and the function
 // that ends it.
-func (t *tasks) start(ctx context.Context, seq uint64) (context.Context, func()) {
+func (t *tasks) start(ctx context.Context, seq uint64, stream bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	t.mu.Lock()
-	t.running[seq] = cancel
+	t.running[seq] = task{cancel: cancel, stream: stream}
 	t.mu.Unlock()
 	return ctx, func() {
 		t.mu.Lock()
@@ -44,12 +50,25 @@ func (t *tasks) start(ctx context.Context, seq uint64) (context.Context, func())
 // stop cancels request seq and reports whether it was running.
 func (t *tasks) stop(seq uint64) bool {
 	t.mu.Lock()
-	cancel, ok := t.running[seq]
+	tk, ok := t.running[seq]
 	t.mu.Unlock()
 	if ok {
-		cancel()
+		tk.cancel()
 	}
 	return ok
+}
+
+// stopStreams cancels the running streams: once the client has closed
+// its side no ack can come, and a watch would otherwise stay registered
+// on the node until its next change failed to send.
+func (t *tasks) stopStreams() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tk := range t.running {
+		if tk.stream {
+			tk.cancel()
+		}
+	}
 }
 
 // appendResult appends {key: value, tock?, seq}: MoaT-KV wraps a plain

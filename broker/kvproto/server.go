@@ -134,6 +134,9 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 
 	var wg sync.WaitGroup
 	err := s.serve(ctx, conn, qlen, inflight, send, &wg, log)
+	if err != nil {
+		cancel() // the connection is broken: end what still runs
+	}
 	wg.Wait()
 	close(out)
 	<-writerDone
@@ -167,6 +170,9 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		msg, err := r.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				// The client is done sending: requests still running
+				// are answered, streams end.
+				tasks.stopStreams()
 				return nil
 			}
 			if ctx.Err() != nil {
@@ -213,7 +219,8 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			req = internalize(req)
 		}
 		wg.Add(1)
-		tctx, done := tasks.start(ctx, req.Seq)
+		stream := err == nil && (req.Action == "watch" || req.Action == "get_tree" || req.Action == "msg_monitor")
+		tctx, done := tasks.start(ctx, req.Seq, stream)
 		tctx = withRoot(tctx, root)
 		pool.run(func() {
 			defer wg.Done()
