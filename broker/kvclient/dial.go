@@ -101,12 +101,13 @@ func wasNotSent(err error) bool {
 	return errors.As(err, &ns)
 }
 
-// alive reports whether the connection's read loop is still running.
+// alive reports whether the connection is still usable.
 func (c *Client) alive() bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
+	// c.err is set before the requests under way learn that the
+	// connection ended (c.done closes only later), and a failed write
+	// ends it too: a caller told "closed" must not be handed c again.
+	c.mu.Lock()
+	ended := c.err != nil
+	c.mu.Unlock()
+	return !ended && !c.w.failed()
 }

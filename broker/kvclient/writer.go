@@ -74,3 +74,10 @@ func (w *writer) send(b []byte) error {
 	w.mu.Unlock()
 	return nil
 }
+
+// failed reports whether a write has failed (the connection is then closed).
+func (w *writer) failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err != nil
+}

@@ -134,9 +134,6 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 
 	var wg sync.WaitGroup
 	err := s.serve(ctx, conn, qlen, inflight, send, &wg, log)
-	if err != nil {
-		cancel() // the connection is broken: end what still runs
-	}
 	wg.Wait()
 	close(out)
 	<-writerDone
@@ -162,6 +159,9 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	r := NewReader(conn, s.MaxMessage)
 	sem := make(chan struct{}, inflight)
 	tasks := newTasks()
+	// Once nothing more is read no ack can come: streams end, while
+	// requests still running are answered.
+	defer tasks.stopStreams()
 	win := newWindow()
 	var root tree.Path // the connection's root (the root action); only this loop touches it
 	pool := newWorkers(8)
@@ -170,9 +170,6 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		msg, err := r.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				// The client is done sending: requests still running
-				// are answered, streams end.
-				tasks.stopStreams()
 				return nil
 			}
 			if ctx.Err() != nil {
