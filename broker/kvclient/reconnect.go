@@ -38,6 +38,11 @@ type ReconnectOptions struct {
 	// with its connection. Leave it off unless writing twice is harmless;
 	// see Reconnecting.
 	RetryWrites bool
+	// Root, if set, is the root (the root action) every new connection
+	// moves to before it is used: a connection's root does not survive the
+	// connection, so a Reconnecting client keeps it here. Paths are then
+	// relative to Root, as with Client.Root.
+	Root tree.Path
 	// OnConnect, if set, is called with the greeting of every new
 	// connection (for logging). It runs on the caller that connected and
 	// must not block or call the Reconnecting client.
@@ -161,6 +166,12 @@ func (r *Reconnecting) Client(ctx context.Context) (*Client, error) {
 		r.mu.Unlock()
 
 		c, err := r.dial(ctx)
+		if err == nil && len(r.o.Root) > 0 {
+			if _, err = c.Root(ctx, r.o.Root); err != nil {
+				c.Close()
+				err = fmt.Errorf("kvclient: %s: moving to root %s: %w", r.addr, r.o.Root, err)
+			}
+		}
 
 		r.mu.Lock()
 		r.dialing = nil

@@ -1,9 +1,11 @@
 package kvclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/edgekv/edgekv/tree"
 )
@@ -35,4 +37,24 @@ func TestClosedClientEndsServerWatch(t *testing.T) {
 		t.Errorf("Watch after Close = %v, want ErrClosed", err)
 	}
 	pollUntil(t, "the server ended the watch", func() bool { return s.tree.liveWatchers() == 0 })
+}
+
+// A Reconnecting client's Root holds on every connection it makes.
+func TestReconnectingKeepsRoot(t *testing.T) {
+	s := startMemServer(t, nil)
+	s.tree.put(wkey("a"), mstr("1"))
+	r := NewReconnecting(s.addr, ReconnectOptions{Root: tree.Path{tree.Str("w")}})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		e, found, err := r.Get(ctx, tree.Path{tree.Str("a")}, 0)
+		if err != nil || !found || !bytes.Equal(e.Value, mstr("1")) {
+			t.Fatalf("get %d below the root: %v %v % x", i, found, err, e.Value)
+		}
+		if _, found, err := r.Get(ctx, wkey("a"), 0); err != nil || found {
+			t.Fatalf("get %d of the full path below the root: found %v, %v; want not found", i, found, err)
+		}
+		s.drop()
+	}
 }
