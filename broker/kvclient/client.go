@@ -52,6 +52,10 @@ type Hello struct {
 	Node       string
 	Tick, Tock uint64
 	QLen       uint64
+	// Auth is the server's auth list, nil if it announced none (no login:
+	// the connection acts as super-root). A first element "" stands for
+	// MoaT-KV's None: login is not required.
+	Auth []string
 }
 
 // Client is one connection to a server.
@@ -109,6 +113,10 @@ func newClient(conn net.Conn, addr string, deadline time.Time) (*Client, error) 
 	c.hello.Tick, _ = r.uint("tick")
 	c.hello.Tock, _ = r.uint("tock")
 	c.hello.QLen, _ = r.uint("qlen")
+	if c.hello.Auth, err = r.auth(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("kvclient: %s: greeting: %w", addr, err)
+	}
 	if c.hello.QLen > 0 {
 		ans := msgp.AppendMapHeader(nil, 2)
 		ans = msgp.AppendString(ans, "seq")

@@ -145,3 +145,32 @@ func (r reply) chain() (tree.Chain, error) {
 	}
 	return c, nil
 }
+
+// auth decodes the greeting's auth list (absent: nil; a nil element: "").
+func (r reply) auth() ([]string, error) {
+	v, ok := r.get("auth")
+	if !ok || msgp.IsNil(v) {
+		return nil, nil
+	}
+	n, rest, err := msgp.ReadArrayHeaderBytes(v)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	if int64(n) > int64(len(rest)) {
+		return nil, fmt.Errorf("auth declares %d methods in %d bytes", n, len(rest))
+	}
+	methods := make([]string, 0, n)
+	for i := range n {
+		if msgp.IsNil(rest) {
+			methods = append(methods, "")
+			rest = rest[1:]
+			continue
+		}
+		var m string
+		if m, rest, err = msgp.ReadStringBytes(rest); err != nil {
+			return nil, fmt.Errorf("auth method %d: %w", i, err)
+		}
+		methods = append(methods, m)
+	}
+	return methods, nil
+}

@@ -42,6 +42,7 @@ func TestParseReply(t *testing.T) {
 func FuzzParseReply(f *testing.F) {
 	f.Add([]byte{0x81, 0xa3, 's', 'e', 'q', 0x01})
 	f.Add([]byte{0x81, 0xa5, 'c', 'h', 'a', 'i', 'n', 0x81, 0xa4, 'p', 'r', 'e', 'v', 0x81})
+	f.Add([]byte{0x81, 0xa4, 'a', 'u', 't', 'h', 0x92, 0xc0, 0xa1, 'p'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseReply(b)
 		if err != nil {
@@ -51,5 +52,8 @@ func FuzzParseReply(f *testing.F) {
 		r.err()
 		r.uint("seq")
 		r.str("node")
+		if auth, err := r.auth(); err == nil && auth != nil && len(auth) > len(b) {
+			t.Fatalf("%d auth methods from %d bytes", len(auth), len(b))
+		}
 	})
 }

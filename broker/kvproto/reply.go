@@ -21,6 +21,12 @@ type Hello struct {
 	Tick uint64 // this node's tick
 	Tock uint64 // a fresh tock
 	QLen uint64
+	// Auth, when non-nil, is announced as the greeting's auth list
+	// (MoaT-KV §4.1): the current login method first, then the others
+	// configured. An empty first element is sent as nil: login is then
+	// not required. Nil (no key) means no auth: the connection acts as
+	// super-root. Login itself (the auth action) is not served yet.
+	Auth []string
 }
 
 // Encoding notes. Maps are written in MoaT-KV's key order, so that replies
@@ -30,9 +36,14 @@ type Hello struct {
 
 func appendKey(b []byte, k string) []byte { return msgp.AppendString(b, k) }
 
-// AppendHello appends the greeting {seq: 0, version, node, tick, tock, qlen}.
+// AppendHello appends the greeting {seq: 0, version, node, tick, tock,
+// qlen, auth?}.
 func AppendHello(b []byte, h Hello) []byte {
-	b = append(b, 0x86)
+	if h.Auth != nil {
+		b = append(b, 0x87)
+	} else {
+		b = append(b, 0x86)
+	}
 	b = appendKey(b, "seq")
 	b = append(b, 0)
 	b = appendKey(b, "version")
@@ -47,7 +58,19 @@ func AppendHello(b []byte, h Hello) []byte {
 	b = appendKey(b, "tock")
 	b = msgp.AppendUint64(b, h.Tock)
 	b = appendKey(b, "qlen")
-	return msgp.AppendUint64(b, h.QLen)
+	b = msgp.AppendUint64(b, h.QLen)
+	if h.Auth != nil {
+		b = appendKey(b, "auth")
+		b = msgp.AppendArrayHeader(b, uint32(len(h.Auth)))
+		for i, m := range h.Auth {
+			if i == 0 && m == "" {
+				b = msgp.AppendNil(b)
+			} else {
+				b = msgp.AppendString(b, m)
+			}
+		}
+	}
+	return b
 }
 
 // AppendQLenReply appends the client's answer to the greeting,
