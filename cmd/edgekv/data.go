@@ -373,20 +373,29 @@ func newWalkCmd(use, short string, childrenOnly bool) *cobra.Command {
 
 func newWatchCmd() *cobra.Command {
 	var f clientFlags
+	var reconnect bool
 	cmd := &cobra.Command{
 		Use:   "watch [PATH]",
 		Short: "Print the entries below PATH, then every change, until interrupted",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Print the entries below PATH (none: the whole tree), a "# up to date" line,
+then every change as it happens, until interrupted (exit 0).
+
+With --reconnect the watch survives the node restarting or the connection
+dropping: it connects again with backoff and prints only what changed
+meanwhile (an entry deleted meanwhile is printed as deleted, without tock).
+Without it, a lost connection ends the command with exit status 3.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first connection is made as for every command: a node
+			// that is not there at all is an error, not a wait.
 			c, p, err := f.open(ctx, args)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			out := cmd.OutOrStdout()
-			err = c.Watch(ctx, p, true, func(it kvclient.Item) error {
+			show := func(it kvclient.Item) error {
 				if it.UpToDate {
 					_, err := fmt.Fprintln(out, "# up to date")
 					return err
@@ -402,7 +411,25 @@ func newWatchCmd() *cobra.Command {
 					entry["deleted"] = true
 				}
 				return f.printEntry(out, entry)
-			})
+			}
+			if reconnect {
+				c.Close()
+				tc, terr := f.tlsConfig()
+				if terr != nil {
+					return terr
+				}
+				r := kvclient.NewReconnecting(f.server, kvclient.ReconnectOptions{
+					DialOptions: kvclient.DialOptions{TLS: tc, Timeout: 5 * time.Second},
+					OnConnect: func(h kvclient.Hello) {
+						fmt.Fprintf(cmd.ErrOrStderr(), "edgekv: watching on node %s at %s\n", h.Node, f.server)
+					},
+				})
+				defer r.Close()
+				err = r.Watch(ctx, p, true, show)
+			} else {
+				defer c.Close()
+				err = c.Watch(ctx, p, true, show)
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -410,6 +437,7 @@ func newWatchCmd() *cobra.Command {
 		},
 	}
 	f.add(cmd)
+	cmd.Flags().BoolVar(&reconnect, "reconnect", false, "keep watching across node restarts and dropped connections")
 	return cmd
 }
 
