@@ -69,6 +69,7 @@ func TestMonitor(t *testing.T) {
 	tb := startBroker(t, nil)
 	cl := connect(t, tb.addr, "pub", "", "")
 	cl.publish(t, "t/old", 1, []byte("retained")) // plain publish, not retained
+	cl.barrier(t)                                 // handed to its subscribers (none) before the monitors start
 	if err := tb.PublishEntry(tree.Path{tree.Str("r")}, []byte{0x01}, "n1", 1, 1); err != nil {
 		t.Fatal(err)
 	}

@@ -382,15 +382,25 @@ func (c *client) subscribe(t *testing.T, filters ...string) []byte {
 		t.Fatalf("subscribe %q: %v", filters, err)
 	}
 	// mochi sends the SUBACK before the retained messages: a message
-	// retained in between would come twice (live, then as retained). It
-	// handles one client's packets in order, so once an UNSUBACK for a
-	// filter never subscribed is back, the retained ones have been sent.
-	// (The UNSUBACK says "no subscription existed": paho returns it with
-	// an error.)
-	if ua, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"edgekv-test/barrier"}}); ua == nil {
-		t.Fatalf("unsubscribe barrier after %q: %v", filters, err)
-	}
+	// retained in between would come twice (live, then as retained).
+	c.barrier(t)
 	return sa.Reasons
+}
+
+// barrier returns once the broker has finished with this client's earlier
+// packets. mochi acknowledges a subscribe before sending its retained
+// messages, and a QoS 1 publish before handing it to the subscribers,
+// but it handles one client's packets in order: once an UNSUBACK for a
+// filter never subscribed is back, the earlier packets are done. (That
+// UNSUBACK says "no subscription existed": paho returns it with an
+// error.)
+func (c *client) barrier(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ua, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"edgekv-test/barrier"}}); ua == nil {
+		t.Fatalf("unsubscribe barrier: %v", err)
+	}
 }
 
 // publish sends a message and returns the reason code of its
