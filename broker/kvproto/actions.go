@@ -23,25 +23,32 @@ type Walker interface {
 type tasks struct {
 	mu      sync.Mutex
 	running map[uint64]task
+	next    uint64 // numbers the tasks
 }
 
 type task struct {
-	cancel context.CancelFunc
-	stream bool // a flow-controlled stream (watch, get_tree, msg_monitor)
+	id      uint64
+	cancel  context.CancelFunc
+	endless bool // a stream that ends only when stopped (watch, msg_monitor)
 }
 
 func newTasks() *tasks { return &tasks{running: make(map[uint64]task)} }
 
 // start registers request seq and returns its context and the function
-// that ends it.
-func (t *tasks) start(ctx context.Context, seq uint64, stream bool) (context.Context, func()) {
+// that ends it. That function may be called more than once; it forgets
+// only this request, not a later one with the same seq.
+func (t *tasks) start(ctx context.Context, seq uint64, endless bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	t.mu.Lock()
-	t.running[seq] = task{cancel: cancel, stream: stream}
+	t.next++
+	id := t.next
+	t.running[seq] = task{id: id, cancel: cancel, endless: endless}
 	t.mu.Unlock()
 	return ctx, func() {
 		t.mu.Lock()
-		delete(t.running, seq)
+		if t.running[seq].id == id {
+			delete(t.running, seq)
+		}
 		t.mu.Unlock()
 		cancel()
 	}
@@ -58,14 +65,23 @@ func (t *tasks) stop(seq uint64) bool {
 	return ok
 }
 
-// stopStreams cancels the running streams: once the client has closed
-// its side no ack can come, and a watch would otherwise stay registered
-// on the node until its next change failed to send.
-func (t *tasks) stopStreams() {
+// isRunning reports whether request seq is still running.
+func (t *tasks) isRunning(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.running[seq]
+	return ok
+}
+
+// stopEndless cancels the running watches and monitors: once the client
+// has closed its side nobody is left to stop them, and one would
+// otherwise stay registered on the node until its next message failed to
+// send.
+func (t *tasks) stopEndless() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, tk := range t.running {
-		if tk.stream {
+		if tk.endless {
 			tk.cancel()
 		}
 	}

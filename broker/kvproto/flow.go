@@ -13,6 +13,7 @@ import (
 type window struct {
 	mu    sync.Mutex
 	qlen  uint64
+	open  bool // no more acks can come: no limit (see unlimit)
 	acked map[uint64]uint64 // stream seq → highest acknowledged wseq
 	wake  chan struct{}     // closed and replaced on every ack
 }
@@ -42,7 +43,7 @@ func (w *window) ack(seq, wseq uint64) {
 func (w *window) wait(ctx context.Context, seq, wseq uint64) error {
 	for {
 		w.mu.Lock()
-		if w.qlen == 0 || wseq <= w.acked[seq]+w.qlen {
+		if w.qlen == 0 || w.open || wseq <= w.acked[seq]+w.qlen {
 			w.mu.Unlock()
 			return nil
 		}
@@ -54,6 +55,17 @@ func (w *window) wait(ctx context.Context, seq, wseq uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// unlimit lifts the limit for good: once the client has closed its side
+// no ack can come, and a finite stream (get_tree) still sends all it has
+// rather than waiting forever.
+func (w *window) unlimit() {
+	w.mu.Lock()
+	w.open = true
+	close(w.wake)
+	w.wake = make(chan struct{})
+	w.mu.Unlock()
 }
 
 // end forgets stream seq.

@@ -159,10 +159,14 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	r := NewReader(conn, s.MaxMessage)
 	sem := make(chan struct{}, inflight)
 	tasks := newTasks()
-	// Once nothing more is read no ack can come: streams end, while
-	// requests still running are answered.
-	defer tasks.stopStreams()
 	win := newWindow()
+	// Once nothing more is read no ack or stop can come: watches and
+	// monitors end, get_tree sends the rest unthrottled, and requests still
+	// running are answered.
+	defer func() {
+		win.unlimit()
+		tasks.stopEndless()
+	}()
 	var root tree.Path // the connection's root (the root action); only this loop touches it
 	pool := newWorkers(8)
 	defer pool.close()
@@ -204,6 +208,14 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			}
 			continue
 		}
+		if err == nil && tasks.isRunning(req.Seq) {
+			// A seq names its request until that ends (replies, acks and
+			// stop go by it): a second one would take over its name.
+			err = &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindInvalid,
+				Msg: fmt.Sprintf("seq %d is still in use by a running request", req.Seq)}
+			send(s.handle(ctx, req, err))
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -216,16 +228,22 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			req = internalize(req)
 		}
 		wg.Add(1)
-		stream := err == nil && (req.Action == "watch" || req.Action == "get_tree" || req.Action == "msg_monitor")
-		tctx, done := tasks.start(ctx, req.Seq, stream)
+		endless := err == nil && (req.Action == "watch" || req.Action == "msg_monitor")
+		tctx, done := tasks.start(ctx, req.Seq, endless)
 		tctx = withRoot(tctx, root)
 		pool.run(func() {
 			defer wg.Done()
 			defer func() { <-sem }()
 			defer done()
+			// A single reply goes out after the request is forgotten, so
+			// that a client may reuse its seq as soon as it has the reply.
+			reply := func(msg []byte) {
+				done()
+				send(msg)
+			}
 			switch {
 			case err != nil:
-				send(s.handle(tctx, req, err))
+				reply(s.handle(tctx, req, err))
 			case req.Action == "watch":
 				defer win.end(req.Seq)
 				s.watch(tctx, req, flowSend(tctx, win, req.Seq, send))
@@ -236,9 +254,9 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 				defer win.end(req.Seq)
 				s.msgMonitor(tctx, req, flowSend(tctx, win, req.Seq, send))
 			case req.Action == "stop":
-				send(s.stop(tctx, req, tasks))
+				reply(s.stop(tctx, req, tasks))
 			default:
-				send(s.handle(tctx, req, nil))
+				reply(s.handle(tctx, req, nil))
 			}
 		})
 	}
