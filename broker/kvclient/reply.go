@@ -30,7 +30,7 @@ func parseReply(b []byte) (reply, error) {
 		}
 		f := field{v: start[:len(start)-len(rest)]}
 		if i := r.index(k); i >= 0 {
-			r[i] = f // a repeated key: the last one counts, as in a map
+			r[i].v = f.v // a repeated key: the last one counts, as in a map
 			continue
 		}
 		f.k = internKey(k)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
@@ -150,15 +151,23 @@ func (n *node) serveClients(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 	}()
 	defer wg.Wait()
+	var pause time.Duration // after a failed accept (out of file descriptors, …)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			n.log.Warn("client protocol: accept failed", "error", err)
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			n.log.Warn("client protocol: accept failed", "error", err, "retry_in", pause)
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return nil
+			}
 			continue
 		}
+		pause = 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
