@@ -17,14 +17,19 @@ type writer struct {
 	mu      sync.Mutex
 	pending []byte // requests waiting for the current write to end
 	spare   []byte // the last written buffer, reused
-	busy    bool   // a caller is writing
+	busy    bool   // a caller (or a drain goroutine) is writing
 	err     error  // the first write error; later sends fail with it
 }
 
+// ownPasses bounds how many writes of other callers' requests a caller
+// makes after its own before it hands the rest to a goroutine: under
+// steady load on one connection a caller is not held writing for others.
+const ownPasses = 2
+
 // send queues b (one or more encoded requests) and, unless another caller
 // is already writing, writes everything queued. A nil error means b was
-// written or handed to the caller that is writing; a write error that
-// caller meets ends the connection, so the read loop fails the requests.
+// written or handed to the writer of the moment; a write error that
+// writer meets ends the connection, so the read loop fails the requests.
 func (w *writer) send(b []byte) error {
 	w.mu.Lock()
 	if w.err != nil {
@@ -49,7 +54,15 @@ func (w *writer) send(b []byte) error {
 		out = append(slices.Clip(b), w.pending...)
 		w.pending = w.pending[:0]
 	}
-	for {
+	return w.writeLoop(out, b, ownPasses)
+}
+
+// writeLoop writes out, then what was queued meanwhile, until nothing is
+// queued; after passes further writes (passes < 0: no limit) it hands the
+// rest to a new goroutine. w.mu is held on entry and released on return.
+// own is the caller's buffer, which is not reused.
+func (w *writer) writeLoop(out, own []byte, passes int) error {
+	for pass := 0; ; pass++ {
 		w.mu.Unlock()
 		_, err := w.conn.Write(out)
 		w.mu.Lock()
@@ -62,17 +75,24 @@ func (w *writer) send(b []byte) error {
 			return err
 		}
 		if len(w.pending) == 0 {
-			break
+			w.busy = false
+			w.mu.Unlock()
+			return nil
 		}
-		if &out[0] != &b[0] {
+		if own == nil || &out[0] != &own[0] {
 			w.spare = out[:0]
 		}
-		out, w.pending = w.pending, w.spare
-		w.spare = nil
+		own = nil
+		out, w.pending, w.spare = w.pending, w.spare, nil
+		if passes >= 0 && pass+1 >= passes {
+			w.mu.Unlock()
+			go func() {
+				w.mu.Lock()
+				w.writeLoop(out, nil, -1)
+			}()
+			return nil
+		}
 	}
-	w.busy = false
-	w.mu.Unlock()
-	return nil
 }
 
 // failed reports whether a write has failed (the connection is then closed).
