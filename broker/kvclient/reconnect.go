@@ -166,9 +166,11 @@ func (r *Reconnecting) Client(ctx context.Context) (*Client, error) {
 		r.mu.Unlock()
 
 		c, err := r.dial(ctx)
+		var refused *ServerError
 		if err == nil && len(r.o.Root) > 0 {
 			if _, err = c.Root(ctx, r.o.Root); err != nil {
 				c.Close()
+				errors.As(err, &refused)
 				err = fmt.Errorf("kvclient: %s: moving to root %s: %w", r.addr, r.o.Root, err)
 			}
 		}
@@ -176,6 +178,11 @@ func (r *Reconnecting) Client(ctx context.Context) (*Client, error) {
 		r.mu.Lock()
 		r.dialing = nil
 		close(ch)
+		if refused != nil {
+			// The node answered and said no: trying again will not help.
+			r.mu.Unlock()
+			return nil, err
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				// Cut short by the caller: not the server's failure.

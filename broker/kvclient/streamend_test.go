@@ -58,3 +58,21 @@ func TestReconnectingKeepsRoot(t *testing.T) {
 		s.drop()
 	}
 }
+
+// A Root the node refuses is an error at once, not a node to wait for.
+func TestReconnectingRootRefused(t *testing.T) {
+	s := startMemServer(t, nil)
+	r := NewReconnecting(s.addr, ReconnectOptions{Root: tree.Path{tree.Str("w"), tree.Nil()}})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, err := r.Get(ctx, tree.Path{tree.Str("a")}, 0)
+	var se *ServerError
+	if !errors.As(err, &se) || se.Kind != "invalid" {
+		t.Fatalf("Get with a refused root = %v, want the server's invalid error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v: retried a refused root", d)
+	}
+}
