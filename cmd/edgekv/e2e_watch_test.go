@@ -54,26 +54,35 @@ func startWatch(t *testing.T, bin string, args ...string) *watchProc {
 	return w
 }
 
-// expect waits for a line containing every one of parts.
+// expect takes the next line and fails unless it contains every one of
+// parts: the watch must print exactly the expected sequence, nothing
+// repeated, nothing from outside its subtree.
 func (w *watchProc) expect(t *testing.T, parts ...string) {
 	t.Helper()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case l, ok := <-w.lines:
-			if !ok {
-				t.Fatalf("watch ended before a line with %q", parts)
-			}
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(l, p)
-			}
-			if all {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no line with %q within 15 s", parts)
+	select {
+	case l, ok := <-w.lines:
+		if !ok {
+			t.Fatalf("watch ended before a line with %q", parts)
 		}
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				t.Fatalf("watch printed %q, want a line with %q", l, parts)
+			}
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no line with %q within 15 s", parts)
+	}
+}
+
+// expectQuiet fails if the watch prints anything within d.
+func (w *watchProc) expectQuiet(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case l, ok := <-w.lines:
+		if ok {
+			t.Fatalf("watch printed %q, want nothing", l)
+		}
+	case <-time.After(d):
 	}
 }
 
@@ -143,10 +152,14 @@ func TestE2ECLIWatch(t *testing.T) {
 		t.Fatalf("plain watch after the node stopped: exit %d, want 3", code)
 	}
 	node.restart()
+	// Only what changed: nothing of room.a–c again, then room.d and the
+	// new room.a.
 	set("room.d", "4")
 	rw.expect(t, `"path":"room.d"`, `"value":4`)
+	set("other.y", "6")
 	set("room.a", "5")
 	rw.expect(t, `"path":"room.a"`, `"value":5`)
+	rw.expectQuiet(t, 300*time.Millisecond)
 	if err := rw.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
