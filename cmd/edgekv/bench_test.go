@@ -724,10 +724,15 @@ func BenchmarkWatchFanout(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				live := false // only changes after the initial entries count
 				c.Watch(ctx, tree.Path{tree.Str("fan")}, true, func(it kvclient.Item) error {
 					if it.UpToDate {
+						live = true
 						ready <- struct{}{}
 						return nil
+					}
+					if !live {
+						return nil // an earlier iteration's entry
 					}
 					ns, _, err := msgp.ReadInt64Bytes(it.Value)
 					if err == nil {
