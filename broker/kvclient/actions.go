@@ -154,40 +154,19 @@ type Message struct {
 // monitor that falls behind is ended). With raw, payloads are not
 // decoded.
 func (c *Client) MsgMonitor(ctx context.Context, filter []string, raw bool, fn func(Message) error) error {
-	seq, ch, err := c.start(3, func(b []byte) []byte {
+	s, err := c.openStream(3, func(b []byte) []byte {
 		b = appendTopic(appendPair(b, "topic"), filter)
 		b = msgp.AppendBool(appendPair(b, "raw"), raw)
 		return msgp.AppendString(appendPair(b, "action"), "msg_monitor")
-	}, 1024)
+	}, true)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		c.finish(seq)
-		// Best effort: tell the server to stop the monitor; its answer
-		// is not awaited.
-		if s, _, err := c.start(2, func(b []byte) []byte {
-			b = msgp.AppendUint64(appendPair(b, "task"), seq)
-			return msgp.AppendString(appendPair(b, "action"), "stop")
-		}, 1); err == nil {
-			c.finish(s)
-		}
-	}()
-	var acked uint64
+	defer s.close()
 	for {
-		var r reply
-		var ok bool
-		select {
-		case r, ok = <-ch:
-			if !ok {
-				return c.closedErr()
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if wseq, ok := r.uint("wseq"); ok && c.qlen > 0 && wseq > acked+c.qlen/3 {
-			c.ack(seq, wseq)
-			acked = wseq
+		r, err := s.next(ctx)
+		if err != nil {
+			return err
 		}
 		_, isMsg := r.get("topic")
 		if e := r.err(); e != nil && !isMsg {

@@ -366,46 +366,24 @@ func (c *Client) Watch(ctx context.Context, p tree.Path, fetch bool, fn func(Ite
 }
 
 func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch bool, fn func(Item) error) error {
-	seq, ch, err := c.start(4, func(b []byte) []byte {
+	s, err := c.openStream(4, func(b []byte) []byte {
 		b = tree.AppendPath(appendPair(b, "path"), p)
 		b = msgp.AppendBool(appendPair(b, "fetch"), fetch)
 		b = msgp.AppendInt(appendPair(b, "nchain"), 3)
 		return msgp.AppendString(appendPair(b, "action"), action)
-	}, 1024)
+	}, action == "watch")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		c.finish(seq)
-		if action == "watch" {
-			// Best effort: tell the server to stop the watch.
-			c.start(2, func(b []byte) []byte {
-				b = msgp.AppendUint64(appendPair(b, "task"), seq)
-				return msgp.AppendString(appendPair(b, "action"), "stop")
-			}, 1)
-		}
-	}()
+	defer s.close()
 	var last tree.Path // relative path of the previous item
-	var acked uint64   // highest wseq acknowledged
 	for {
-		var r reply
-		var ok bool
-		select {
-		case r, ok = <-ch:
-			if !ok {
-				return c.closedErr()
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		r, err := s.next(ctx)
+		if err != nil {
+			return err
 		}
 		if e := r.err(); e != nil {
 			return e
-		}
-		// Flow control: acknowledge once more than a third of the
-		// window has been read.
-		if wseq, ok := r.uint("wseq"); ok && c.qlen > 0 && wseq > acked+c.qlen/3 {
-			c.ack(seq, wseq)
-			acked = wseq
 		}
 		switch r.str("state") {
 		case "start":
