@@ -13,7 +13,7 @@ import (
 type window struct {
 	mu    sync.Mutex
 	qlen  uint64
-	open  bool // no more acks can come: no limit (see unlimit)
+	open  bool              // no more acks can come: no limit (see unlimit)
 	acked map[uint64]uint64 // stream seq → highest acknowledged wseq
 	wake  chan struct{}     // closed and replaced on every ack
 }
