@@ -262,7 +262,7 @@ literally, --file reads it (as YAML) from a file.`,
 			case fromFile != "":
 				b, err := os.ReadFile(fromFile)
 				if err != nil {
-					return err
+					return usageError{fmt.Errorf("--file: %w", err)}
 				}
 				text = string(b)
 			case len(args) == 2:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -83,13 +84,16 @@ func newDumpLoadCmd() *cobra.Command {
 their own chains and tocks, as if a peer had sent them, so a newer value on
 the node is not overwritten by an older one from the file. The whole file is
 checked first; a corrupt file stops with the record number and what is
-wrong, and nothing is applied.`,
+wrong (exit status 2, as for a file that cannot be read), and nothing is
+applied. On a terminal, a progress bar shows the records applied.`,
 		Example: "  edgekv dump load snapshot-full.dkv",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// A file that cannot be read or decoded is a bad argument
+			// (exit status 2), like a malformed path.
 			data, err := os.ReadFile(args[0])
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			var recs []wire.Record
 			r := wire.NewDKVReader(data)
@@ -99,7 +103,7 @@ wrong, and nothing is applied.`,
 					break
 				}
 				if err != nil {
-					return fmt.Errorf("%s: record %d: %w (nothing was applied)", args[0], len(recs)+1, err)
+					return usageError{fmt.Errorf("%s: %s; nothing was applied", args[0], badRecord(err, len(recs)))}
 				}
 				recs = append(recs, rec)
 			}
@@ -118,7 +122,7 @@ wrong, and nothing is applied.`,
 					err = c.ImportInfo(cmd.Context(), "dump", rec.Info.Ticks, rec.Info.Known)
 				case wire.RecordEntry, wire.RecordEvent:
 					if len(rec.Event.Chain) == 0 {
-						continue // an entry without a version cannot be applied
+						break // an entry without a version cannot be applied
 					}
 					var fresh bool
 					if fresh, err = c.Import(cmd.Context(), rec.Event); fresh {
@@ -128,6 +132,7 @@ wrong, and nothing is applied.`,
 					}
 				}
 				if err != nil {
+					progress(-1) // the message goes on a line of its own
 					return asServerError(fmt.Errorf("%s: record %d (%s): %w", args[0], i+1, rec.Kind, err))
 				}
 				progress(i + 1)
@@ -141,21 +146,35 @@ wrong, and nothing is applied.`,
 	return cmd
 }
 
+// badRecord says what is wrong with record i (counted from 0) of a save
+// file, as "record N (byte OFFSET): what", N counted from 1 as people do.
+// The reader's own message counts from 0 ("dkv: record 0: ..."); that
+// prefix is left out so that one line does not name two numbers.
+func badRecord(err error, i int) string {
+	var we *wire.Error
+	if !errors.As(err, &we) {
+		return fmt.Sprintf("record %d: %v", i+1, err)
+	}
+	what := strings.TrimPrefix(we.Msg, fmt.Sprintf("dkv: record %d: ", i))
+	return fmt.Sprintf("record %d (byte %d): %s", i+1, we.Offset, what)
+}
+
 // progressTo returns a progress reporter that draws on w if w is a
 // terminal and does nothing otherwise; -1 ends the line.
 func progressTo(w io.Writer, total int) func(int) {
-	fd, ok := w.(*os.File)
-	if !ok {
+	if !isTerminal(w) {
 		return func(int) {}
 	}
-	if fi, err := fd.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return func(int) {}
-	}
+	drawn := false
 	return func(n int) {
 		switch {
 		case n < 0:
-			fmt.Fprintln(w)
+			if drawn {
+				fmt.Fprintln(w)
+			}
+			drawn = false
 		case n%500 == 0 || n == total:
+			drawn = true
 			width := 40
 			done := width * n / max(total, 1)
 			fmt.Fprintf(w, "\r[%-*s] %d/%d records", width, string(repeat('#', done)), n, total)
@@ -169,4 +188,15 @@ func repeat(c byte, n int) []byte {
 		b[i] = c
 	}
 	return b
+}
+
+// isTerminal reports whether w is a terminal: a character device, by its
+// Stat (an *os.File, or a test's writer that claims to be one).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -781,7 +781,8 @@ func TestE2EPeerSecondConnection(t *testing.T) {
 }
 
 // TestE2ECLI: the data commands against a real node, with their exit
-// statuses (0 ok, 1 no such entry, 2 usage, 3 server or connection).
+// statuses (0 ok, 1 no such entry, 2 usage, 3 server or connection); every
+// failure is one line on stderr and nothing on stdout.
 func TestE2ECLI(t *testing.T) {
 	bin := edgekvBinary(t)
 	ps := freePorts(t, 3)
@@ -799,6 +800,9 @@ func TestE2ECLI(t *testing.T) {
 		out, errOut, code := runBinary(t, bin, append(args, "-s", srv)...)
 		if code != want {
 			t.Fatalf("edgekv %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, want, out, errOut)
+		}
+		if want != 0 {
+			wantOneLineError(t, args, out, errOut)
 		}
 		return out
 	}
@@ -839,14 +843,135 @@ func TestE2ECLI(t *testing.T) {
 	run(3, "set", "room.name", "--new", "x") // exists: a conflict the server reports
 	run(2, "get", "room:q")                  // a malformed path
 	run(2, "get")
-	if _, _, code := runBinary(t, bin, "get", "room.name", "-s", fmt.Sprintf("127.0.0.1:%d", deadPort)); code != 3 {
+	run(2, "get", "room.name", "--no-such-flag")
+	run(2, "get", "room.name", "-o", "xml")
+	run(2, "set", "room.x", "{a: 1, a: 2}") // YAML's error spans two lines
+	dead := fmt.Sprintf("127.0.0.1:%d", deadPort)
+	args := []string{"get", "room.name", "-s", dead}
+	out, errOut, code := runBinary(t, bin, args...)
+	if code != 3 {
 		t.Fatalf("unreachable server: exit %d, want 3", code)
+	}
+	wantOneLineError(t, args, out, errOut)
+
+	// EDGEKV_SERVER is the default server; -s wins over it.
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want int
+	}{
+		{srv, []string{"get", "room.name", "-o", "json"}, 0},
+		{dead, []string{"get", "room.name", "-o", "json"}, 3},
+		{dead, []string{"get", "room.name", "-o", "json", "-s", srv}, 0},
+		{dead, []string{"get", "room.name", "-o", "json", "--server", srv}, 0},
+	} {
+		out, errOut, code := runBinaryEnv(t, bin, []string{"EDGEKV_SERVER=" + tc.env}, tc.args...)
+		if code != tc.want {
+			t.Fatalf("EDGEKV_SERVER=%s edgekv %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.env, tc.args, code, tc.want, out, errOut)
+		}
+		switch tc.want {
+		case 0:
+			if strings.TrimSpace(out) != `"42"` {
+				t.Errorf("EDGEKV_SERVER=%s edgekv %v = %q, want the string \"42\"", tc.env, tc.args, out)
+			}
+		default:
+			wantOneLineError(t, tc.args, out, errOut)
+			if !strings.Contains(errOut, dead) {
+				t.Errorf("EDGEKV_SERVER=%s edgekv %v: %q does not name the server it tried", tc.env, tc.args, errOut)
+			}
+		}
+	}
+}
+
+// TestE2ECLISetValue: how set reads its value against a real node: YAML
+// from the argument (a quoted "42" is a string) or from --file, literally
+// with --string; a value or file that cannot be used is a usage error
+// (exit 2) that writes nothing.
+func TestE2ECLISetValue(t *testing.T) {
+	bin := edgekvBinary(t)
+	ps := freePorts(t, 2)
+	mqttPort, clientPort := ps[0], ps[1]
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cli.yaml")
+	yaml := fmt.Sprintf("node: cli\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\n", filepath.Join(dir, "data"), mqttPort, clientPort)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, "cli", cfg, mqttPort)
+	srv := fmt.Sprintf("127.0.0.1:%d", clientPort)
+	run := func(want int, args ...string) string {
+		t.Helper()
+		out, errOut, code := runBinary(t, bin, append(args, "-s", srv)...)
+		if code != want {
+			t.Fatalf("edgekv %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, want, out, errOut)
+		}
+		if want != 0 {
+			wantOneLineError(t, args, out, errOut)
+		}
+		return out
+	}
+	file := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfgFile := file("cfg.yaml", "# a board's settings\nname: pump\nlimits:\n  min: 1\n  max: 2.5\non: true\nlabel: \"42\"\n")
+	for _, tc := range []struct {
+		name string
+		args []string // after "set PATH"
+		want string   // get -o json
+	}{
+		{"integer", []string{"42"}, `42`},
+		{"quoted string", []string{`"42"`}, `"42"`},
+		{"single-quoted string", []string{`'42'`}, `"42"`},
+		{"--string", []string{"--string", "42"}, `"42"`},
+		{"--string keeps quotes", []string{"--string", `"42"`}, `"\"42\""`},
+		{"bool", []string{"true"}, `true`},
+		{"null", []string{"~"}, `null`},
+		{"list", []string{"[1, two, 3.5]"}, `[1,"two",3.5]`},
+		{"--file", []string{"--file", cfgFile}, `{"label":"42","limits":{"max":2.5,"min":1},"name":"pump","on":true}`},
+		{"--file scalar", []string{"--file", file("n.yaml", "42\n")}, `42`},
+		{"--file quoted", []string{"--file", file("q.yaml", "\"42\"\n")}, `"42"`},
+		{"--file --string", []string{"--file", file("text.txt", "line 1\nline 2: x\n"), "--string"}, `"line 1\nline 2: x\n"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := "val." + strings.ReplaceAll(strings.ReplaceAll(tc.name, " ", "_"), "-", "")
+			run(0, append([]string{"set", p}, tc.args...)...)
+			if got := strings.TrimSpace(run(0, "get", p, "-o", "json")); got != tc.want {
+				t.Errorf("set %s %q; get -o json = %s, want %s", p, tc.args, got, tc.want)
+			}
+		})
+	}
+	// A quoted "42" is a string in YAML output too.
+	if got := run(0, "get", "val.quoted_string"); got != "\"42\"\n" {
+		t.Errorf("get val.quoted_string (yaml) = %q, want \"42\" quoted", got)
+	}
+
+	// Usage errors: nothing is written, even on a path that holds a value.
+	for _, args := range [][]string{
+		{"set", "val.integer", "--file", filepath.Join(dir, "no-such-file.yaml")},
+		{"set", "val.integer", "--file", dir}, // a directory
+		{"set", "val.integer", "--file", file("bad.yaml", "a: [1, 2\n")},
+		{"set", "val.integer", "--file", file("dup.yaml", "a: 1\na: 2\n")},
+		{"set", "val.integer", "--file", cfgFile, "7"},
+		{"set", "val.integer", "[1, 2"},
+		{"set", "val.integer"},
+	} {
+		run(2, args...)
+	}
+	if got := strings.TrimSpace(run(0, "get", "val.integer")); got != "42" {
+		t.Errorf("val.integer after the refused sets = %q, want 42", got)
 	}
 }
 
 // TestE2EDump: a real MoaT-KV 0.70.22 save file loads into a node, the
 // node saves it again, and the saved file loads into another node with
-// the same tree. A corrupt file applies nothing.
+// the same tree. A corrupt or unreadable file is a usage error (exit 2)
+// that names the record and applies nothing. The progress bar shows on a
+// terminal only.
 func TestE2EDump(t *testing.T) {
 	bin := edgekvBinary(t)
 	dir := t.TempDir()
@@ -870,8 +995,8 @@ func TestE2EDump(t *testing.T) {
 	}
 	fixture := filepath.Join("..", "..", "testdata", "moatkv", "snapshot-full.dkv")
 	one := start("one")
-	if out := run(one, 0, "dump", "load", fixture); !strings.Contains(out, "29 records") {
-		t.Fatalf("load: %s", out)
+	if out := run(one, 0, "dump", "load", fixture); !strings.Contains(out, "29 records") || strings.Contains(out, "\r") {
+		t.Fatalf("load (no progress bar: stderr is not a terminal): %q", out)
 	}
 	for path, want := range map[string]string{
 		"fx.str":                   `"hello again from ref1"`,
@@ -898,16 +1023,69 @@ func TestE2EDump(t *testing.T) {
 	// A change log, with deletions: fx.tmp was set twice and deleted.
 	run(two, 0, "dump", "load", filepath.Join("..", "..", "testdata", "moatkv", "changes.dkv"))
 	run(two, 1, "get", "fx.tmp")
-	// A corrupt file: stops with the record number, applies nothing.
+	// A corrupt file: a usage error naming the first bad record; nothing
+	// is applied, not even the records before it (the state record
+	// would make ref1 a known node).
 	data, err := os.ReadFile(fixture)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := filepath.Join(dir, "bad.dkv")
-	os.WriteFile(bad, data[:len(data)/2], 0o644)
 	three := start("three")
-	if out := run(three, 1, "dump", "load", bad); !strings.Contains(out, "record ") || !strings.Contains(out, "nothing was applied") {
-		t.Fatalf("corrupt load: %s", out)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"truncated", data[:len(data)/2]},
+		{"garbage after the records", append(slices.Clone(data), 0xc1, 0xc1)},
+		{"garbage", []byte("not a save file\n")},
+	} {
+		bad := filepath.Join(dir, "bad.dkv")
+		if err := os.WriteFile(bad, tc.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The record number the message must name: one past the last
+		// record that decodes.
+		good := 0
+		for r := wire.NewDKVReader(tc.data); ; good++ {
+			if _, err := r.Next(); err != nil {
+				break
+			}
+		}
+		args := []string{"dump", "load", bad, "-s", three}
+		out, errOut, code := runBinary(t, bin, args...)
+		if code != 2 {
+			t.Fatalf("%s: exit %d, want 2\nstdout: %s\nstderr: %s", tc.name, code, out, errOut)
+		}
+		wantOneLineError(t, args, out, errOut)
+		if want := fmt.Sprintf("%s: record %d (byte ", bad, good+1); !strings.Contains(errOut, want) || !strings.Contains(errOut, "nothing was applied") {
+			t.Errorf("%s: %q, want %q and \"nothing was applied\"", tc.name, errOut, want)
+		}
+		run(three, 1, "get", "fx.str")
+		if st := run(three, 0, "status", "-o", "json"); strings.Contains(st, "ref1") {
+			t.Errorf("%s: the records before the bad one were applied: %s", tc.name, st)
+		}
 	}
-	run(three, 1, "get", "fx.str")
+	// A file that cannot be read is a usage error too.
+	for _, name := range []string{filepath.Join(dir, "no-such.dkv"), dir} {
+		args := []string{"dump", "load", name, "-s", three}
+		out, errOut, code := runBinary(t, bin, args...)
+		if code != 2 {
+			t.Fatalf("dump load %s: exit %d, want 2\nstdout: %s\nstderr: %s", name, code, out, errOut)
+		}
+		wantOneLineError(t, args, out, errOut)
+	}
+
+	// On a terminal the load draws a progress bar on stderr, then ends its
+	// line before the summary.
+	var stdout bytes.Buffer
+	tty := &fakeTerminal{mode: os.ModeDevice | os.ModeCharDevice}
+	if code := runCLI([]string{"dump", "load", fixture, "-s", three}, &stdout, tty); code != 0 {
+		t.Fatalf("dump load on a terminal: exit %d: %s", code, tty.String())
+	}
+	if want := "\r[" + strings.Repeat("#", 40) + "] 29/29 records\nloaded "; !strings.HasPrefix(tty.String(), want) || stdout.Len() != 0 {
+		t.Errorf("dump load on a terminal: stderr %q, stdout %q; want stderr to start with %q", tty.String(), stdout.String(), want)
+	}
+	if got := strings.TrimSpace(run(three, 0, "get", "fx.str", "-o", "json")); got != `"hello again from ref1"` {
+		t.Errorf("fx.str after the load = %s", got)
+	}
 }

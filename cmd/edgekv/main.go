@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -40,24 +41,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "edgekv: %v\n", err)
+	// Every failure is one line on stderr (issue 4: "a one-line message"),
+	// so that scripts can log it as it is.
+	msg := oneLine(err.Error())
 	// Errors from a command's own work are wrapped as runError by
 	// markRunErrors;
 	// anything else came from cobra's parsing (unknown command or flag,
 	// malformed value, missing required flag, wrong argument count) or is
 	// an explicit usageError.
 	var se serverError
-	if errors.As(err, &se) {
-		return exitServer
-	}
 	var re runError
-	if errors.As(err, &re) {
-		return exitError
+	code := exitUsage
+	switch {
+	case errors.As(err, &se):
+		code = exitServer
+	case errors.As(err, &re):
+		code = exitError
+	case cmd != nil:
+		msg += fmt.Sprintf(" (see '%s --help')", cmd.CommandPath())
 	}
-	if cmd != nil {
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	fmt.Fprintf(stderr, "edgekv: %s\n", msg)
+	return code
+}
+
+// oneLine folds a message that spans lines (YAML's "unmarshal errors:"
+// list, a server's multi-line text) into one line.
+func oneLine(s string) string {
+	var parts []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
 	}
-	return exitUsage
+	return strings.Join(parts, " ")
 }
 
 // runError marks an error returned by a command's own work (exit status 1).

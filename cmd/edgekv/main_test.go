@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -31,8 +32,18 @@ func buildBinary(t *testing.T) string {
 // runBinary runs bin with args and returns stdout, stderr and the exit code.
 func runBinary(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runBinaryEnv(t, bin, nil, args...)
+}
+
+// runBinaryEnv is runBinary with env ("KEY=value") added to the test's
+// environment.
+func runBinaryEnv(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	var outBuf, errBuf bytes.Buffer
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = &outBuf
 	cmd.Stderr = &errBuf
 	err := cmd.Run()
@@ -46,6 +57,18 @@ func runBinary(t *testing.T, bin string, args ...string) (stdout, stderr string,
 		t.Fatalf("running %s %q: %v", bin, args, err)
 	}
 	return outBuf.String(), errBuf.String(), code
+}
+
+// wantOneLineError checks how a failed command reports (issue 4): exactly
+// one line on stderr, starting "edgekv: ", and nothing on stdout.
+func wantOneLineError(t *testing.T, args []string, stdout, stderr string) {
+	t.Helper()
+	if stdout != "" {
+		t.Errorf("edgekv %q failed but wrote to stdout: %q", args, stdout)
+	}
+	if !strings.HasPrefix(stderr, "edgekv: ") || !strings.HasSuffix(stderr, "\n") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("edgekv %q: stderr %q, want one line starting \"edgekv: \"", args, stderr)
+	}
 }
 
 func TestBinary(t *testing.T) {
@@ -127,6 +150,9 @@ func TestBinary(t *testing.T) {
 			if code != tt.wantCode {
 				t.Errorf("edgekv %q: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", tt.args, code, tt.wantCode, stdout, stderr)
 			}
+			if code != 0 {
+				wantOneLineError(t, tt.args, stdout, stderr)
+			}
 			for _, s := range tt.wantStdout {
 				if !strings.Contains(stdout, s) {
 					t.Errorf("edgekv %q: stdout lacks %q:\n%s", tt.args, s, stdout)
@@ -159,6 +185,33 @@ func TestRunInProcess(t *testing.T) {
 			if got := run(tt.args, &out, &errOut); got != tt.want {
 				t.Errorf("run(%q) = %d, want %d\nstdout:\n%s\nstderr:\n%s", tt.args, got, tt.want, out.String(), errOut.String())
 			}
+		})
+	}
+}
+
+// TestOneLineErrors: whatever fails, and however long the underlying
+// message, a failed command writes one line on stderr and nothing on
+// stdout (in process: no node needed).
+func TestOneLineErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"unknown flag", []string{"get", "a", "--nope"}, exitUsage},
+		{"YAML error over two lines", []string{"set", "a", "{x: 1, x: 2}"}, exitUsage},
+		{"unreadable --file", []string{"set", "a", "--file", filepath.Join(dir, "none.yaml")}, exitUsage},
+		{"unreadable dump", []string{"dump", "load", filepath.Join(dir, "none.dkv")}, exitUsage},
+		{"command failure", []string{"sim", "--nodes", "1"}, exitError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if got := run(tt.args, &out, &errOut); got != tt.want {
+				t.Fatalf("run(%q) = %d, want %d\nstderr:\n%s", tt.args, got, tt.want, errOut.String())
+			}
+			wantOneLineError(t, tt.args, out.String(), errOut.String())
 		})
 	}
 }
