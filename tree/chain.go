@@ -81,6 +81,12 @@ func (c Chain) Truncate(maxLen int) Chain {
 	return c
 }
 
+// MaxCounter bounds the ticks and tocks accepted from outside (sync
+// messages, save files, client requests): a node counts on from the
+// highest it has seen, and one absurd value would otherwise make it wrap
+// to 0 and stop writing. Counting one per write, no node gets near it.
+const MaxCounter = 1 << 62
+
 // Check reports a malformed chain: empty node names, zero ticks, or a node
 // that appears twice.
 func (c Chain) Check() error {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math"
 	"unicode/utf8"
+
+	"github.com/edgekv/edgekv/tree"
 )
 
 // Limits every decoder enforces.
@@ -145,10 +147,13 @@ func readUint(b []byte) (uint64, []byte, *Error) {
 		return 0, b, e
 	}
 	if big {
-		return u, rest, nil
+		return 0, b, fail(b, "integer %d beyond the limit %d", u, uint64(tree.MaxCounter))
 	}
 	if i < 0 {
 		return 0, b, fail(b, "want non-negative integer, got %d", i)
+	}
+	if i > tree.MaxCounter {
+		return 0, b, fail(b, "integer %d beyond the limit %d", i, uint64(tree.MaxCounter))
 	}
 	return uint64(i), rest, nil
 }

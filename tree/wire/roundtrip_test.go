@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"testing"
 
@@ -64,7 +63,7 @@ func eventCases(t *testing.T) []struct {
 		{"delete with links", ev(t, "fx.int", nil, 122, "ref2", 4, "ref1", 3, "ref3", 7)},
 		{"64 links", tree.Event{Path: tree.Path{tree.Str("long")}, Value: str("v"), Chain: longChain(64), Tock: 1000}},
 		{"huge numbers", tree.Event{Path: tree.Path{tree.Str("n")}, Value: str("v"),
-			Chain: tree.Chain{{Node: "a", Tick: math.MaxUint64}, {Node: strings.Repeat("b", 255), Tick: 1 << 32}}, Tock: math.MaxUint64}},
+			Chain: tree.Chain{{Node: "a", Tick: tree.MaxCounter}, {Node: strings.Repeat("b", 255), Tick: 1 << 32}}, Tock: tree.MaxCounter}},
 	}
 }
 
@@ -260,7 +259,7 @@ func TestInfoRoundTrip(t *testing.T) {
 		{"minimal", Info{Node: "a"}},
 		{"missing", Info{Node: "ref2", Tick: 8, Tock: 225, Missing: map[string]tree.RangeSet{"ref1": rs(tree.Range{Start: 38, End: 41})}}},
 		{"everything", Info{Node: "n", Tick: 1, Tock: 2,
-			Ticks:    map[string]uint64{"a": 5, "b": 0, "c": math.MaxUint64},
+			Ticks:    map[string]uint64{"a": 5, "b": 0, "c": tree.MaxCounter},
 			Missing:  map[string]tree.RangeSet{"a": rs(tree.Range{Start: 1, End: 2}, tree.Range{Start: 4, End: 9})},
 			Known:    map[string]tree.RangeSet{"a": rs(tree.Range{Start: 2, End: 3}), "b": rs(tree.Range{Start: 1, End: 1 << 40})},
 			Deleted:  map[string]tree.RangeSet{"c": rs(tree.Range{Start: 7, End: 8})},
