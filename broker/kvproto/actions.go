@@ -54,10 +54,12 @@ func (t *tasks) start(ctx context.Context, seq uint64, endless bool) (context.Co
 	}
 }
 
-// stop cancels request seq and reports whether it was running.
+// stop cancels request seq and reports whether it was running. The seq
+// is free again at once, for a client that reuses it right away.
 func (t *tasks) stop(seq uint64) bool {
 	t.mu.Lock()
 	tk, ok := t.running[seq]
+	delete(t.running, seq)
 	t.mu.Unlock()
 	if ok {
 		tk.cancel()

@@ -43,7 +43,7 @@ func (w *window) ack(seq, wseq uint64) {
 func (w *window) wait(ctx context.Context, seq, wseq uint64) error {
 	for {
 		w.mu.Lock()
-		if w.qlen == 0 || w.open || wseq <= w.acked[seq]+w.qlen {
+		if acked := w.acked[seq]; w.qlen == 0 || w.open || wseq <= acked || wseq-acked <= w.qlen {
 			w.mu.Unlock()
 			return nil
 		}

@@ -26,6 +26,21 @@ func TestSeqInUseRefused(t *testing.T) {
 	if m := decode(t, c.recv()); m["seq"] != int64(5) || m["kind"] != "invalid" || m["error"] == nil {
 		t.Fatalf("a request reusing a running seq: %v, want an invalid error", m)
 	}
+	// So is a request that does not parse but has that seq.
+	c.send(req("seq", 5, "action", 7))
+	if m := decode(t, c.recv()); m["seq"] != int64(5) || m["kind"] != "invalid" {
+		t.Fatalf("a malformed request reusing a running seq: %v, want an invalid error", m)
+	}
+	// The monitor still answers to its seq: stop ends it.
+	c.send(req("action", "stop", "task", 5, "seq", 8))
+	if m := decode(t, c.recv()); m["seq"] != int64(8) || m["result"] != true {
+		t.Fatalf("stop of the monitor: %v", m)
+	}
+	c.send(req("topic", "t", "action", "msg_monitor", "seq", 5))
+	if m := decode(t, c.recv()); m["state"] != "start" {
+		t.Fatalf("a new monitor on the freed seq: %v", m)
+	}
+	bt.bus.waitMonitor(t)
 	// A finished request's seq is free again at once.
 	for range 3 {
 		c.send(req("action", "get_tock", "seq", 6))

@@ -208,7 +208,7 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			}
 			continue
 		}
-		if err == nil && tasks.isRunning(req.Seq) {
+		if tasks.isRunning(req.Seq) { // (a request that did not parse has its seq too)
 			// A seq names its request until that ends (replies, acks and
 			// stop go by it): a second one would take over its name.
 			err = &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindInvalid,
