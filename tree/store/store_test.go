@@ -816,7 +816,7 @@ func TestConcurrentAppendSnapshot(t *testing.T) {
 			// Writers run until the snapshots are done (at least
 			// minPerWriter, at most maxPerWriter records each), so the two
 			// overlap.
-			const writers, minPerWriter, maxPerWriter, snapshots = 4, 300, 3000, 8
+			const writers, minPerWriter, maxPerWriter, snapshots = 4, 300, 20000, 8
 			var mu sync.Mutex // the caller's state lock
 			var state []string
 			var wg sync.WaitGroup
