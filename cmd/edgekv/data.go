@@ -270,17 +270,9 @@ literally, --file reads it (as YAML) from a file.`,
 			default:
 				return usageError{errors.New("no VALUE (or --file)")}
 			}
-			var value []byte
-			if literal {
-				value = msgp.AppendString(nil, text)
-			} else {
-				var v any
-				if err := yaml.Unmarshal([]byte(text), &v); err != nil {
-					return usageError{fmt.Errorf("VALUE is not YAML (use --string to store text): %w", err)}
-				}
-				if value, err = msgp.AppendIntf(nil, v); err != nil {
-					return usageError{fmt.Errorf("VALUE: %w", err)}
-				}
+			value, err := valueArg(text, literal)
+			if err != nil {
+				return err
 			}
 			c, err := f.dial(cmd.Context())
 			if err != nil {
@@ -490,4 +482,22 @@ func newStatusCmd() *cobra.Command {
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// valueArg turns a VALUE argument into one msgpack value: the text itself
+// if literal (--string), else the text parsed as YAML (42 an integer,
+// "42" a string, {a: 1} a map).
+func valueArg(text string, literal bool) ([]byte, error) {
+	if literal {
+		return msgp.AppendString(nil, text), nil
+	}
+	var v any
+	if err := yaml.Unmarshal([]byte(text), &v); err != nil {
+		return nil, usageError{fmt.Errorf("VALUE is not YAML (use --string for text): %w", err)}
+	}
+	value, err := msgp.AppendIntf(nil, v)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("VALUE: %w", err)}
+	}
+	return value, nil
 }

@@ -11,8 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	"github.com/tinylib/msgp/msgp"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/edgekv/edgekv/broker/kvclient"
 )
@@ -74,17 +72,9 @@ bytes as they are.`,
 				return err
 			}
 			var value []byte
-			switch {
-			case raw:
-			case literal:
-				value = msgp.AppendString(nil, args[1])
-			default:
-				var v any
-				if err := yaml.Unmarshal([]byte(args[1]), &v); err != nil {
-					return usageError{fmt.Errorf("VALUE is not YAML (use --string to send text): %w", err)}
-				}
-				if value, err = msgp.AppendIntf(nil, v); err != nil {
-					return usageError{fmt.Errorf("VALUE: %w", err)}
+			if !raw {
+				if value, err = valueArg(args[1], literal); err != nil {
+					return err
 				}
 			}
 			c, err := f.dial(cmd.Context())
