@@ -81,7 +81,8 @@ type streamSend func(wseq uint64, msg []byte)
 // flowSend wraps send with the connection's window for stream seq.
 func flowSend(ctx context.Context, w *window, seq uint64, send func([]byte)) streamSend {
 	return func(wseq uint64, msg []byte) {
-		if w.wait(ctx, seq, wseq) == nil {
+		// A stopped stream sends nothing more, window or not.
+		if ctx.Err() == nil && w.wait(ctx, seq, wseq) == nil {
 			send(msg)
 		}
 	}

@@ -41,3 +41,28 @@ func TestWindow(t *testing.T) {
 		t.Fatal("another stream is not held back by this one")
 	}
 }
+
+// A stream whose request was stopped sends nothing more, even within its
+// window; the window's limit lifted (the client hung up) lets all through.
+func TestFlowSendStoppedAndUnlimited(t *testing.T) {
+	w := newWindow()
+	w.setQLen(2)
+	var sent [][]byte
+	send := func(b []byte) { sent = append(sent, b) }
+	ctx, cancel := context.WithCancel(context.Background())
+	fs := flowSend(ctx, w, 3, send)
+	fs(1, []byte("a"))
+	cancel()
+	fs(2, []byte("b")) // within the window, but stopped
+	if len(sent) != 1 || string(sent[0]) != "a" {
+		t.Fatalf("sent %q, want only a", sent)
+	}
+	w.unlimit()
+	live := flowSend(context.Background(), w, 4, send)
+	for wseq := uint64(1); wseq <= 10; wseq++ { // far past qlen 2, no acks
+		live(wseq, []byte("x"))
+	}
+	if len(sent) != 11 {
+		t.Fatalf("%d sent after unlimit, want 11", len(sent))
+	}
+}
