@@ -780,13 +780,15 @@ func TestE2EPeerSecondConnection(t *testing.T) {
 	waitValue(t, p2, "kv/x/b", "2", syncWait)
 }
 
-// TestE2ECLI: the data commands against a real node, with their exit
-// statuses (0 ok, 1 no such entry, 2 usage, 3 server or connection); every
-// failure is one line on stderr and nothing on stdout.
-func TestE2ECLI(t *testing.T) {
-	bin := edgekvBinary(t)
-	ps := freePorts(t, 3)
-	mqttPort, clientPort, deadPort := ps[0], ps[1], ps[2]
+// cliNode starts a lone node "cli" for CLI tests. run runs the edgekv
+// binary against it and fails the test unless the exit status is want;
+// a failure must be one line on stderr and nothing on stdout.
+func cliNode(t *testing.T) (bin, srv string, mqttPort int, run func(want int, args ...string) string) {
+	t.Helper()
+	bin = edgekvBinary(t)
+	ps := freePorts(t, 2)
+	mqttPort = ps[0]
+	clientPort := ps[1]
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cli.yaml")
 	yaml := fmt.Sprintf("node: cli\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\n", filepath.Join(dir, "data"), mqttPort, clientPort)
@@ -794,8 +796,8 @@ func TestE2ECLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	startNode(t, "cli", cfg, mqttPort)
-	srv := fmt.Sprintf("127.0.0.1:%d", clientPort)
-	run := func(want int, args ...string) string {
+	srv = fmt.Sprintf("127.0.0.1:%d", clientPort)
+	run = func(want int, args ...string) string {
 		t.Helper()
 		out, errOut, code := runBinary(t, bin, append(args, "-s", srv)...)
 		if code != want {
@@ -806,6 +808,15 @@ func TestE2ECLI(t *testing.T) {
 		}
 		return out
 	}
+	return bin, srv, mqttPort, run
+}
+
+// TestE2ECLI: the data commands against a real node, with their exit
+// statuses (0 ok, 1 no such entry, 2 usage, 3 server or connection); every
+// failure is one line on stderr and nothing on stdout.
+func TestE2ECLI(t *testing.T) {
+	bin, srv, mqttPort, run := cliNode(t)
+	deadPort := freePorts(t, 1)[0]
 	run(0, "set", "room.temp", "21.5")
 	run(0, "set", "room.name", "--string", "42")
 	run(0, "set", "room.cfg", "{a: 1, b: [x, true]}")
@@ -888,28 +899,8 @@ func TestE2ECLI(t *testing.T) {
 // with --string; a value or file that cannot be used is a usage error
 // (exit 2) that writes nothing.
 func TestE2ECLISetValue(t *testing.T) {
-	bin := edgekvBinary(t)
-	ps := freePorts(t, 2)
-	mqttPort, clientPort := ps[0], ps[1]
+	_, _, _, run := cliNode(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "cli.yaml")
-	yaml := fmt.Sprintf("node: cli\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\n", filepath.Join(dir, "data"), mqttPort, clientPort)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startNode(t, "cli", cfg, mqttPort)
-	srv := fmt.Sprintf("127.0.0.1:%d", clientPort)
-	run := func(want int, args ...string) string {
-		t.Helper()
-		out, errOut, code := runBinary(t, bin, append(args, "-s", srv)...)
-		if code != want {
-			t.Fatalf("edgekv %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, want, out, errOut)
-		}
-		if want != 0 {
-			wantOneLineError(t, args, out, errOut)
-		}
-		return out
-	}
 	file := func(name, content string) string {
 		t.Helper()
 		p := filepath.Join(dir, name)
