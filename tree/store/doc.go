@@ -29,6 +29,8 @@
 //	snap-N.ekv      snapshot N: the full state as of the start of log N
 //	log-N.ekv       log segment N: records appended after snapshot N began
 //	snap-N.ekv.tmp  snapshot N being written (never read, removed on Open)
+//	node.ekv        the node record: one record, replaced atomically
+//	node.ekv.tmp    a node record being written (never read, removed on Open)
 //
 // Every file is a sequence of records, each framed as
 //
@@ -60,6 +62,8 @@
 //     point leaves either the old or the new generation complete.
 //   - After a failed log write or sync, the store refuses further writes
 //     (the segment's tail is unknown) until it is reopened.
+//   - SaveNodeRecord is durable when it returns, under every policy; a
+//     crash leaves the old or the new node record, never a torn one.
 //
 // MemFS documents the crash it simulates; DirFS gets it from the kernel.
 package store

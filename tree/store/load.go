@@ -15,6 +15,9 @@ type Loaded struct {
 	// Log holds the log records that follow that snapshot, in append
 	// order.
 	Log [][]byte
+	// NodeRecord is the last record given to SaveNodeRecord, or nil if
+	// there is none (or it was damaged: then Cut says so).
+	NodeRecord []byte
 	// Cut lists every torn or corrupt part that was dropped.
 	Cut []TailCut
 }
@@ -49,8 +52,8 @@ type TailCut struct {
 // The returned records alias the file contents read into memory; each has
 // its capacity clipped, so appending to one never overwrites another.
 //
-// Under SyncNone, Open reads and writes nothing and returns an empty
-// Loaded.
+// Under SyncNone, Open reads only the node record (see SaveNodeRecord):
+// Snapshot and Log are empty.
 //
 // Open starts no goroutine: call Run for interval flushing.
 func Open(fsys FS, opts Options) (*Store, *Loaded, error) {
@@ -60,6 +63,9 @@ func Open(fsys FS, opts Options) (*Store, *Loaded, error) {
 	opts = opts.withDefaults()
 	s := newStore(fsys, opts)
 	ld := &Loaded{}
+	if err := s.loadNodeRecord(ld); err != nil {
+		return nil, nil, err
+	}
 	if opts.Sync == SyncNone {
 		return s, ld, nil
 	}

@@ -20,8 +20,10 @@ const (
 	// SyncAlways writes and fsyncs before Append returns: an
 	// acknowledged record survives any crash.
 	SyncAlways
-	// SyncNone keeps nothing: the store writes no file at all and Open
-	// loads nothing (RAM only, like MoaT-KV without a save file).
+	// SyncNone keeps no data: no snapshot and no log, and Open loads
+	// none (RAM only, like MoaT-KV without a save file). The node record
+	// (SaveNodeRecord) is still kept: it is what stops a restarted node
+	// from reusing its ticks.
 	SyncNone
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Store struct {
 	writeBehind int // buffered bytes that make Append write (tests lower it)
 
 	snapMu sync.Mutex // serialises Snapshot and Close
+
+	nodeMu    sync.Mutex   // serialises SaveNodeRecord
+	nodeSaves atomic.Int64 // node records saved
 
 	flushMu   sync.Mutex // guards the segment fields below and all log I/O
 	seg       File       // open segment for the generation mu.gen; nil until written
