@@ -56,12 +56,19 @@ type Config struct {
 }
 
 // Node is what a tree knows of one node (a writer): its highest known tick,
-// the ticks it has seen (present on some chain, or superseded), and the
-// entries whose chains hold its links.
+// the ticks it has seen (present on some chain, or superseded), the ticks
+// it declared skipped, and the entries whose chains hold its links.
+//
+// Skipped ticks are those a node restarted above after a crash: it may have
+// used some of them before the crash without keeping them, or never used
+// them. Nobody waits for a skipped tick (it is not missing), but a copy
+// that a peer holds is still accepted and passed on like any other, and
+// then becomes known.
 type Node struct {
 	name    string
 	tick    uint64
 	known   RangeSet
+	skipped RangeSet
 	entries map[uint64]*Entry
 }
 
@@ -77,10 +84,18 @@ func (n *Node) Known() RangeSet { return n.known }
 // Knows reports whether tick t was seen.
 func (n *Node) Knows(t uint64) bool { return n.known.Contains(t) }
 
-// Missing returns [1, tick] minus the known ticks.
+// Skipped returns the ticks the node declared skipped (shared; do not
+// modify). It may overlap Known: a skipped tick that arrived later.
+func (n *Node) Skipped() RangeSet { return n.skipped }
+
+// Covered returns the ticks that nobody needs to wait for: known or
+// skipped (a new set).
+func (n *Node) Covered() RangeSet { return n.known.Union(n.skipped) }
+
+// Missing returns [1, tick] minus the known and the skipped ticks.
 func (n *Node) Missing() RangeSet {
 	all := RangeSetOf(Range{1, n.tick + 1})
-	return all.Minus(n.known)
+	return all.Minus(n.known).Minus(n.skipped)
 }
 
 // Present returns the ticks that are on some current chain.
@@ -209,6 +224,22 @@ func (t *Tree) MarkSuperseded(name string, ticks RangeSet) {
 	if m := ticks.Max(); m > n.tick {
 		n.tick = m
 	}
+}
+
+// Skip records ticks of node name as skipped (see Node) and returns the
+// ticks that were not skipped before. It raises the node's tick to the
+// highest of them.
+func (t *Tree) Skip(name string, ticks RangeSet) RangeSet {
+	n := t.Node(name)
+	add := ticks.Minus(n.skipped)
+	if add.IsEmpty() {
+		return add
+	}
+	n.skipped.AddSet(add)
+	if m := add.Max(); m > n.tick {
+		n.tick = m
+	}
+	return add
 }
 
 // Get returns the entry at path p, or nil. It may be a tombstone or an

@@ -267,3 +267,41 @@ func TestPurgeKeepsValuedParentAndBlocksRevival(t *testing.T) {
 		t.Fatal("tombstone index not updated")
 	}
 }
+
+// TestSkip: skipped ticks are not missing, not known, and a copy of one
+// that arrives later is applied like any other.
+func TestSkip(t *testing.T) {
+	a := New(Config{Self: "a"})
+	for range 3 {
+		mustSet(t, a, p("x"), "v")
+	}
+	b := New(Config{Self: "b"})
+	b.RaiseTick("a", 10)
+	if got := b.Node("a").Missing().String(); got != "[[1 11]]" {
+		t.Fatalf("before skip: missing %s", got)
+	}
+	add := b.Skip("a", RangeSetOf(Range{2, 11}))
+	if add.String() != "[[2 11]]" {
+		t.Errorf("Skip returned %s", add)
+	}
+	if again := b.Skip("a", RangeSetOf(Range{5, 8})); !again.IsEmpty() {
+		t.Errorf("skipping again returned %s, want nothing new", again)
+	}
+	n := b.Node("a")
+	if n.Missing().String() != "[1]" || !n.Known().IsEmpty() || n.Covered().String() != "[[2 11]]" {
+		t.Fatalf("after skip: missing %s known %s covered %s", n.Missing(), n.Known(), n.Covered())
+	}
+	// a:3 (skipped here) still arrives and counts.
+	e := a.Get(p("x"))
+	if out, err := b.Apply(e.Event(0)); err != nil || out != Applied {
+		t.Fatalf("Apply of a skipped tick: %v, %v", out, err)
+	}
+	if !n.Knows(3) || n.Missing().String() != "[1]" {
+		t.Errorf("after the late copy: knows 3 %v, missing %s", n.Knows(3), n.Missing())
+	}
+	// Skip raises the tick.
+	b.Skip("c", RangeSetOf(Range{1, 5}))
+	if b.Node("c").Tick() != 4 || !b.Node("c").Missing().IsEmpty() {
+		t.Errorf("c: tick %d missing %s", b.Node("c").Tick(), b.Node("c").Missing())
+	}
+}

@@ -26,22 +26,65 @@ type Digest struct {
 	Nodes map[string]NodeDigest
 }
 
-// NodeDigest is one node's line in a Digest: the highest tick known for it
-// and every tick of it seen (present or superseded).
+// NodeDigest is one node's line in a Digest: the highest tick known for it,
+// every tick of it seen (present or superseded), and the ticks it declared
+// skipped (key "skipped", omitted when empty).
 type NodeDigest struct {
-	Tick  uint64
-	Known tree.RangeSet
+	Tick    uint64
+	Known   tree.RangeSet
+	Skipped tree.RangeSet
 }
 
 // Heartbeat is sent periodically and relayed: {node, tick, tock, seq,
-// through?: {name: tick}}. Through gives, per node, the tick up to which the
-// sender has every change (contiguous from 1).
+// through?: {name: tick}, skipped?, covered?: {name: tick}, skip_max?:
+// {name: tick}}. Through gives, per node, the tick up to which the sender
+// has seen every change (contiguous from 1). Skipped is the sender's own
+// skipped ticks (the most recent ranges). For a node whose skipped ticks
+// the sender knows, Covered gives the tick up to which the sender has seen
+// or skipped every tick, and SkipMax its highest skipped tick: above
+// SkipMax and up to Covered, the sender has seen every tick.
 type Heartbeat struct {
 	Node    string
 	Tick    uint64
 	Tock    uint64
 	Seq     uint64
 	Through map[string]uint64
+	Skipped tree.RangeSet
+	Covered map[string]uint64
+	SkipMax map[string]uint64
+}
+
+// Reservation is a node's durable reservation record {node, epoch, tick,
+// tock}: the node has started Epoch times and issues no tick above Tick
+// and no tock above Tock before it has saved a higher reservation.
+type Reservation struct {
+	Node  string
+	Epoch uint64
+	Tick  uint64
+	Tock  uint64
+}
+
+// AppendReservation appends r as {node, tick, tock, epoch}.
+func AppendReservation(b []byte, r Reservation) []byte {
+	b = append(b, 0x84)
+	b = appendNodeTickTock(b, r.Node, r.Tick, r.Tock)
+	b = append(b, "\xa5epoch"...)
+	return msgp.AppendUint64(b, r.Epoch)
+}
+
+// DecodeReservation decodes a reservation record; every key is required.
+func DecodeReservation(b []byte) (Reservation, error) {
+	var r Reservation
+	e := decodeFlat(b, []flatKey{
+		{"node", true, nameInto(&r.Node)},
+		{"tick", true, uintInto(&r.Tick)},
+		{"tock", true, uintInto(&r.Tock)},
+		{"epoch", true, uintInto(&r.Epoch)},
+	})
+	if e != nil {
+		return Reservation{}, e.finish("reservation", len(b))
+	}
+	return r, nil
 }
 
 // AppendHello appends h as {proto, node, tick, tock}.
@@ -87,11 +130,19 @@ func AppendDigest(b []byte, d Digest) []byte {
 	for _, k := range sortedNames(d.Nodes, buf[:]) {
 		nd := d.Nodes[k]
 		b = msgp.AppendString(b, k)
-		b = append(b, 0x82)
+		if nd.Skipped.IsEmpty() {
+			b = append(b, 0x82)
+		} else {
+			b = append(b, 0x83)
+		}
 		b = append(b, kTick...)
 		b = msgp.AppendUint64(b, nd.Tick)
 		b = append(b, "\xa5known"...)
 		b = AppendRangeSet(b, nd.Known)
+		if !nd.Skipped.IsEmpty() {
+			b = append(b, "\xa7skipped"...)
+			b = AppendRangeSet(b, nd.Skipped)
+		}
 	}
 	return b
 }
@@ -137,6 +188,9 @@ func readNodeDigest(b []byte) (NodeDigest, []byte, *Error) {
 		case ok && string(k) == "known":
 			bit = 2
 			nd.Known, rest, e = readRangeSet(rest)
+		case ok && string(k) == "skipped":
+			bit = 4
+			nd.Skipped, rest, e = readRangeSet(rest)
 		default:
 			rest, e = skipValue(rest, 0)
 		}
@@ -159,20 +213,35 @@ func readNodeDigest(b []byte) (NodeDigest, []byte, *Error) {
 	return nd, rest, nil
 }
 
-// AppendHeartbeat appends hb as {node, tick, tock, seq, through?}; through
-// is omitted when empty, nodes in ascending order.
+// AppendHeartbeat appends hb as {node, tick, tock, seq, through?,
+// skipped?, covered?, skip_max?}; the optional keys are omitted when
+// empty, nodes in ascending order.
 func AppendHeartbeat(b []byte, hb Heartbeat) []byte {
-	if len(hb.Through) > 0 {
-		b = append(b, 0x85)
-	} else {
-		b = append(b, 0x84)
+	n := byte(4)
+	for _, l := range [...]int{len(hb.Through), len(hb.Skipped.Ranges()), len(hb.Covered), len(hb.SkipMax)} {
+		if l > 0 {
+			n++
+		}
 	}
+	b = append(b, 0x80|n)
 	b = appendNodeTickTock(b, hb.Node, hb.Tick, hb.Tock)
 	b = append(b, 0xa3, 's', 'e', 'q')
 	b = msgp.AppendUint64(b, hb.Seq)
 	if len(hb.Through) > 0 {
 		b = append(b, "\xa7through"...)
 		b = appendTickMap(b, hb.Through)
+	}
+	if !hb.Skipped.IsEmpty() {
+		b = append(b, "\xa7skipped"...)
+		b = AppendRangeSet(b, hb.Skipped)
+	}
+	if len(hb.Covered) > 0 {
+		b = append(b, "\xa7covered"...)
+		b = appendTickMap(b, hb.Covered)
+	}
+	if len(hb.SkipMax) > 0 {
+		b = append(b, "\xa8skip_max"...)
+		b = appendTickMap(b, hb.SkipMax)
 	}
 	return b
 }
@@ -188,6 +257,18 @@ func DecodeHeartbeat(b []byte) (Heartbeat, error) {
 		{"seq", true, uintInto(&hb.Seq)},
 		{"through", false, func(v []byte) (rest []byte, e *Error) {
 			hb.Through, rest, e = readTickMap(v, false)
+			return rest, e
+		}},
+		{"skipped", false, func(v []byte) (rest []byte, e *Error) {
+			hb.Skipped, rest, e = readRangeSet(v)
+			return rest, e
+		}},
+		{"covered", false, func(v []byte) (rest []byte, e *Error) {
+			hb.Covered, rest, e = readTickMap(v, false)
+			return rest, e
+		}},
+		{"skip_max", false, func(v []byte) (rest []byte, e *Error) {
+			hb.SkipMax, rest, e = readTickMap(v, false)
 			return rest, e
 		}},
 	})

@@ -129,6 +129,7 @@ func FuzzDecodeDigest(f *testing.F) {
 	f.Add(AppendDigest(nil, Digest{Node: "a", Tick: 5, Tock: 9, Nodes: map[string]NodeDigest{
 		"a": {Tick: 5, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 6})},
 		"b": {Tick: 9, Known: tree.RangeSetOf(tree.Range{Start: 2, End: 3}, tree.Range{Start: 7, End: 10})},
+		"c": {Tick: 90, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 3}), Skipped: tree.RangeSetOf(tree.Range{Start: 3, End: 80})},
 	}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := DecodeDigest(b)
@@ -149,6 +150,8 @@ func FuzzDecodeDigest(f *testing.F) {
 func FuzzDecodeHeartbeat(f *testing.F) {
 	seedTable(f, "heartbeat")
 	f.Add(AppendHeartbeat(nil, Heartbeat{Node: "a", Tick: 1, Tock: 2, Seq: 3, Through: map[string]uint64{"a": 1, "b": 7}}))
+	f.Add(AppendHeartbeat(nil, Heartbeat{Node: "a", Tick: 90, Tock: 2, Seq: 3, Through: map[string]uint64{"a": 1},
+		Skipped: tree.RangeSetOf(tree.Range{Start: 2, End: 80}), Covered: map[string]uint64{"a": 90}, SkipMax: map[string]uint64{"a": 79}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hb, err := DecodeHeartbeat(b)
 		if err != nil {
@@ -291,6 +294,22 @@ func FuzzDKVReader(f *testing.F) {
 			default:
 				t.Fatalf("record kind %q", rec.Kind)
 			}
+		}
+	})
+}
+
+func FuzzDecodeReservation(f *testing.F) {
+	f.Add(AppendReservation(nil, Reservation{Node: "a", Epoch: 3, Tick: 1 << 16, Tock: 1 << 20}))
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeReservation(b)
+		if err != nil {
+			checkErr(t, err)
+			return
+		}
+		r2, err := DecodeReservation(AppendReservation(nil, r))
+		if err != nil || r2 != r {
+			t.Fatalf("round trip: %+v, %v; want %+v", r2, err, r)
 		}
 	})
 }

@@ -25,6 +25,9 @@ type Info struct {
 	Deleted map[string]tree.RangeSet
 	// NodeDrop: nodes to forget.
 	NodeDrop []string
+	// Skipped: node → ticks it declared skipped (edgekv's key "skipped",
+	// which MoaT-KV ignores).
+	Skipped map[string]tree.RangeSet
 }
 
 // AppendInfo appends in as an info message. Like MoaT-KV it writes the
@@ -32,7 +35,7 @@ type Info struct {
 // not empty, nodes in ascending order) and then tock, node, tick.
 func AppendInfo(b []byte, in Info) []byte {
 	n := 3
-	for _, l := range [...]int{len(in.Ticks), len(in.Missing), len(in.Known), len(in.Deleted), len(in.NodeDrop)} {
+	for _, l := range [...]int{len(in.Ticks), len(in.Missing), len(in.Known), len(in.Deleted), len(in.NodeDrop), len(in.Skipped)} {
 		if l > 0 {
 			n++
 		}
@@ -60,6 +63,10 @@ func AppendInfo(b []byte, in Info) []byte {
 		for _, s := range in.NodeDrop {
 			b = msgp.AppendString(b, s)
 		}
+	}
+	if len(in.Skipped) > 0 {
+		b = append(b, "\xa7skipped"...)
+		b = appendRangeSetMap(b, in.Skipped)
 	}
 	b = append(b, kTock...)
 	b = msgp.AppendUint64(b, in.Tock)
@@ -134,6 +141,9 @@ func readInfo(b []byte, needNode bool) (Info, []byte, *Error) {
 		case "node_drop":
 			bit = 256
 			in.NodeDrop, rest, e = readNameList(rest)
+		case "skipped":
+			bit = 512
+			in.Skipped, rest, e = readRangeSetMap(rest)
 		default:
 			rest, e = skipValue(rest, 0)
 		}

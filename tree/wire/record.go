@@ -18,16 +18,23 @@ type State struct {
 	Known map[string]tree.RangeSet
 	// Deleted: node → ticks of deleted entries ("deleted").
 	Deleted map[string]tree.RangeSet
+	// Skipped: node → ticks it declared skipped (edgekv's key "skipped",
+	// absent when empty; MoaT-KV ignores it).
+	Skipped map[string]tree.RangeSet
 }
 
-// AppendState appends st as {nodes, known, deleted, node, tock, epoch?} in
-// MoaT-KV's key order; nodes in ascending order, epoch only if not 0.
+// AppendState appends st as {nodes, known, deleted, node, tock, epoch?,
+// skipped?} in MoaT-KV's key order; nodes in ascending order, epoch only if
+// not 0, skipped only if not empty.
 func AppendState(b []byte, st State) []byte {
+	n := byte(5)
 	if st.Epoch != 0 {
-		b = append(b, 0x86)
-	} else {
-		b = append(b, 0x85)
+		n++
 	}
+	if len(st.Skipped) > 0 {
+		n++
+	}
+	b = append(b, 0x80|n)
 	b = append(b, "\xa5nodes"...)
 	b = appendTickMap(b, st.Ticks)
 	b = append(b, "\xa5known"...)
@@ -41,6 +48,10 @@ func AppendState(b []byte, st State) []byte {
 	if st.Epoch != 0 {
 		b = append(b, "\xa5epoch"...)
 		b = msgp.AppendUint64(b, st.Epoch)
+	}
+	if len(st.Skipped) > 0 {
+		b = append(b, "\xa7skipped"...)
+		b = appendRangeSetMap(b, st.Skipped)
 	}
 	return b
 }
@@ -72,6 +83,7 @@ func readState(b []byte) (State, []byte, *Error) {
 		{"known", false, rangeSetMapInto(&st.Known)},
 		{"superseded", false, rangeSetMapInto(&sup)},
 		{"deleted", false, rangeSetMapInto(&st.Deleted)},
+		{"skipped", false, rangeSetMapInto(&st.Skipped)},
 	})
 	if e != nil {
 		return State{}, b, e

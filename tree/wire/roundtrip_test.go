@@ -263,7 +263,8 @@ func TestInfoRoundTrip(t *testing.T) {
 			Missing:  map[string]tree.RangeSet{"a": rs(tree.Range{Start: 1, End: 2}, tree.Range{Start: 4, End: 9})},
 			Known:    map[string]tree.RangeSet{"a": rs(tree.Range{Start: 2, End: 3}), "b": rs(tree.Range{Start: 1, End: 1 << 40})},
 			Deleted:  map[string]tree.RangeSet{"c": rs(tree.Range{Start: 7, End: 8})},
-			NodeDrop: []string{"old1", "old2"}}},
+			NodeDrop: []string{"old1", "old2"},
+			Skipped:  map[string]tree.RangeSet{"n": rs(tree.Range{Start: 3, End: 99})}}},
 		{"many nodes", func() Info {
 			in := Info{Node: "n", Ticks: map[string]uint64{}}
 			for i := range 40 {
@@ -367,6 +368,7 @@ func TestHelloDigestHeartbeatRoundTrip(t *testing.T) {
 			"a": {Tick: 5, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 6})},
 			"b": {Tick: 9, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 3}, tree.Range{Start: 7, End: 8})},
 			"c": {Tick: 2},
+			"d": {Tick: 70, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 4}), Skipped: tree.RangeSetOf(tree.Range{Start: 4, End: 69})},
 		}},
 	}
 	for i, d := range digests {
@@ -381,6 +383,10 @@ func TestHelloDigestHeartbeatRoundTrip(t *testing.T) {
 	hbs := []Heartbeat{
 		{Node: "a", Tick: 1, Tock: 2, Seq: 3},
 		{Node: "a", Tick: 1, Tock: 2, Seq: 7<<32 | 5, Through: map[string]uint64{"a": 1, "b": 0, "c": 1000}},
+		{Node: "a", Tick: 900, Tock: 2, Seq: 9, Through: map[string]uint64{"a": 10},
+			Skipped: tree.RangeSetOf(tree.Range{Start: 11, End: 800}),
+			Covered: map[string]uint64{"a": 900, "b": 4}, SkipMax: map[string]uint64{"a": 799, "b": 3}},
+		{Node: "a", Tick: 900, Tock: 2, Seq: 9, Skipped: tree.RangeSetOf(tree.Range{Start: 11, End: 800})},
 	}
 	for i, hb := range hbs {
 		got, err := DecodeHeartbeat(AppendHeartbeat(nil, hb))
@@ -431,6 +437,7 @@ func TestStateRoundTrip(t *testing.T) {
 			Ticks:   map[string]uint64{"a": 33, "b": 5},
 			Known:   map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 2, End: 3}, tree.Range{Start: 24, End: 26})},
 			Deleted: map[string]tree.RangeSet{"b": tree.RangeSetOf(tree.Range{Start: 4, End: 5})}},
+		{Node: "a", Tock: 17, Skipped: map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 2, End: 30})}},
 	}
 	for i, st := range tests {
 		b := AppendState(nil, st)
