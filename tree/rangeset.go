@@ -184,6 +184,24 @@ func (s RangeSet) Through() uint64 {
 	return s.r[0].End - 1
 }
 
+// ThroughWith returns the largest k such that every tick in [1, k] is in s
+// or in o: the Through of their union, without building it.
+func (s RangeSet) ThroughWith(o RangeSet) uint64 {
+	var t uint64 // [1, t] covered so far
+	for {
+		next := t
+		for _, x := range [2]RangeSet{s, o} {
+			if i := x.search(t + 1); i < len(x.r) && x.r[i].Start <= t+1 {
+				next = max(next, x.r[i].End-1)
+			}
+		}
+		if next == t {
+			return t
+		}
+		t = next
+	}
+}
+
 // Max returns the largest tick in the set, or 0 if it is empty.
 func (s RangeSet) Max() uint64 {
 	if len(s.r) == 0 {

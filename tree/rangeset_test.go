@@ -88,3 +88,24 @@ func TestRangeSetModel(t *testing.T) {
 		}
 	}
 }
+
+func TestThroughWith(t *testing.T) {
+	rs := func(rr ...Range) RangeSet { return RangeSetOf(rr...) }
+	tests := []struct {
+		a, b RangeSet
+		want uint64
+	}{
+		{rs(), rs(), 0},
+		{rs(Range{1, 5}), rs(), 4},
+		{rs(), rs(Range{1, 5}), 4},
+		{rs(Range{1, 3}, Range{7, 9}), rs(Range{3, 7}), 8},
+		{rs(Range{1, 3}, Range{8, 9}), rs(Range{3, 7}), 6},
+		{rs(Range{2, 3}), rs(Range{3, 7}), 0},
+		{rs(Range{1, 2}, Range{4, 6}, Range{9, 12}), rs(Range{2, 4}, Range{6, 9}, Range{12, 13}), 12},
+	}
+	for _, tt := range tests {
+		if got, want := tt.a.ThroughWith(tt.b), tt.a.Union(tt.b).Through(); got != tt.want || want != tt.want {
+			t.Errorf("%s with %s: ThroughWith %d, Union.Through %d, want %d", tt.a, tt.b, got, want, tt.want)
+		}
+	}
+}

@@ -92,6 +92,9 @@ func (n *Node) Skipped() RangeSet { return n.skipped }
 // skipped (a new set).
 func (n *Node) Covered() RangeSet { return n.known.Union(n.skipped) }
 
+// CoveredThrough returns Covered().Through() without building the set.
+func (n *Node) CoveredThrough() uint64 { return n.known.ThroughWith(n.skipped) }
+
 // Missing returns [1, tick] minus the known and the skipped ticks.
 func (n *Node) Missing() RangeSet {
 	all := RangeSetOf(Range{1, n.tick + 1})

@@ -141,7 +141,7 @@ func newNode(cfg nodeConfig) (*node, error) {
 	}
 	hbTicks := max(1, int(cfg.Heartbeat/cfg.TickEvery))
 	n.r = replica.New(replica.Config{Node: cfg.Name, ChainLen: cfg.ChainLen, HeartbeatTicks: hbTicks, LiveTicks: 4 * hbTicks, MissingTicks: hbTicks, PurgeTicks: 10 * hbTicks})
-	for _, e := range n.r.Restore(loaded.Snapshot, loaded.Log) {
+	for _, e := range n.r.Restore(loaded.Snapshot, loaded.Log, loaded.NodeRecord) {
 		n.log.Warn("store: skipped a record", "error", e)
 	}
 	n.st = st
@@ -552,6 +552,13 @@ func (n *node) flush() {
 	}
 	rd := n.r.Ready()
 	var perr error
+	if rd.NodeRecord != nil {
+		if err := n.st.SaveNodeRecord(rd.NodeRecord); err != nil {
+			n.log.Error("store: could not save the node record", "error", err)
+			perr = fmt.Errorf("not persisted: %w", err)
+			rd.Records, rd.Messages = nil, nil
+		}
+	}
 	if len(rd.Records) > 0 {
 		if perr = n.st.AppendBatch(rd.Records); perr != nil {
 			n.log.Error("store: could not persist", "records", len(rd.Records), "error", perr)

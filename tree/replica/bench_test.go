@@ -192,7 +192,7 @@ func BenchmarkSnapshotLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		n := replica.New(replica.Config{Node: "n"})
-		if errs := n.Restore(ld.Snapshot, ld.Log); len(errs) > 0 {
+		if errs := n.Restore(ld.Snapshot, ld.Log, ld.NodeRecord); len(errs) > 0 {
 			b.Fatal(errs[0])
 		}
 		st.Close()

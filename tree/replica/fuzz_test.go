@@ -58,15 +58,25 @@ func FuzzRestore(f *testing.F) {
 	r := fuzzReplica()
 	var snap [][]byte
 	r.SnapshotRecords(func(b []byte) error { snap = append(snap, b); return nil })
+	res := wire.AppendReservation(nil, wire.Reservation{Node: "a", Epoch: 2, Tick: 70, Tock: 900})
 	for _, s := range snap {
-		f.Add(s, []byte{recEvent})
+		f.Add(s, []byte{recEvent}, res)
 	}
-	f.Add([]byte{recKnown, 0x80}, []byte{recTicks, 0x81, 0xa1, 'x', 0x01})
-	f.Fuzz(func(t *testing.T, a, b []byte) {
+	f.Add([]byte{recKnown, 0x80}, []byte{recTicks, 0x81, 0xa1, 'x', 0x01}, []byte{0x80})
+	f.Add([]byte{recSkip, 0x80}, []byte{recTicks, 0x81, 0xa1, 'x', 0x01}, []byte(nil))
+	f.Fuzz(func(t *testing.T, a, b, nodeRec []byte) {
 		n := New(Config{Node: "a"})
-		n.Restore([][]byte{a}, [][]byte{b, a})
-		if _, _, err := n.Set(path("after"), str("x"), tree.Cond{}); err != nil {
+		n.Restore([][]byte{a}, [][]byte{b, a}, nodeRec)
+		rd := n.Ready()
+		if rd.NodeRecord == nil {
+			t.Fatal("Restore handed out no reservation")
+		}
+		ev, _, err := n.Set(path("after"), str("x"), tree.Cond{})
+		if err != nil {
 			t.Fatalf("write after restore: %v", err)
+		}
+		if res, err := wire.DecodeReservation(rd.NodeRecord); err != nil || ev.Chain[0].Tick > res.Tick || ev.Tock > res.Tock {
+			t.Fatalf("write %s tock %d outside the reservation %+v (%v)", ev.Chain, ev.Tock, res, err)
 		}
 	})
 }

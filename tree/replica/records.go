@@ -15,15 +15,25 @@ const (
 	recKnown = 'k' // info{known}: ticks marked superseded
 	recTicks = 't' // info{ticks}: node ticks raised
 	recPurge = 'p' // entry record of a purged tombstone
-	recBoot  = 'b' // info{ticks: {self: epoch}}: one per start
+	recBoot  = 'b' // info{ticks: {self: epoch}}: one per start (older logs; the epoch is in the node record now)
+	recSkip  = 'x' // info{skipped}: ticks declared skipped
 	recState = 's' // snapshot: state record
 	recEntry = 'n' // snapshot: one entry (value or tombstone)
 )
 
-// Restore rebuilds the replica from a snapshot's records and the change log
-// that follows it (as the store returns them), then persists a boot record.
-// Records that do not decode are skipped and reported; the rest still load.
-func (r *Replica) Restore(snapshot, log [][]byte) []error {
+// Restore rebuilds the replica from a snapshot's records, the change log
+// that follows it and the node record (as the store returns them: the
+// record is nil on a first start). Records that do not decode are skipped
+// and reported; the rest still load.
+//
+// Then it restarts above the saved reservation: this node's tick is raised
+// to the reservation's tick and its tock to the reservation's tock, so no
+// tick or tock it may have used before a crash is used again, and every
+// own tick up to there that the log does not hold is declared skipped
+// (peers that hold one still send it back; nobody waits for the others).
+// Finally it hands out a new reservation with the next epoch
+// (Ready.NodeRecord), which the driver saves before anything else.
+func (r *Replica) Restore(snapshot, log [][]byte, nodeRecord []byte) []error {
 	var errs []error
 	var known []func()
 	for i, rec := range snapshot {
@@ -45,9 +55,29 @@ func (r *Replica) Restore(snapshot, log [][]byte) []error {
 		}
 		known = known[:0]
 	}
+	if nodeRecord != nil {
+		res, err := wire.DecodeReservation(nodeRecord)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("replica: node record: %w", err))
+		case res.Node != r.cfg.Node:
+			errs = append(errs, fmt.Errorf("replica: node record: it is node %q's, this node is %q; ignored", res.Node, r.cfg.Node))
+		default:
+			r.epoch = max(r.epoch, res.Epoch)
+			if !r.cfg.NoReserve {
+				r.t.RaiseTick(r.cfg.Node, res.Tick)
+				r.t.SeeTock(res.Tock)
+			}
+		}
+	}
 	r.epoch++
-	in := wire.Info{Node: r.cfg.Node, Ticks: map[string]uint64{r.cfg.Node: r.epoch}}
-	r.record(recBoot, func(b []byte) []byte { return wire.AppendInfo(b, in) })
+	if !r.cfg.NoReserve {
+		own := r.t.Node(r.cfg.Node)
+		if tick := own.Tick(); tick > 0 {
+			r.skip(r.cfg.Node, tree.RangeSetOf(tree.Range{Start: 1, End: tick + 1}).Minus(own.Known()))
+		}
+	}
+	r.newReservation()
 	return errs
 }
 
@@ -77,7 +107,7 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 		}
 		_, err = r.t.Apply(ev)
 		return err
-	case recKnown, recTicks, recBoot:
+	case recKnown, recTicks, recBoot, recSkip:
 		in, err := wire.DecodeInfo(body)
 		if err != nil {
 			return err
@@ -94,6 +124,10 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 		case recBoot:
 			if e := in.Ticks[r.cfg.Node]; e > r.epoch {
 				r.epoch = e
+			}
+		case recSkip:
+			for name, rs := range in.Skipped {
+				r.t.Skip(name, rs)
 			}
 		}
 		return nil
@@ -114,8 +148,12 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 			return err
 		}
 		r.t.SeeTock(st.Tock)
+		r.epoch = max(r.epoch, st.Epoch)
 		for name, t := range st.Ticks {
 			r.t.RaiseTick(name, t)
+		}
+		for name, rs := range st.Skipped {
+			r.t.Skip(name, rs)
 		}
 		for name, rs := range st.Known {
 			*known = append(*known, func() { r.t.MarkSuperseded(name, rs) })
@@ -131,14 +169,16 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 // replica's owning goroutine; records are produced eagerly for one entry at
 // a time.
 func (r *Replica) SnapshotRecords(yield func([]byte) error) error {
-	boot := wire.Info{Node: r.cfg.Node, Ticks: map[string]uint64{r.cfg.Node: r.epoch}}
-	if err := yield(wire.AppendInfo([]byte{recBoot}, boot)); err != nil {
-		return err
-	}
-	st := wire.State{Node: r.cfg.Node, Tock: r.t.Tock(), Ticks: make(map[string]uint64), Known: make(map[string]tree.RangeSet)}
+	st := wire.State{Node: r.cfg.Node, Tock: r.t.Tock(), Epoch: r.epoch, Ticks: make(map[string]uint64), Known: make(map[string]tree.RangeSet)}
 	for _, n := range r.t.Nodes() {
 		st.Ticks[n.Name()] = n.Tick()
 		st.Known[n.Name()] = n.Known()
+		if sk := n.Skipped(); !sk.IsEmpty() {
+			if st.Skipped == nil {
+				st.Skipped = make(map[string]tree.RangeSet)
+			}
+			st.Skipped[n.Name()] = sk
+		}
 	}
 	if err := yield(wire.AppendState([]byte{recState}, st)); err != nil {
 		return err

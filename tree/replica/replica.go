@@ -36,6 +36,24 @@ type Config struct {
 	// MaxResend bounds the entries sent for one digest or missing request
 	// (default 1<<20); the rest follows on the next request.
 	MaxResend int
+	// DigestTicks: send the digest on every link this often (default
+	// 300), besides on link-up, so that a change lost on a link that
+	// stayed up (a dropped message) is repaired.
+	DigestTicks int
+	// TickReserve and TockReserve: how many ticks and tocks one
+	// reservation covers (defaults 1<<16 and 1<<20). See Reservation.
+	TickReserve uint64
+	TockReserve uint64
+	// HeartbeatRanges bounds the range sets in each heartbeat (default 8,
+	// the newest ranges): this node's own skipped ticks (digests carry
+	// them all), and per node the ticks seen above a gap (a tombstone
+	// whose head lies in an older range waits for a digest-free proof
+	// that never comes, so it is kept: safe, and rare).
+	HeartbeatRanges int
+	// NoReserve turns the reservation off: the node restarts at the tick
+	// its log holds and declares nothing skipped. It exists only so that
+	// tests can show what the reservation prevents; never set it.
+	NoReserve bool
 }
 
 func (c *Config) setDefaults() {
@@ -51,6 +69,14 @@ func (c *Config) setDefaults() {
 	def(&c.PurgeTicks, 10)
 	def(&c.BatchSize, 64)
 	def(&c.MaxResend, 1<<20)
+	def(&c.DigestTicks, 300)
+	def(&c.HeartbeatRanges, 8)
+	if c.TickReserve == 0 {
+		c.TickReserve = 1 << 16
+	}
+	if c.TockReserve == 0 {
+		c.TockReserve = 1 << 20
+	}
 }
 
 // Message is one message to send on a link. Data must not be modified; it
@@ -72,15 +98,24 @@ type Change struct {
 }
 
 // Ready holds the outputs collected since the last call of Ready.
+//
+// The driver handles them in this order: first NodeRecord, if set, is
+// saved durably (store.SaveNodeRecord) — if that fails the driver must stop
+// without using anything else of this Ready; then Records are persisted;
+// only then may Messages be sent, local writes be acknowledged and Changes
+// be shown.
 type Ready struct {
-	Messages []Message
-	Records  [][]byte
-	Changes  []Change
+	// NodeRecord is a new reservation (see Reservation) to save before
+	// anything else; nil if the reservation did not change.
+	NodeRecord []byte
+	Messages   []Message
+	Records    [][]byte
+	Changes    []Change
 }
 
 // IsEmpty reports whether there is nothing to do.
 func (rd Ready) IsEmpty() bool {
-	return len(rd.Messages) == 0 && len(rd.Records) == 0 && len(rd.Changes) == 0
+	return rd.NodeRecord == nil && len(rd.Messages) == 0 && len(rd.Records) == 0 && len(rd.Changes) == 0
 }
 
 // Member is what this node knows of another node from its heartbeats.
@@ -92,6 +127,15 @@ type Member struct {
 	Live     bool
 	seq      uint64
 	through  map[string]uint64
+	seen     map[string]tree.RangeSet
+}
+
+// saw reports whether the member's last heartbeat says it has seen link l:
+// l is within its contiguous known ticks, or within the ranges above them
+// that it listed. Skipped ticks never count: a member that skipped a tick
+// has not seen the change it may be.
+func (m *Member) saw(l tree.Link) bool {
+	return l.Tick <= m.through[l.Node] || m.seen[l.Node].Contains(l.Tick)
 }
 
 // LinkState describes one up link.
@@ -125,6 +169,8 @@ type Replica struct {
 	out     Ready
 	ticks   map[string]uint64 // tick raises to persist
 	known   map[string]tree.RangeSet
+	skips   map[string]tree.RangeSet // skipped ticks learnt, to persist
+	res     wire.Reservation         // the reservation last handed out
 	stats   Stats
 }
 
@@ -139,6 +185,7 @@ func New(cfg Config) *Replica {
 		members: make(map[string]*Member),
 		ticks:   make(map[string]uint64),
 		known:   make(map[string]tree.RangeSet),
+		skips:   make(map[string]tree.RangeSet),
 		stats:   Stats{Sent: make(map[wire.Kind]int)},
 	}
 }
@@ -172,7 +219,7 @@ func (r *Replica) Ready() Ready {
 
 // HasReady reports whether Ready would return anything.
 func (r *Replica) HasReady() bool {
-	return !r.out.IsEmpty() || len(r.ticks) > 0 || len(r.known) > 0
+	return !r.out.IsEmpty() || len(r.ticks) > 0 || len(r.known) > 0 || len(r.skips) > 0
 }
 
 func (r *Replica) send(id LinkID, k wire.Kind, data []byte) {
@@ -225,6 +272,7 @@ func (r *Replica) change(ev tree.Event) {
 // sent to every link through Ready. changed is false for an idempotent
 // write that stored nothing.
 func (r *Replica) Set(p tree.Path, value []byte, c tree.Cond) (ev tree.Event, changed bool, err error) {
+	r.reserve()
 	ev, changed, err = r.t.Set(p, slices.Clone(value), c)
 	if err != nil || !changed {
 		return ev, changed, err
@@ -235,6 +283,7 @@ func (r *Replica) Set(p tree.Path, value []byte, c tree.Cond) (ev tree.Event, ch
 
 // Delete deletes the value at p as this node.
 func (r *Replica) Delete(p tree.Path, c tree.Cond) (tree.Event, error) {
+	r.reserve()
 	ev, err := r.t.Delete(p, c)
 	if err != nil {
 		return ev, err
@@ -242,6 +291,38 @@ func (r *Replica) Delete(p tree.Path, c tree.Cond) (tree.Event, error) {
 	r.local(ev)
 	return ev, nil
 }
+
+// reserve makes sure that the next local change's tick and tock are
+// covered by the reservation handed out; if not, it hands out a new one
+// (Ready.NodeRecord) covering the next TickReserve ticks and TockReserve
+// tocks. The driver saves it durably before it sends or acknowledges
+// anything, so no tick or tock above a saved reservation is ever seen
+// outside this process: a restart above the saved reservation cannot reuse
+// one.
+func (r *Replica) reserve() {
+	if r.cfg.NoReserve {
+		return
+	}
+	if r.t.NextTick() <= r.res.Tick && r.t.Tock() < r.res.Tock {
+		return
+	}
+	r.newReservation()
+}
+
+func (r *Replica) newReservation() {
+	r.res = wire.Reservation{
+		Node:  r.cfg.Node,
+		Epoch: r.epoch,
+		Tick:  r.t.Node(r.cfg.Node).Tick() + r.cfg.TickReserve,
+		Tock:  r.t.Tock() + r.cfg.TockReserve,
+	}
+	r.out.NodeRecord = wire.AppendReservation(nil, r.res)
+}
+
+// Reservation returns the reservation last handed out in Ready.NodeRecord:
+// the node issues no tick above Tick and no tock above Tock before it
+// hands out a higher one.
+func (r *Replica) Reservation() wire.Reservation { return r.res }
 
 func (r *Replica) local(ev tree.Event) {
 	r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
@@ -293,9 +374,18 @@ func (r *Replica) LinkDown(id LinkID) { delete(r.links, id) }
 func (r *Replica) digest() wire.Digest {
 	d := wire.Digest{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Nodes: make(map[string]wire.NodeDigest)}
 	for _, n := range r.t.Nodes() {
-		d.Nodes[n.Name()] = wire.NodeDigest{Tick: n.Tick(), Known: n.Known()}
+		d.Nodes[n.Name()] = wire.NodeDigest{Tick: n.Tick(), Known: n.Known(), Skipped: n.Skipped()}
 	}
 	return d
+}
+
+// SendDigest sends this node's digest on link id, so that the peer sends
+// what this node lacks (the driver calls it after dropping a message that
+// arrived on the link).
+func (r *Replica) SendDigest(id LinkID) {
+	if r.links[id] != nil {
+		r.send(id, wire.KindDigest, wire.AppendDigest(nil, r.digest()))
+	}
 }
 
 // ErrUnknownLink is returned by Step for a link that is not up.
@@ -328,24 +418,22 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 		if err != nil {
 			return err
 		}
-		// Check everything first so that a bad batch changes nothing.
-		us := make([]wire.Update, 0, len(ups))
+		// Each update stands on its own: one that is refused changes
+		// nothing and costs none of the others.
+		var errs []error
 		for i, b := range ups {
 			u, err := wire.DecodeUpdate(b)
+			if err == nil {
+				err = r.stepUpdate(id, u.Event, u.Via)
+			}
 			if err != nil {
-				return fmt.Errorf("batch element %d: %w", i, err)
-			}
-			if err := r.t.CheckEvent(u.Event); err != nil {
-				return fmt.Errorf("batch element %d: %w", i, err)
-			}
-			us = append(us, u)
-		}
-		for _, u := range us {
-			if err := r.stepUpdate(id, u.Event, u.Via); err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("batch element %d of %d: %w", i, len(ups), err))
+				if len(errs) > 1 {
+					r.stats.Malformed++ // Step counts the first
+				}
 			}
 		}
-		return nil
+		return errors.Join(errs...)
 	case wire.KindInfo:
 		in, err := wire.DecodeInfo(data)
 		if err != nil {
@@ -419,6 +507,9 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 	for _, name := range sortedKeys(in.Known) {
 		r.markKnown(name, in.Known[name])
 	}
+	for _, name := range sortedKeys(in.Skipped) {
+		r.skip(name, in.Skipped[name])
+	}
 	if len(in.Missing) > 0 {
 		want := make(map[string]tree.RangeSet, len(in.Missing))
 		for name, rs := range in.Missing {
@@ -450,8 +541,27 @@ func (r *Replica) markKnown(name string, rs tree.RangeSet) {
 	r.known[name] = k
 }
 
-// flushState turns pending tick raises and known marks into records.
+// skip records ticks of node name as skipped (and persists what is new).
+func (r *Replica) skip(name string, rs tree.RangeSet) {
+	if rs.IsEmpty() {
+		return
+	}
+	add := r.t.Skip(name, rs)
+	if add.IsEmpty() {
+		return
+	}
+	k := r.skips[name]
+	k.AddSet(add)
+	r.skips[name] = k
+}
+
+// flushState turns pending tick raises, known marks and skips into records.
 func (r *Replica) flushState() {
+	if len(r.skips) > 0 {
+		in := wire.Info{Node: r.cfg.Node, Skipped: r.skips}
+		r.record(recSkip, func(b []byte) []byte { return wire.AppendInfo(b, in) })
+		r.skips = make(map[string]tree.RangeSet)
+	}
 	if len(r.ticks) > 0 {
 		in := wire.Info{Node: r.cfg.Node, Ticks: r.ticks}
 		r.record(recTicks, func(b []byte) []byte { return wire.AppendInfo(b, in) })
@@ -469,6 +579,7 @@ func (r *Replica) stepDigest(id LinkID, d wire.Digest) {
 	r.t.SeeTock(d.Tock)
 	for _, name := range sortedKeys(d.Nodes) {
 		r.raiseTick(name, d.Nodes[name].Tick)
+		r.skip(name, d.Nodes[name].Skipped)
 	}
 	// What the peer lacks: every tick we have seen that it has not.
 	want := make(map[string]tree.RangeSet)
@@ -551,8 +662,10 @@ func (r *Replica) stepHeartbeat(id LinkID, hb wire.Heartbeat, data []byte) {
 		return // seen already: do not relay again
 	}
 	m.seq, m.Tick, m.Tock, m.LastSeen, m.through = hb.Seq, hb.Tick, hb.Tock, r.now, hb.Through
+	m.seen = hb.Seen
 	r.t.SeeTock(hb.Tock)
 	r.raiseTick(hb.Node, hb.Tick)
+	r.skip(hb.Node, hb.Skipped)
 	r.broadcast(wire.KindHeartbeat, data, id)
 }
 
@@ -580,6 +693,10 @@ func (r *Replica) Tick() {
 	if r.now%uint64(r.cfg.PurgeTicks) == 0 {
 		r.purge()
 	}
+	if r.now%uint64(r.cfg.DigestTicks) == 0 && len(r.links) > 0 {
+		data := wire.AppendDigest(nil, r.digest())
+		r.broadcast(wire.KindDigest, data, -1)
+	}
 }
 
 func (r *Replica) heartbeat() {
@@ -594,9 +711,22 @@ func (r *Replica) heartbeat() {
 		Seq:     r.epoch<<32 | r.hbCount,
 		Through: make(map[string]uint64),
 	}
+	k := r.cfg.HeartbeatRanges
 	for _, n := range r.t.Nodes() {
-		hb.Through[n.Name()] = n.Known().Through()
+		known := n.Known()
+		hb.Through[n.Name()] = known.Through()
+		if above := known.Ranges(); len(above) > 1 || (len(above) == 1 && above[0].Start > 1) {
+			if above[0].Start == 1 {
+				above = above[1:]
+			}
+			if hb.Seen == nil {
+				hb.Seen = make(map[string]tree.RangeSet)
+			}
+			hb.Seen[n.Name()] = tree.RangeSetOf(above[max(0, len(above)-k):]...)
+		}
 	}
+	own := r.t.Node(r.cfg.Node).Skipped().Ranges()
+	hb.Skipped = tree.RangeSetOf(own[max(0, len(own)-k):]...)
 	r.broadcast(wire.KindHeartbeat, wire.AppendHeartbeat(nil, hb), -1)
 }
 
@@ -645,10 +775,14 @@ func (r *Replica) DeleterGroup() []string {
 }
 
 // stable reports whether the change l can be forgotten: every member of the
-// deleter group has seen it, and this node has seen every change those
-// members had made when they reported it. Any change concurrent with l by a
-// group member is then already known here, so no late copy can revive what
-// l deleted.
+// deleter group has seen it, and this node has seen (or knows skipped)
+// every change those members had made when they reported it. Any change
+// concurrent with l by a group member is then already known here, so no
+// late copy can revive what l deleted.
+//
+// A member has seen l only if l is within the ticks it actually received
+// (Member.saw): a skipped tick is covered for waiting, never for having
+// seen the deletion it may be.
 func (r *Replica) stable(group []string, l tree.Link) bool {
 	for _, g := range group {
 		if g == r.cfg.Node {
@@ -658,10 +792,10 @@ func (r *Replica) stable(group []string, l tree.Link) bool {
 			continue
 		}
 		m := r.members[g]
-		if m == nil || m.through[l.Node] < l.Tick {
+		if m == nil || !m.saw(l) {
 			return false
 		}
-		if r.t.Node(g).Known().Through() < m.Tick {
+		if r.t.Node(g).CoveredThrough() < m.Tick {
 			return false
 		}
 	}

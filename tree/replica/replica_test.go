@@ -277,7 +277,7 @@ func TestRestoreIsExact(t *testing.T) {
 	_ = p
 	// Restore from the log only.
 	r1 := New(Config{Node: "a"})
-	if errs := r1.Restore(nil, log); len(errs) > 0 {
+	if errs := r1.Restore(nil, log, nil); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	if dump(r1) != dump(a) {
@@ -289,7 +289,7 @@ func TestRestoreIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2 := New(Config{Node: "a"})
-	if errs := r2.Restore(snap, nil); len(errs) > 0 {
+	if errs := r2.Restore(snap, nil, nil); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	if dump(r2) != dump(a) || r2.Tree().Tock() != a.Tree().Tock() {
@@ -319,7 +319,7 @@ func TestMalformedMessagesChangeNothing(t *testing.T) {
 		{"digest not a map", wire.KindDigest, msgp.AppendString(nil, "digest")},
 		{"heartbeat wrong types", wire.KindHeartbeat, msgp.AppendArrayHeader(nil, 0)},
 		{"hello wrong proto", wire.KindHello, wire.AppendHello(nil, wire.Hello{Proto: 99, Node: "z"})},
-		{"batch with one bad element", wire.KindBatch, wire.AppendBatch(nil, [][]byte{wire.AppendUpdate(nil, good), wire.AppendUpdate(nil, bad)})},
+		{"batch with only bad elements", wire.KindBatch, wire.AppendBatch(nil, [][]byte{wire.AppendUpdate(nil, bad), {0x80}})},
 		{"unknown kind", wire.Kind(200), []byte{0x80}},
 	}
 	for _, tc := range cases {
@@ -337,6 +337,20 @@ func TestMalformedMessagesChangeNothing(t *testing.T) {
 	}
 	if err := a.Step(9, wire.KindUpdate, wire.AppendUpdate(nil, good)); err == nil {
 		t.Fatal("message on an unknown link accepted")
+	}
+	// One refused update never costs the rest of its batch.
+	good2 := tree.Event{Path: path("z"), Value: str("ok2"), Chain: tree.Chain{{Node: "b", Tick: 3}}, Tock: 7}
+	err := a.Step(1, wire.KindBatch, wire.AppendBatch(nil, [][]byte{wire.AppendUpdate(nil, good), wire.AppendUpdate(nil, bad), wire.AppendUpdate(nil, good2)}))
+	if err == nil || !strings.Contains(err.Error(), "batch element 1 of 3") {
+		t.Fatalf("batch with a bad element: error %v, want one naming element 1 of 3", err)
+	}
+	for _, ev := range []tree.Event{good, good2} {
+		if e := a.Tree().Get(ev.Path); e == nil || e.Chain().String() != ev.Chain.String() {
+			t.Errorf("%s of the batch was not applied", ev.Path)
+		}
+	}
+	if e := a.Tree().Get(bad.Path); e != nil {
+		t.Errorf("the refused update was applied: %v", e.Chain())
 	}
 }
 

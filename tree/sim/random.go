@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/replica"
+	"github.com/edgekv/edgekv/tree/store"
 )
 
 // Options shape a random run. Zero fields are drawn from the seed.
@@ -18,7 +19,12 @@ type Options struct {
 	Ops      int       // random operations before stabilising (default 200)
 	Nodes    int       // 3–7; 0 = random
 	Topology *Topology // nil = random
-	Verbose  io.Writer // trace every step here
+	// Policy is every node's sync policy; nil draws one per node.
+	Policy *store.SyncPolicy
+	// NoReserve turns the tick and tock reservation off (replica.Config):
+	// to show what it prevents.
+	NoReserve bool
+	Verbose   io.Writer // trace every step here
 }
 
 // Result summarises a random run.
@@ -96,11 +102,28 @@ func Run(o Options) (Result, error) {
 	}
 	w.rng = rng
 	w.Verbose = o.Verbose
+	w.NoReserve = o.NoReserve
+	w.TickReserve = 1 + rng.Uint64N(12)
+	w.TockReserve = 1 + rng.Uint64N(30)
+	policies := make([]string, nn)
+	for i, n := range names {
+		p := store.SyncPolicy(rng.IntN(3))
+		if o.Policy != nil {
+			p = *o.Policy
+		}
+		w.SetPolicy(n, p)
+		policies[i] = p.String()
+		// Restart with the policy and reserves (the nodes started with
+		// the defaults, and have written nothing yet).
+		w.Crash(n)
+		w.Restart(n)
+	}
 	w.DropRate = []float64{0, 0.02, 0.1, 0.3}[rng.IntN(4)]
 	w.DupRate = []float64{0, 0.05, 0.2}[rng.IntN(3)]
 	w.MaxDelay = uint64(rng.IntN(20))
 	res := Result{Seed: o.Seed, Ops: o.Ops, Nodes: nn, Topology: topo}
-	w.tracef("start: %d nodes %s chain %d drop %.2f dup %.2f delay %d", nn, topo, chainLen, w.DropRate, w.DupRate, w.MaxDelay)
+	w.tracef("start: %d nodes %s chain %d drop %.2f dup %.2f delay %d policies %v reserve %d/%d",
+		nn, topo, chainLen, w.DropRate, w.DupRate, w.MaxDelay, policies, w.TickReserve, w.TockReserve)
 
 	if rng.IntN(2) == 0 {
 		res.Deleter = true
@@ -176,6 +199,9 @@ func Run(o Options) (Result, error) {
 			}
 		case x < 85:
 			w.Tick()
+			if rng.IntN(3) == 0 {
+				w.FlushStores()
+			}
 		case x < 88:
 			k := 1 + rng.IntN(nn-1)
 			perm := rng.Perm(nn)[:k]
@@ -191,6 +217,19 @@ func Run(o Options) (Result, error) {
 			if n := up(); n != "" {
 				w.Crash(n)
 				res.Crashes++
+				if rng.IntN(2) == 0 {
+					// Restart it at once, cut off from everyone, and
+					// write on it straight away.
+					w.Partition([]string{n})
+					w.Restart(n)
+					for range 1 + rng.IntN(3) {
+						v := msgp.AppendString(nil, fmt.Sprintf("%s@%d-restarted", n, op))
+						if _, err := w.Set(n, path(), v, tree.Cond{}); err != nil {
+							return res, err
+						}
+						res.Writes++
+					}
+				}
 			}
 		case x < 96:
 			for _, n := range names {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -57,18 +58,24 @@ type packet struct {
 }
 
 type node struct {
-	name  string
-	r     *replica.Replica
-	fs    *store.MemFS
-	st    *store.Store
-	up    bool
-	links []int // link ids this node is on
+	name   string
+	policy store.SyncPolicy
+	r      *replica.Replica
+	fs     *store.MemFS
+	st     *store.Store
+	up     bool
+	links  []int // link ids this node is on
 }
 
-// Event is one acknowledged write, kept for the oracle.
+// acked is one acknowledged write, kept for the oracle. A write is safe
+// once some node has it on disk (flushed); until then a crash of every
+// node that holds it may lose it, and then it is marked lost: the oracle
+// leaves it out (under sync always a write is safe when acknowledged).
 type acked struct {
 	node string
 	ev   tree.Event
+	safe bool
+	lost bool
 }
 
 // World is a simulated network of replicas.
@@ -89,6 +96,28 @@ type World struct {
 	ChainLen  int
 	Delivered int
 	errs      []error
+
+	// TickReserve, TockReserve and NoReserve configure every replica
+	// started from now on (see replica.Config).
+	TickReserve, TockReserve uint64
+	NoReserve                bool
+	// issued records every (node, tick) a node has issued, with the
+	// event's path and tock: a tick issued twice for different changes
+	// is an error (tick reuse).
+	issued map[tree.Link]tree.Event
+	// lastTock is the highest tock each node has issued.
+	lastTock map[string]uint64
+}
+
+// SetPolicy sets node name's sync policy; it takes effect when the node
+// next starts.
+func (w *World) SetPolicy(name string, p store.SyncPolicy) error {
+	i, err := w.index(name)
+	if err != nil {
+		return err
+	}
+	w.nodes[i].policy = p
+	return nil
 }
 
 // NewWorld builds nodes named names on a topology. Every node starts with an
@@ -98,9 +127,11 @@ func NewWorld(seed uint64, names []string, topo Topology, chainLen int) (*World,
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		cut:      make(map[[2]int]bool),
 		ChainLen: chainLen,
+		issued:   make(map[tree.Link]tree.Event),
+		lastTock: make(map[string]uint64),
 	}
 	for _, name := range names {
-		w.nodes = append(w.nodes, &node{name: name, fs: store.NewMemFS()})
+		w.nodes = append(w.nodes, &node{name: name, fs: store.NewMemFS(), policy: store.SyncAlways})
 	}
 	n := len(names)
 	addLink := func(nodes ...int) {
@@ -190,16 +221,49 @@ func (w *World) Replica(name string) *replica.Replica {
 
 func (w *World) start(i int) error {
 	nd := w.nodes[i]
-	st, loaded, err := store.Open(nd.fs, store.Options{Sync: store.SyncAlways})
+	st, loaded, err := store.Open(nd.fs, store.Options{Sync: nd.policy})
 	if err != nil {
 		return fmt.Errorf("sim: open store of %s: %w", nd.name, err)
 	}
-	r := replica.New(replica.Config{Node: nd.name, ChainLen: w.ChainLen})
-	for _, e := range r.Restore(loaded.Snapshot, loaded.Log) {
+	r := replica.New(replica.Config{Node: nd.name, ChainLen: w.ChainLen,
+		TickReserve: w.TickReserve, TockReserve: w.TockReserve, NoReserve: w.NoReserve})
+	for _, e := range r.Restore(loaded.Snapshot, loaded.Log, loaded.NodeRecord) {
 		w.errs = append(w.errs, fmt.Errorf("%s restore: %w", nd.name, e))
 	}
 	nd.r, nd.st, nd.up = r, st, true
 	return w.flush(i)
+}
+
+// holds reports whether t holds ev or a version of its entry that beats
+// it: then t's node can pass on what ev is worth.
+func holds(t *tree.Tree, ev tree.Event) bool {
+	e := t.Get(ev.Path)
+	return e != nil && len(e.Chain()) > 0 && e.Version().Compare(ev.Version()) >= 0
+}
+
+// durable marks node i's store as flushed: every acknowledged write that
+// node i holds (or beats) is now safe.
+func (w *World) durable(i int) {
+	t := w.nodes[i].r.Tree()
+	for k := range w.acks {
+		if a := &w.acks[k]; !a.safe && holds(t, a.ev) {
+			a.safe = true
+		}
+	}
+}
+
+// FlushStores makes every running node under sync interval flush its
+// store (the group commit of its interval).
+func (w *World) FlushStores() {
+	for i, nd := range w.nodes {
+		if nd.up && nd.policy == store.SyncInterval {
+			if err := nd.st.Flush(); err != nil {
+				w.errs = append(w.errs, fmt.Errorf("%s flush: %w", nd.name, err))
+				continue
+			}
+			w.durable(i)
+		}
+	}
 }
 
 // flush persists node i's records and queues its messages.
@@ -209,10 +273,18 @@ func (w *World) flush(i int) error {
 		return nil
 	}
 	rd := nd.r.Ready()
+	if rd.NodeRecord != nil {
+		if err := nd.st.SaveNodeRecord(rd.NodeRecord); err != nil {
+			return fmt.Errorf("sim: %s save node record: %w", nd.name, err)
+		}
+	}
 	if len(rd.Records) > 0 {
 		if err := nd.st.AppendBatch(rd.Records); err != nil {
 			return fmt.Errorf("sim: %s persist: %w", nd.name, err)
 		}
+	}
+	if nd.policy == store.SyncAlways {
+		w.durable(i)
 	}
 	for _, m := range rd.Messages {
 		l := w.links[m.Link]
@@ -365,6 +437,22 @@ func (w *World) Crash(name string) error {
 	nd.up = false
 	nd.r, nd.st = nil, nil
 	nd.fs.Crash(w.rng)
+	// Acknowledged writes on no disk and held (or beaten) by no running
+	// node are gone.
+	for k := range w.acks {
+		a := &w.acks[k]
+		if a.safe || a.lost {
+			continue
+		}
+		held := false
+		for _, o := range w.nodes {
+			if o.up && holds(o.r.Tree(), a.ev) {
+				held = true
+				break
+			}
+		}
+		a.lost = !held
+	}
 	w.tracef("crash %s", name)
 	w.refreshLinks()
 	return nil
@@ -429,10 +517,20 @@ func (w *World) write(name string, op func(*replica.Replica) (tree.Event, bool, 
 }
 
 func (w *World) ack(i int, ev tree.Event) error {
+	name := w.nodes[i].name
+	if old, ok := w.issued[ev.Chain[0]]; ok {
+		w.errs = append(w.errs, fmt.Errorf("%s reused tick %s: first for %s tock %d, now for %s tock %d",
+			name, ev.Chain[0], old.Path, old.Tock, ev.Path, ev.Tock))
+	}
+	w.issued[ev.Chain[0]] = ev
+	if ev.Tock <= w.lastTock[name] {
+		w.errs = append(w.errs, fmt.Errorf("%s issued tock %d after tock %d", name, ev.Tock, w.lastTock[name]))
+	}
+	w.lastTock[name] = ev.Tock
+	w.acks = append(w.acks, acked{node: name, ev: ev})
 	if err := w.flush(i); err != nil {
 		return err
 	}
-	w.acks = append(w.acks, acked{node: w.nodes[i].name, ev: ev})
 	w.tracef("%s writes %s = %s (%s, tock %d)", w.nodes[i].name, ev.Path, showValue(ev.Value), ev.Chain, ev.Tock)
 	return nil
 }
@@ -576,7 +674,7 @@ func DumpState(t *tree.Tree) string {
 		return true
 	})
 	for _, n := range t.Nodes() {
-		fmt.Fprintf(&b, "node %s tick %d known %s present %s deleted %s\n", n.Name(), n.Tick(), n.Known(), n.Present(), n.Deleted())
+		fmt.Fprintf(&b, "node %s tick %d known %s present %s deleted %s skipped %s\n", n.Name(), n.Tick(), n.Known(), n.Present(), n.Deleted(), n.Skipped())
 	}
 	return b.String()
 }
@@ -617,12 +715,26 @@ func (w *World) Check() []error {
 			}
 		}
 	}
-	// Oracle: the winner among all acknowledged writes per path.
-	win := make(map[string]tree.Event)
+	// Oracle, per path: the entry must hold a version that some
+	// acknowledged write made (nothing invented), and no acknowledged
+	// write that a crash could not have lost may beat it. A write a crash
+	// may have lost (see acked) can still win: a torn write can keep more
+	// than was synced.
+	made := make(map[string]map[tree.Version]bool)
+	paths := make(map[string]tree.Path)
+	req := make(map[string]tree.Event) // the winner among the writes that cannot be lost
 	for _, a := range w.acks {
 		k := a.ev.Path.String()
-		if cur, ok := win[k]; !ok || a.ev.Version().Compare(cur.Version()) > 0 {
-			win[k] = a.ev
+		if made[k] == nil {
+			made[k] = make(map[tree.Version]bool)
+			paths[k] = a.ev.Path
+		}
+		made[k][a.ev.Version()] = true
+		if a.lost {
+			continue
+		}
+		if cur, ok := req[k]; !ok || a.ev.Version().Compare(cur.Version()) > 0 {
+			req[k] = a.ev
 		}
 	}
 	for _, nd := range w.nodes {
@@ -630,15 +742,22 @@ func (w *World) Check() []error {
 			continue
 		}
 		t := nd.r.Tree()
-		for k, ev := range win {
-			e := t.Get(ev.Path)
+		for _, k := range slices.Sorted(maps.Keys(paths)) {
+			e := t.Get(paths[k])
+			r, hasReq := req[k]
 			switch {
-			case ev.Value != nil && (e == nil || !e.HasValue()):
-				errs = append(errs, fmt.Errorf("%s: %s lost acknowledged winning write %s (%s)", nd.name, k, showValue(ev.Value), ev.Chain))
-			case ev.Value == nil && e != nil && e.HasValue():
-				errs = append(errs, fmt.Errorf("%s: deleted %s came back as %s", nd.name, k, showValue(mustValue(e))))
-			case e != nil && len(e.Chain()) > 0 && e.Version() != ev.Version():
-				errs = append(errs, fmt.Errorf("%s: %s has version %v, the winning write is %v", nd.name, k, e.Version(), ev.Version()))
+			case e == nil || len(e.Chain()) == 0: // never there, or a purged tombstone
+				if hasReq && r.Value != nil {
+					errs = append(errs, fmt.Errorf("%s: %s lost acknowledged winning write %s (%s)", nd.name, k, showValue(r.Value), r.Chain))
+				}
+			case !made[k][e.Version()]:
+				errs = append(errs, fmt.Errorf("%s: %s has version %v, which no acknowledged write made", nd.name, k, e.Version()))
+			case hasReq && e.Version().Compare(r.Version()) < 0:
+				if r.Value == nil {
+					errs = append(errs, fmt.Errorf("%s: deleted %s came back as %s (%v)", nd.name, k, showValue(mustValue(e)), e.Version()))
+				} else {
+					errs = append(errs, fmt.Errorf("%s: %s has version %v, the winning write is %v", nd.name, k, e.Version(), r.Version()))
+				}
 			}
 		}
 	}

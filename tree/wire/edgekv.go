@@ -36,22 +36,19 @@ type NodeDigest struct {
 }
 
 // Heartbeat is sent periodically and relayed: {node, tick, tock, seq,
-// through?: {name: tick}, skipped?, covered?: {name: tick}, skip_max?:
-// {name: tick}}. Through gives, per node, the tick up to which the sender
-// has seen every change (contiguous from 1). Skipped is the sender's own
-// skipped ticks (the most recent ranges). For a node whose skipped ticks
-// the sender knows, Covered gives the tick up to which the sender has seen
-// or skipped every tick, and SkipMax its highest skipped tick: above
-// SkipMax and up to Covered, the sender has seen every tick.
+// through?: {name: tick}, seen?: {name: ranges}, skipped?}. Through gives,
+// per node, the tick up to which the sender has seen every change
+// (contiguous from 1); Seen, for nodes with gaps, ticks above that which
+// the sender has seen too (its newest ranges). Skipped is the sender's own
+// skipped ticks (its newest ranges).
 type Heartbeat struct {
 	Node    string
 	Tick    uint64
 	Tock    uint64
 	Seq     uint64
 	Through map[string]uint64
+	Seen    map[string]tree.RangeSet
 	Skipped tree.RangeSet
-	Covered map[string]uint64
-	SkipMax map[string]uint64
 }
 
 // Reservation is a node's durable reservation record {node, epoch, tick,
@@ -213,12 +210,12 @@ func readNodeDigest(b []byte) (NodeDigest, []byte, *Error) {
 	return nd, rest, nil
 }
 
-// AppendHeartbeat appends hb as {node, tick, tock, seq, through?,
-// skipped?, covered?, skip_max?}; the optional keys are omitted when
-// empty, nodes in ascending order.
+// AppendHeartbeat appends hb as {node, tick, tock, seq, through?, seen?,
+// skipped?}; the optional keys are omitted when empty, nodes in ascending
+// order.
 func AppendHeartbeat(b []byte, hb Heartbeat) []byte {
 	n := byte(4)
-	for _, l := range [...]int{len(hb.Through), len(hb.Skipped.Ranges()), len(hb.Covered), len(hb.SkipMax)} {
+	for _, l := range [...]int{len(hb.Through), len(hb.Seen), len(hb.Skipped.Ranges())} {
 		if l > 0 {
 			n++
 		}
@@ -231,17 +228,13 @@ func AppendHeartbeat(b []byte, hb Heartbeat) []byte {
 		b = append(b, "\xa7through"...)
 		b = appendTickMap(b, hb.Through)
 	}
+	if len(hb.Seen) > 0 {
+		b = append(b, "\xa4seen"...)
+		b = appendRangeSetMap(b, hb.Seen)
+	}
 	if !hb.Skipped.IsEmpty() {
 		b = append(b, "\xa7skipped"...)
 		b = AppendRangeSet(b, hb.Skipped)
-	}
-	if len(hb.Covered) > 0 {
-		b = append(b, "\xa7covered"...)
-		b = appendTickMap(b, hb.Covered)
-	}
-	if len(hb.SkipMax) > 0 {
-		b = append(b, "\xa8skip_max"...)
-		b = appendTickMap(b, hb.SkipMax)
 	}
 	return b
 }
@@ -259,16 +252,9 @@ func DecodeHeartbeat(b []byte) (Heartbeat, error) {
 			hb.Through, rest, e = readTickMap(v, false)
 			return rest, e
 		}},
+		{"seen", false, rangeSetMapInto(&hb.Seen)},
 		{"skipped", false, func(v []byte) (rest []byte, e *Error) {
 			hb.Skipped, rest, e = readRangeSet(v)
-			return rest, e
-		}},
-		{"covered", false, func(v []byte) (rest []byte, e *Error) {
-			hb.Covered, rest, e = readTickMap(v, false)
-			return rest, e
-		}},
-		{"skip_max", false, func(v []byte) (rest []byte, e *Error) {
-			hb.SkipMax, rest, e = readTickMap(v, false)
 			return rest, e
 		}},
 	})

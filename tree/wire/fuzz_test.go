@@ -151,7 +151,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	seedTable(f, "heartbeat")
 	f.Add(AppendHeartbeat(nil, Heartbeat{Node: "a", Tick: 1, Tock: 2, Seq: 3, Through: map[string]uint64{"a": 1, "b": 7}}))
 	f.Add(AppendHeartbeat(nil, Heartbeat{Node: "a", Tick: 90, Tock: 2, Seq: 3, Through: map[string]uint64{"a": 1},
-		Skipped: tree.RangeSetOf(tree.Range{Start: 2, End: 80}), Covered: map[string]uint64{"a": 90}, SkipMax: map[string]uint64{"a": 79}}))
+		Skipped: tree.RangeSetOf(tree.Range{Start: 2, End: 80}), Seen: map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 80, End: 91})}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hb, err := DecodeHeartbeat(b)
 		if err != nil {

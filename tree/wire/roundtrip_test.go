@@ -385,7 +385,7 @@ func TestHelloDigestHeartbeatRoundTrip(t *testing.T) {
 		{Node: "a", Tick: 1, Tock: 2, Seq: 7<<32 | 5, Through: map[string]uint64{"a": 1, "b": 0, "c": 1000}},
 		{Node: "a", Tick: 900, Tock: 2, Seq: 9, Through: map[string]uint64{"a": 10},
 			Skipped: tree.RangeSetOf(tree.Range{Start: 11, End: 800}),
-			Covered: map[string]uint64{"a": 900, "b": 4}, SkipMax: map[string]uint64{"a": 799, "b": 3}},
+			Seen:    map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 800, End: 901}), "b": tree.RangeSetOf(tree.Range{Start: 7, End: 9})}},
 		{Node: "a", Tick: 900, Tock: 2, Seq: 9, Skipped: tree.RangeSetOf(tree.Range{Start: 11, End: 800})},
 	}
 	for i, hb := range hbs {
