@@ -11,6 +11,12 @@ var (
 	ErrConflict     = errors.New("tree: conflict")
 	ErrMalformed    = errors.New("tree: malformed input")
 	ErrInternal     = errors.New("tree: internal error")
+	// ErrUnavailable: the request cannot be served now (the node is
+	// stopping, its store failed, an action is not offered); trying later
+	// or elsewhere may work.
+	ErrUnavailable = errors.New("tree: unavailable")
+	// ErrPermission: the caller may not do this.
+	ErrPermission = errors.New("tree: permission denied")
 )
 
 // Kind of an error, as the edges report it.
@@ -42,6 +48,10 @@ func KindOf(err error) ErrorKind {
 		return KindNotFound
 	case errors.Is(err, ErrConflict):
 		return KindConflict
+	case errors.Is(err, ErrUnavailable):
+		return KindUnavailable
+	case errors.Is(err, ErrPermission):
+		return KindPermission
 	}
 	return KindInternalErr
 }

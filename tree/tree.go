@@ -65,11 +65,37 @@ type Config struct {
 // that a peer holds is still accepted and passed on like any other, and
 // then becomes known.
 type Node struct {
-	name    string
-	tick    uint64
-	known   RangeSet
-	skipped RangeSet
-	entries map[uint64]*Entry
+	name     string
+	nameHash uint64
+	tick     uint64
+	known    RangeSet
+	skipped  RangeSet
+	entries  map[uint64]*Entry
+	heads    uint64 // XOR of headHash over the ticks that head an entry
+}
+
+// headHash mixes a node's name hash and a tick (splitmix64's finaliser).
+func headHash(nameHash, tick uint64) uint64 {
+	z := nameHash ^ (tick * 0x9e3779b97f4a7c15)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// HeadsHash is a hash of the set of this node's ticks that head some
+// entry (a value or a tombstone): two trees that hold the same versions
+// have equal hashes for every node.
+func (n *Node) HeadsHash() uint64 { return n.heads }
+
+// Heads returns this node's ticks that head some entry.
+func (n *Node) Heads() RangeSet {
+	return n.ticksWhere(func(e *Entry) bool { return e.chain[0].Node == n.name })
+}
+
+// flipHead adds or removes link l as the head of an entry.
+func (t *Tree) flipHead(l Link) {
+	n := t.Node(l.Node)
+	n.heads ^= headHash(n.nameHash, l.Tick)
 }
 
 // Name returns the node's name.
@@ -142,7 +168,16 @@ type Tree struct {
 	tock     uint64
 	values   int
 	tombs    map[*Entry]struct{}
+	purged   bool // a tombstone was purged here (ever: see SetPurged)
 }
+
+// Purged reports whether this tree has ever purged a tombstone (as far as
+// its store remembers: SetPurged restores it).
+func (t *Tree) Purged() bool { return t.purged }
+
+// SetPurged records that the tree purged tombstones before (from a
+// snapshot).
+func (t *Tree) SetPurged() { t.purged = true }
 
 // New returns an empty tree.
 func New(cfg Config) *Tree {
@@ -184,10 +219,20 @@ func (t *Tree) Root() *Entry { return t.root }
 func (t *Tree) Node(name string) *Node {
 	n := t.nodes[name]
 	if n == nil {
-		n = &Node{name: name, entries: make(map[uint64]*Entry)}
+		n = &Node{name: name, nameHash: nameHash(name), entries: make(map[uint64]*Entry)}
 		t.nodes[name] = n
 	}
 	return n
+}
+
+// nameHash is FNV-1a of name.
+func nameHash(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // LookupNode returns the record of node name, or nil.
@@ -414,7 +459,7 @@ func (t *Tree) deepest(p Path) (*Entry, int) {
 func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	head := ev.Chain[0]
 	hn := t.Node(head.Node)
-	if hn.known.Contains(head.Tick) {
+	if hn.known.Contains(head.Tick) && !t.staleSuperseded(hn, ev, e) {
 		return Known
 	}
 	chain := ev.Chain
@@ -446,6 +491,10 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 			e = e.child(el, true)
 		}
 	}
+	if len(e.chain) > 0 {
+		t.flipHead(e.chain[0])
+	}
+	t.flipHead(chain[0])
 	// Old links that the new chain does not carry are superseded.
 	for _, l := range e.chain {
 		if !chain.Contains(l) {
@@ -478,6 +527,28 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 		t.checkEntry(e)
 	}
 	return Applied
+}
+
+// staleSuperseded reports whether ev, whose head tick is known here, must
+// still be applied: its tick is known only as superseded (not on any
+// chain), yet the entry at its path holds an older version, or none. That
+// happens when this node was told the tick was superseded by a version
+// that a crash then lost everywhere; applying it brings the entry to what
+// the nodes that hold it have (and if the newer version does exist, it
+// still wins when it comes). A missing entry counts only while this tree
+// has never purged a tombstone: after a purge, the known tick is what keeps
+// a late copy from reviving a deletion.
+func (t *Tree) staleSuperseded(hn *Node, ev Event, e *Entry) bool {
+	if hn.entries[ev.Chain[0].Tick] != nil {
+		return false // present: a true duplicate
+	}
+	if e == nil {
+		e = t.Get(ev.Path)
+	}
+	if e == nil || len(e.chain) == 0 {
+		return !t.purged
+	}
+	return ev.Version().Compare(e.Version()) > 0
 }
 
 // markSeen records link l as seen and returns its node.
@@ -531,8 +602,10 @@ func (t *Tree) Purge(p Path, stable func(Link) bool) bool {
 			delete(n.entries, l.Tick)
 		}
 	}
+	t.flipHead(e.chain[0])
 	e.chain = nil
 	delete(t.tombs, e)
+	t.purged = true
 	t.chop(e)
 	return true
 }

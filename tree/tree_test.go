@@ -305,3 +305,94 @@ func TestSkip(t *testing.T) {
 		t.Errorf("c: tick %d missing %s", b.Node("c").Tick(), b.Node("c").Missing())
 	}
 }
+
+// TestHeadsHash: the incremental heads hash always equals the hash of the
+// heads recomputed from scratch, through writes, deletes, remote events
+// and purges.
+func TestHeadsHash(t *testing.T) {
+	a := New(Config{Self: "a"})
+	b := New(Config{Self: "b"})
+	recompute := func(tr *Tree, name string) uint64 {
+		n := tr.Node(name)
+		var h uint64
+		n.Heads().All(func(tk uint64) bool { h ^= headHash(n.nameHash, tk); return true })
+		return h
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, tr := range []*Tree{a, b} {
+			for _, name := range []string{"a", "b"} {
+				if got, want := tr.Node(name).HeadsHash(), recompute(tr, name); got != want {
+					t.Fatalf("%s: tree %s, node %s: heads hash %x, recomputed %x", step, tr.Self(), name, got, want)
+				}
+			}
+		}
+	}
+	for i := range 30 {
+		path := p("k", string(rune('a'+i%5)))
+		ev := mustSet(t, a, path, "v")
+		if _, err := b.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			ev2, _, err := b.Set(path, val("w"), Cond{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Apply(ev2)
+		}
+		if i%4 == 0 {
+			del, err := a.Delete(path, Cond{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Apply(del)
+		}
+		check("step")
+	}
+	if a.Node("a").HeadsHash() == 0 || a.Node("a").HeadsHash() != b.Node("a").HeadsHash() {
+		t.Fatalf("same versions, different hashes: %x vs %x", a.Node("a").HeadsHash(), b.Node("a").HeadsHash())
+	}
+	for _, tp := range a.Tombstones() {
+		a.Purge(tp, func(Link) bool { return true })
+	}
+	check("purge")
+	if !a.Purged() || b.Purged() {
+		t.Errorf("Purged: a %v b %v", a.Purged(), b.Purged())
+	}
+}
+
+// TestStaleSuperseded: a tick known only as superseded is applied when the
+// entry holds an older version (the superseding one was lost), and, until
+// the tree purges anything, when the entry is missing; never when the tick
+// is on a chain, and not for a missing entry after a purge.
+func TestStaleSuperseded(t *testing.T) {
+	c := New(Config{Self: "c"})
+	ev14 := mustSet(t, c, p("k"), "14")
+	ev16 := mustSet(t, c, p("k"), "16")
+	ev17 := mustSet(t, c, p("other"), "17")
+
+	b := New(Config{Self: "b"})
+	b.Apply(ev14)
+	b.MarkSuperseded("c", RangeSetOf(Range{2, 3})) // told c:2 is superseded (by a version since lost)
+	if out, err := b.Apply(ev16); err != nil || out != Applied {
+		t.Fatalf("stale superseded over an older version: %v, %v", out, err)
+	}
+	if out, _ := b.Apply(ev16); out != Known {
+		t.Fatalf("again: %v, want known", out)
+	}
+	if out, _ := b.Apply(ev14); out != Known {
+		t.Fatalf("older copy: %v, want known", out)
+	}
+	b.MarkSuperseded("c", RangeSetOf(Range{3, 4}))
+	if out, err := b.Apply(ev17); err != nil || out != Applied {
+		t.Fatalf("missing entry, nothing purged: %v, %v", out, err)
+	}
+
+	d := New(Config{Self: "d"})
+	d.SetPurged()
+	d.MarkSuperseded("c", RangeSetOf(Range{3, 4}))
+	if out, _ := d.Apply(ev17); out != Known {
+		t.Fatalf("missing entry after a purge: %v, want known (a purged deletion stays)", out)
+	}
+}

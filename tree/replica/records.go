@@ -155,6 +155,9 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 		for name, rs := range st.Skipped {
 			r.t.Skip(name, rs)
 		}
+		if st.Purged {
+			r.t.SetPurged()
+		}
 		for name, rs := range st.Known {
 			*known = append(*known, func() { r.t.MarkSuperseded(name, rs) })
 		}
@@ -169,7 +172,8 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 // replica's owning goroutine; records are produced eagerly for one entry at
 // a time.
 func (r *Replica) SnapshotRecords(yield func([]byte) error) error {
-	st := wire.State{Node: r.cfg.Node, Tock: r.t.Tock(), Epoch: r.epoch, Ticks: make(map[string]uint64), Known: make(map[string]tree.RangeSet)}
+	st := wire.State{Node: r.cfg.Node, Tock: r.t.Tock(), Epoch: r.epoch, Purged: r.t.Purged(),
+		Ticks: make(map[string]uint64), Known: make(map[string]tree.RangeSet)}
 	for _, n := range r.t.Nodes() {
 		st.Ticks[n.Name()] = n.Tick()
 		st.Known[n.Name()] = n.Known()

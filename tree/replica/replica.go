@@ -54,6 +54,11 @@ type Config struct {
 	// its log holds and declares nothing skipped. It exists only so that
 	// tests can show what the reservation prevents; never set it.
 	NoReserve bool
+	// Volatile says that the node's store keeps no data (sync "none"):
+	// its heartbeats then claim nothing about what it has seen, so that
+	// no tombstone is purged on its word (what it has seen a crash
+	// forgets).
+	Volatile bool
 }
 
 func (c *Config) setDefaults() {
@@ -111,11 +116,16 @@ type Ready struct {
 	Messages   []Message
 	Records    [][]byte
 	Changes    []Change
+	// MustSync: Messages make claims that must hold after a crash (this
+	// node's heartbeat says what it has seen; info{known} says ticks are
+	// superseded), so everything persisted so far, Records included, must
+	// be durable (fsynced) before they are sent.
+	MustSync bool
 }
 
 // IsEmpty reports whether there is nothing to do.
 func (rd Ready) IsEmpty() bool {
-	return rd.NodeRecord == nil && len(rd.Messages) == 0 && len(rd.Records) == 0 && len(rd.Changes) == 0
+	return rd.NodeRecord == nil && len(rd.Messages) == 0 && len(rd.Records) == 0 && len(rd.Changes) == 0 && !rd.MustSync
 }
 
 // Member is what this node knows of another node from its heartbeats.
@@ -155,6 +165,9 @@ type Stats struct {
 	Malformed   int
 	Purged      int
 	MissingReqs int
+	// HeadsExchanges counts heads lists sent because a peer had seen the
+	// same changes but held other versions.
+	HeadsExchanges int
 }
 
 // Replica is one node's sync state machine.
@@ -363,6 +376,16 @@ func (r *Replica) relay(ev tree.Event, via []string, skip LinkID) int {
 // LinkUp registers a new link and starts the catch-up: hello and digest.
 func (r *Replica) LinkUp(id LinkID) {
 	r.links[id] = &LinkState{ID: id}
+	r.Handshake(id)
+}
+
+// Handshake sends hello and digest on link id again (the driver calls it
+// when the connection under an up link was replaced): the peer then sends
+// whatever this node lacks, and this node what the peer lacks.
+func (r *Replica) Handshake(id LinkID) {
+	if r.links[id] == nil {
+		return
+	}
 	self := r.t.Node(r.cfg.Node)
 	r.send(id, wire.KindHello, wire.AppendHello(nil, wire.Hello{Proto: ProtoVersion, Node: r.cfg.Node, Tick: self.Tick(), Tock: r.t.Tock()}))
 	r.send(id, wire.KindDigest, wire.AppendDigest(nil, r.digest()))
@@ -374,7 +397,7 @@ func (r *Replica) LinkDown(id LinkID) { delete(r.links, id) }
 func (r *Replica) digest() wire.Digest {
 	d := wire.Digest{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Nodes: make(map[string]wire.NodeDigest)}
 	for _, n := range r.t.Nodes() {
-		d.Nodes[n.Name()] = wire.NodeDigest{Tick: n.Tick(), Known: n.Known(), Skipped: n.Skipped()}
+		d.Nodes[n.Name()] = wire.NodeDigest{Tick: n.Tick(), Known: n.Known(), Skipped: n.Skipped(), Heads: n.HeadsHash()}
 	}
 	return d
 }
@@ -465,6 +488,13 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 			return err
 		}
 		r.stepHeartbeat(id, hb, data)
+		return nil
+	case wire.KindHeads:
+		h, err := wire.DecodeHeads(data)
+		if err != nil {
+			return err
+		}
+		r.stepHeads(id, h)
 		return nil
 	}
 	return fmt.Errorf("%w: unknown message kind %d", tree.ErrMalformed, k)
@@ -583,13 +613,76 @@ func (r *Replica) stepDigest(id LinkID, d wire.Digest) {
 	}
 	// What the peer lacks: every tick we have seen that it has not.
 	want := make(map[string]tree.RangeSet)
+	same := true // both have seen the same ticks
 	for _, n := range r.t.Nodes() {
 		lack := n.Known().Minus(d.Nodes[n.Name()].Known)
 		if !lack.IsEmpty() {
 			want[n.Name()] = lack
 		}
+		same = same && n.Known().Equal(d.Nodes[n.Name()].Known)
+	}
+	for name, nd := range d.Nodes {
+		if n := r.t.LookupNode(name); n == nil && !nd.Known.IsEmpty() {
+			same = false
+		}
 	}
 	r.resend(id, want)
+	if !same {
+		return
+	}
+	// Having seen the same changes, both must hold the same versions.
+	// If they do not (a node was told a tick was superseded by a version
+	// that a crash then lost), list our heads where the hashes differ: the
+	// peer sends the entries it heads that we lack, and answers with its
+	// own list so that we do the same.
+	if h := r.headsWhereDifferent(d.Nodes); len(h) > 0 {
+		r.stats.HeadsExchanges++
+		r.send(id, wire.KindHeads, wire.AppendHeads(nil, wire.Heads{Node: r.cfg.Node, Nodes: h}))
+	}
+}
+
+// headsWhereDifferent lists our head ticks for every node whose heads hash
+// differs from the peer's.
+func (r *Replica) headsWhereDifferent(peer map[string]wire.NodeDigest) map[string]tree.RangeSet {
+	out := make(map[string]tree.RangeSet)
+	for _, n := range r.t.Nodes() {
+		if n.HeadsHash() != peer[n.Name()].Heads {
+			out[n.Name()] = n.Heads()
+		}
+	}
+	for name, nd := range peer {
+		if r.t.LookupNode(name) == nil && nd.Heads != 0 {
+			out[name] = tree.RangeSet{}
+		}
+	}
+	return out
+}
+
+// stepHeads sends the entries this node heads that the peer's list lacks
+// (their current versions), and answers a list that is not a reply with
+// its own heads for the same nodes.
+func (r *Replica) stepHeads(id LinkID, h wire.Heads) {
+	want := make(map[string]tree.RangeSet)
+	for _, name := range sortedKeys(h.Nodes) {
+		if n := r.t.LookupNode(name); n != nil {
+			if lack := n.Heads().Minus(h.Nodes[name]); !lack.IsEmpty() {
+				want[name] = lack
+			}
+		}
+	}
+	r.resend(id, want)
+	if h.Reply {
+		return
+	}
+	mine := make(map[string]tree.RangeSet, len(h.Nodes))
+	for name := range h.Nodes {
+		if n := r.t.LookupNode(name); n != nil {
+			mine[name] = n.Heads()
+		} else {
+			mine[name] = tree.RangeSet{}
+		}
+	}
+	r.send(id, wire.KindHeads, wire.AppendHeads(nil, wire.Heads{Node: r.cfg.Node, Reply: true, Nodes: mine}))
 }
 
 // resend sends on link id the current version of every entry that holds one
@@ -645,6 +738,7 @@ func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
 	}
 	flush()
 	if len(superseded) > 0 {
+		r.out.MustSync = true
 		r.send(id, wire.KindInfo, wire.AppendInfo(nil, wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Known: superseded}))
 	}
 }
@@ -713,6 +807,9 @@ func (r *Replica) heartbeat() {
 	}
 	k := r.cfg.HeartbeatRanges
 	for _, n := range r.t.Nodes() {
+		if r.cfg.Volatile {
+			break // claims nothing it has seen
+		}
 		known := n.Known()
 		hb.Through[n.Name()] = known.Through()
 		if above := known.Ranges(); len(above) > 1 || (len(above) == 1 && above[0].Start > 1) {
@@ -727,6 +824,7 @@ func (r *Replica) heartbeat() {
 	}
 	own := r.t.Node(r.cfg.Node).Skipped().Ranges()
 	hb.Skipped = tree.RangeSetOf(own[max(0, len(own)-k):]...)
+	r.out.MustSync = true
 	r.broadcast(wire.KindHeartbeat, wire.AppendHeartbeat(nil, hb), -1)
 }
 

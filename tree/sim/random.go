@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/tinylib/msgp/msgp"
@@ -38,13 +40,21 @@ type Result struct {
 	Rounds    int
 	Delivered int
 	// What the run exercised (for coverage checks).
-	Crashes, Partitions, Snapshots, Conflicts int
-	Lost, Purged, Duplicates                  int
+	Crashes, Partitions, Snapshots, Conflicts     int
+	Lost, Purged, Duplicates                      int
+	IsolatedRestarts, SnapshotCrashes, DiskFaults int
+	// Policies are the nodes' sync policies; BothDial: every pair of
+	// peers dialled each other.
+	Policies []store.SyncPolicy
+	BothDial bool
+	// TraceSum sums every step's trace line: the same seed gives the same
+	// sum.
+	TraceSum uint64
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("seed %d: %d nodes, %s, %d writes, deleter %v, settled in %d rounds, %d messages delivered",
-		r.Seed, r.Nodes, r.Topology, r.Writes, r.Deleter, r.Rounds, r.Delivered)
+	return fmt.Sprintf("seed %d: %d nodes, %s, sync %v, %d writes, deleter %v, settled in %d rounds, %d messages delivered",
+		r.Seed, r.Nodes, r.Topology, r.Policies, r.Writes, r.Deleter, r.Rounds, r.Delivered)
 }
 
 // Failure is a failed random run: it names the seed to replay.
@@ -78,8 +88,7 @@ func Run(o Options) (Result, error) {
 	if o.Ops <= 0 {
 		o.Ops = 200
 	}
-	w0, _ := NewWorld(o.Seed, nil, Mesh, 0) // only for the RNG
-	rng := w0.rng
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x51ed2701f3a5c7b9))
 	nn := o.Nodes
 	if nn == 0 {
 		nn = 3 + rng.IntN(5)
@@ -95,37 +104,51 @@ func Run(o Options) (Result, error) {
 	for i := range names {
 		names[i] = string(rune('a' + i))
 	}
-	chainLen := 2 + rng.IntN(4)
-	w, err := NewWorld(o.Seed, names, topo, chainLen)
+	cfg := Config{
+		Seed: o.Seed, Names: names, Topology: topo,
+		ChainLen:    2 + rng.IntN(4),
+		Policies:    make(map[string]store.SyncPolicy),
+		TickReserve: 1 + rng.Uint64N(12),
+		TockReserve: 1 + rng.Uint64N(30),
+		NoReserve:   o.NoReserve,
+		BothDial:    topo != Hub && rng.IntN(4) == 0,
+	}
+	policies := make([]string, nn)
+	durableOnly := rng.IntN(3) == 0 // a third of the runs keep all data on disk (deleter groups need that)
+	for i, n := range names {
+		p := store.SyncPolicy(rng.IntN(3))
+		if durableOnly {
+			p = store.SyncPolicy(rng.IntN(2)) // interval or always
+		}
+		if o.Policy != nil {
+			p = *o.Policy
+		}
+		cfg.Policies[n] = p
+		policies[i] = p.String()
+	}
+	w, err := NewWorldConfig(cfg)
 	if err != nil {
 		return Result{}, err
 	}
 	w.rng = rng
 	w.Verbose = o.Verbose
-	w.NoReserve = o.NoReserve
-	w.TickReserve = 1 + rng.Uint64N(12)
-	w.TockReserve = 1 + rng.Uint64N(30)
-	policies := make([]string, nn)
-	for i, n := range names {
-		p := store.SyncPolicy(rng.IntN(3))
-		if o.Policy != nil {
-			p = *o.Policy
-		}
-		w.SetPolicy(n, p)
-		policies[i] = p.String()
-		// Restart with the policy and reserves (the nodes started with
-		// the defaults, and have written nothing yet).
-		w.Crash(n)
-		w.Restart(n)
-	}
 	w.DropRate = []float64{0, 0.02, 0.1, 0.3}[rng.IntN(4)]
 	w.DupRate = []float64{0, 0.05, 0.2}[rng.IntN(3)]
 	w.MaxDelay = uint64(rng.IntN(20))
-	res := Result{Seed: o.Seed, Ops: o.Ops, Nodes: nn, Topology: topo}
-	w.tracef("start: %d nodes %s chain %d drop %.2f dup %.2f delay %d policies %v reserve %d/%d",
-		nn, topo, chainLen, w.DropRate, w.DupRate, w.MaxDelay, policies, w.TickReserve, w.TockReserve)
+	res := Result{Seed: o.Seed, Ops: o.Ops, Nodes: nn, Topology: topo, BothDial: cfg.BothDial}
+	for _, n := range names {
+		res.Policies = append(res.Policies, cfg.Policies[n])
+	}
+	w.tracef("start: %d nodes %s chain %d drop %.2f dup %.2f delay %d policies %v reserve %d/%d both-dial %v",
+		nn, topo, cfg.ChainLen, w.DropRate, w.DupRate, w.MaxDelay, policies, cfg.TickReserve, cfg.TockReserve, cfg.BothDial)
 
-	if rng.IntN(2) == 0 {
+	// A deleter group makes tombstones go; every member must keep its data
+	// on disk (what a node under sync "none" has seen, a crash forgets),
+	// and a node outside the group could keep a value whose deletion the
+	// group purged while it was away. So: all nodes, only if none is
+	// under "none" (README, Durability).
+	persistent := !slices.Contains(policies, store.SyncNone.String())
+	if rng.IntN(2) == 0 && persistent {
 		res.Deleter = true
 		v := msgp.AppendMapHeader(nil, 1)
 		v = msgp.AppendString(v, "nodes")
@@ -157,13 +180,17 @@ func Run(o Options) (Result, error) {
 		}
 		return ""
 	}
+	// A write may fail because its node's disk failed under it (the node
+	// is then down, the write not acknowledged): not a failure of the run.
+	down := func(err error) bool { return errors.Is(err, errDown) }
+	diskOps := []string{"sync", "write", "rename", "syncdir", "create"}
 	for op := 0; op < o.Ops; op++ {
 		x := rng.IntN(100)
 		switch {
 		case x < 30: // set
 			if n := up(); n != "" {
 				v := msgp.AppendString(nil, fmt.Sprintf("%s@%d", n, op))
-				if _, err := w.Set(n, path(), v, tree.Cond{}); err != nil {
+				if _, err := w.Set(n, path(), v, tree.Cond{}); err != nil && !down(err) {
 					return res, err
 				}
 				res.Writes++
@@ -171,7 +198,7 @@ func Run(o Options) (Result, error) {
 		case x < 38: // delete
 			if n := up(); n != "" {
 				_, err := w.Delete(n, path(), tree.Cond{})
-				if err != nil && !errors.Is(err, tree.ErrNotFound) {
+				if err != nil && !errors.Is(err, tree.ErrNotFound) && !down(err) {
 					return res, err
 				}
 				res.Writes++
@@ -188,21 +215,21 @@ func Run(o Options) (Result, error) {
 				_, err := w.Set(n, p, v, c)
 				if errors.Is(err, tree.ErrConflict) {
 					res.Conflicts++
-				} else if err != nil {
+				} else if err != nil && !down(err) {
 					return res, err
 				}
 				res.Writes++
 			}
-		case x < 75:
+		case x < 72:
 			for range 1 + rng.IntN(5) {
 				w.DeliverOne()
 			}
-		case x < 85:
+		case x < 82:
 			w.Tick()
 			if rng.IntN(3) == 0 {
-				w.FlushStores()
+				w.FlushStores() // the group commit of sync "interval"
 			}
-		case x < 88:
+		case x < 85:
 			k := 1 + rng.IntN(nn-1)
 			perm := rng.Perm(nn)[:k]
 			side := make([]string, k)
@@ -211,9 +238,9 @@ func Run(o Options) (Result, error) {
 			}
 			w.Partition(side)
 			res.Partitions++
-		case x < 91:
+		case x < 88:
 			w.Heal()
-		case x < 93:
+		case x < 90:
 			if n := up(); n != "" {
 				w.Crash(n)
 				res.Crashes++
@@ -222,27 +249,44 @@ func Run(o Options) (Result, error) {
 					// write on it straight away.
 					w.Partition([]string{n})
 					w.Restart(n)
+					res.IsolatedRestarts++
 					for range 1 + rng.IntN(3) {
 						v := msgp.AppendString(nil, fmt.Sprintf("%s@%d-restarted", n, op))
-						if _, err := w.Set(n, path(), v, tree.Cond{}); err != nil {
+						if _, err := w.Set(n, path(), v, tree.Cond{}); err != nil && !down(err) && w.Replica(n) != nil {
 							return res, err
 						}
 						res.Writes++
 					}
 				}
 			}
-		case x < 96:
+		case x < 93:
 			for _, n := range names {
 				if w.Replica(n) == nil {
 					w.Restart(n)
 					break
 				}
 			}
-		case x < 97:
+		case x < 95:
 			if n := up(); n != "" {
-				w.Snapshot(n)
+				if rng.IntN(3) == 0 {
+					// A crash while the snapshot is being written.
+					w.FailDisk(n, diskOps[rng.IntN(len(diskOps))], rng.IntN(4))
+					w.Snapshot(n)
+					w.Crash(n)
+					res.Crashes++
+					res.SnapshotCrashes++
+				} else {
+					w.Snapshot(n)
+				}
 				res.Snapshots++
 			}
+		case x < 96:
+			if n := up(); n != "" {
+				w.FailDisk(n, diskOps[rng.IntN(len(diskOps))], rng.IntN(6))
+				res.DiskFaults++
+			}
+		case x < 97:
+			w.WriteStatus()
 		default:
 			w.DropAll()
 		}
@@ -250,13 +294,12 @@ func Run(o Options) (Result, error) {
 	rounds, err := w.Stabilize(3000)
 	res.Rounds, res.Delivered = rounds, w.Delivered
 	for _, n := range names {
-		if r := w.Replica(n); r != nil {
-			s := r.Stats()
-			res.Lost += s.Lost
-			res.Purged += s.Purged
-			res.Duplicates += s.Duplicate
-		}
+		s := w.Stats(n)
+		res.Lost += s.Lost
+		res.Purged += s.Purged
+		res.Duplicates += s.Duplicate
 	}
+	res.TraceSum = w.TraceSum()
 	errs := w.Check()
 	if err != nil {
 		errs = append([]error{err}, errs...)

@@ -12,6 +12,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/store"
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
@@ -53,7 +54,24 @@ func runCmd(t *testing.T, wp **World, d *datadriven.TestData) (string, error) {
 		}
 		seed, _ := strconv.ParseUint(arg(d, "seed", "1"), 10, 64)
 		chain, _ := strconv.Atoi(arg(d, "chain", "5"))
-		nw, err := NewWorld(seed, strings.Split(arg(d, "nodes", "a,b,c"), ","), topo, chain)
+		cfg := Config{Seed: seed, Names: strings.Split(arg(d, "nodes", "a,b,c"), ","), Topology: topo, ChainLen: chain,
+			Policies: map[string]store.SyncPolicy{}, NoReserve: arg(d, "noreserve", "") == "true"}
+		// sync=always,interval,none: one policy per node (default always)
+		if ps := arg(d, "sync", ""); ps != "" {
+			for i, name := range strings.Split(ps, ",") {
+				p, err := store.ParseSyncPolicy(name)
+				if err != nil {
+					return "", err
+				}
+				cfg.Policies[cfg.Names[i]] = p
+			}
+		}
+		if r := arg(d, "reserve", ""); r != "" { // reserve=TICKS,TOCKS
+			tk, tc, _ := strings.Cut(r, ",")
+			cfg.TickReserve, _ = strconv.ParseUint(tk, 10, 64)
+			cfg.TockReserve, _ = strconv.ParseUint(tc, 10, 64)
+		}
+		nw, err := NewWorldConfig(cfg)
 		if err != nil {
 			return "", err
 		}
@@ -101,6 +119,9 @@ func runCmd(t *testing.T, wp **World, d *datadriven.TestData) (string, error) {
 		return "ok\n", w.Restart(node)
 	case "snapshot":
 		return "ok\n", w.Snapshot(node)
+	case "flush": // the group commit of every node under sync interval
+		w.FlushStores()
+		return "ok\n", nil
 	case "tick":
 		n, _ := strconv.Atoi(arg(d, "n", "1"))
 		for range n {
@@ -142,11 +163,7 @@ func runCmd(t *testing.T, wp **World, d *datadriven.TestData) (string, error) {
 	case "stats":
 		var b strings.Builder
 		for _, n := range w.Names() {
-			r := w.Replica(n)
-			if r == nil {
-				continue
-			}
-			s := r.Stats()
+			s := w.Stats(n)
 			fmt.Fprintf(&b, "%s: sent %d updates, relayed %d, applied %d, lost %d, duplicates %d\n",
 				n, s.Sent[wire.KindUpdate], s.Relayed, s.Applied, s.Lost, s.Duplicate)
 		}
@@ -186,7 +203,8 @@ func TestRandom(t *testing.T) {
 	failed := 0
 	var sum Result
 	topos := map[Topology]int{}
-	deleter := 0
+	policies := map[store.SyncPolicy]int{}
+	deleter, bothDial := 0, 0
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		res, err := Run(Options{Seed: seed, Ops: ops})
 		if err != nil {
@@ -200,6 +218,15 @@ func TestRandom(t *testing.T) {
 		if res.Deleter {
 			deleter++
 		}
+		if res.BothDial {
+			bothDial++
+		}
+		for _, p := range res.Policies {
+			policies[p]++
+		}
+		sum.IsolatedRestarts += res.IsolatedRestarts
+		sum.SnapshotCrashes += res.SnapshotCrashes
+		sum.DiskFaults += res.DiskFaults
 		sum.Writes += res.Writes
 		sum.Crashes += res.Crashes
 		sum.Partitions += res.Partitions
@@ -209,9 +236,11 @@ func TestRandom(t *testing.T) {
 		sum.Purged += res.Purged
 		sum.Duplicates += res.Duplicates
 	}
-	t.Logf("%d random seeds, %d ops each: %d failed; topologies %v, %d with a deleter group; "+
-		"writes %d, crashes %d, partitions %d, snapshots %d, conflicts %d, lost %d, purged %d, duplicates %d",
-		n, ops, failed, topos, deleter, sum.Writes, sum.Crashes, sum.Partitions, sum.Snapshots, sum.Conflicts, sum.Lost, sum.Purged, sum.Duplicates)
+	t.Logf("%d random seeds, %d ops each: %d failed; topologies %v, nodes by sync policy %v, %d with a deleter group, "+
+		"%d with both ends dialling; writes %d, crashes %d (%d during a snapshot), restarts cut off then written to %d, "+
+		"disk faults %d, partitions %d, snapshots %d, conflicts %d, lost %d, purged %d, duplicates %d",
+		n, ops, failed, topos, policies, deleter, bothDial, sum.Writes, sum.Crashes, sum.SnapshotCrashes, sum.IsolatedRestarts,
+		sum.DiskFaults, sum.Partitions, sum.Snapshots, sum.Conflicts, sum.Lost, sum.Purged, sum.Duplicates)
 	// The runs must actually exercise what they claim to check.
 	if n >= 100 {
 		for topo := Mesh; topo <= Hub; topo++ {
@@ -222,8 +251,17 @@ func TestRandom(t *testing.T) {
 		if deleter == 0 || deleter == n {
 			t.Errorf("%d of %d runs had a deleter group: want both kinds", deleter, n)
 		}
+		if bothDial == 0 {
+			t.Error("no run had peers dialling each other")
+		}
+		for _, p := range []store.SyncPolicy{store.SyncAlways, store.SyncInterval, store.SyncNone} {
+			if policies[p] == 0 {
+				t.Errorf("no node ran under sync %s", p)
+			}
+		}
 		for name, v := range map[string]int{"crashes": sum.Crashes, "partitions": sum.Partitions, "snapshots": sum.Snapshots,
-			"conditional-write conflicts": sum.Conflicts, "lost (concurrent) updates": sum.Lost, "purged tombstones": sum.Purged, "duplicates": sum.Duplicates} {
+			"conditional-write conflicts": sum.Conflicts, "lost (concurrent) updates": sum.Lost, "purged tombstones": sum.Purged, "duplicates": sum.Duplicates,
+			"crashes during a snapshot": sum.SnapshotCrashes, "restarts cut off then written to": sum.IsolatedRestarts, "disk faults": sum.DiskFaults} {
 			if v == 0 {
 				t.Errorf("random runs produced no %s", name)
 			}
@@ -236,4 +274,48 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// TestDeterministic: a seed replays exactly (the same trace, step by step).
+func TestDeterministic(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		a, errA := Run(Options{Seed: seed, Ops: 150})
+		b, errB := Run(Options{Seed: seed, Ops: 150})
+		if a.TraceSum != b.TraceSum || (errA == nil) != (errB == nil) || a.String() != b.String() {
+			t.Errorf("seed %d ran differently twice: %v (%x, %v) vs %v (%x, %v)", seed, a, a.TraceSum, errA, b, b.TraceSum, errB)
+		}
+	}
+}
+
+// TestReservationMatters shows what the tick and tock reservation
+// prevents: with it turned off, runs under sync interval and none fail
+// (ticks reused after a crash, replicas that never agree); with it, the
+// same seeds pass. Under sync always nothing is sent before it is on disk,
+// so nothing fails either way.
+func TestReservationMatters(t *testing.T) {
+	const seeds = 100
+	for _, p := range []store.SyncPolicy{store.SyncInterval, store.SyncNone, store.SyncAlways} {
+		without, with := 0, 0
+		var example error
+		for seed := uint64(1); seed <= seeds; seed++ {
+			if _, err := Run(Options{Seed: seed, Ops: 150, Policy: &p, NoReserve: true}); err != nil {
+				without++
+				if example == nil {
+					example = err
+				}
+			}
+			if _, err := Run(Options{Seed: seed, Ops: 150, Policy: &p}); err != nil {
+				with++
+				t.Errorf("sync %s, with the reservation: %v", p, err)
+			}
+		}
+		t.Logf("sync %s: %d of the first %d seeds fail without the reservation, %d with it", p, without, seeds, with)
+		if p != store.SyncAlways && without == 0 {
+			t.Errorf("sync %s: no seed failed without the reservation: the test shows nothing", p)
+		}
+		if example != nil {
+			first, _, _ := strings.Cut(example.Error(), "\n  last steps")
+			t.Logf("sync %s: the first failure without it: %s", p, first)
+		}
+	}
 }

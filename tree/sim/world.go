@@ -3,15 +3,19 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"hash"
+	"hash/fnv"
 	"io"
 	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/node"
 	"github.com/edgekv/edgekv/tree/replica"
 	"github.com/edgekv/edgekv/tree/store"
 	"github.com/edgekv/edgekv/tree/wire"
@@ -42,35 +46,52 @@ func ParseTopology(s string) (Topology, error) {
 	return 0, fmt.Errorf("sim: unknown topology %q (want mesh, line, star or hub)", s)
 }
 
-// link is one simulated connection: a pair of nodes, or the hub (all nodes).
-type link struct {
+// conn is one simulated connection: node a dialled node b's broker (its
+// link is "out:b" on a and "in:a" on b), or the hub that every node
+// dialled ("hub:hub" on each).
+type conn struct {
 	id    int
-	nodes []int // two nodes, or every node for the hub
+	a, b  int   // dialler and dialled; both -1 for the hub
+	nodes []int // the nodes on it
 	hub   bool
+}
+
+// linkName is conn c's link name on node i.
+func (w *World) linkName(c *conn, i int) string {
+	switch {
+	case c.hub:
+		return "hub:hub"
+	case i == c.a:
+		return "out:" + w.nodes[c.b].name
+	default:
+		return "in:" + w.nodes[c.a].name
+	}
 }
 
 type packet struct {
 	from, to int
-	link     int
+	conn     int
 	kind     wire.Kind
 	data     []byte
 	due      uint64 // step at which it may be delivered
 }
 
-type node struct {
+type simNode struct {
 	name   string
 	policy store.SyncPolicy
-	r      *replica.Replica
 	fs     *store.MemFS
-	st     *store.Store
+	eng    *node.Engine
+	stp    *node.Stepper
 	up     bool
-	links  []int // link ids this node is on
+	conns  []int // conn ids this node is on
+	linked map[int]bool
 }
 
 // acked is one acknowledged write, kept for the oracle. A write is safe
-// once some node has it on disk (flushed); until then a crash of every
-// node that holds it may lose it, and then it is marked lost: the oracle
-// leaves it out (under sync always a write is safe when acknowledged).
+// once some node has it (or a version that beats it) on disk; until then
+// a crash of every node that holds it may lose it, and then it is marked
+// lost: the oracle leaves it out. Under sync "always" a write is safe when
+// acknowledged.
 type acked struct {
 	node string
 	ev   tree.Event
@@ -78,104 +99,134 @@ type acked struct {
 	lost bool
 }
 
-// World is a simulated network of replicas.
+// Config shapes a World.
+type Config struct {
+	Seed     uint64
+	Names    []string
+	Topology Topology
+	ChainLen int
+	// Policies are the nodes' sync policies by name (default always).
+	Policies map[string]store.SyncPolicy
+	// TickReserve, TockReserve and NoReserve configure the replicas (see
+	// replica.Config); zero reserves take the replica's defaults.
+	TickReserve, TockReserve uint64
+	NoReserve                bool
+	// BothDial makes each pair of peers dial each other: two connections
+	// per pair, of which their engines must use one.
+	BothDial bool
+}
+
+// World is a simulated network of engines (tree/node), driven step by step
+// through their Steppers on one goroutine. One seeded RNG decides
+// everything, and the clock is the step counter, so a seed replays
+// exactly.
 type World struct {
+	cfg      Config
 	rng      *rand.Rand
-	nodes    []*node
-	links    []*link
+	nodes    []*simNode
+	conns    []*conn
 	cut      map[[2]int]bool // cut[a,b] (a<b): a and b cannot talk; for the hub, cut[i,i]
 	inflight []packet
 	step     uint64
 	acks     []acked
 	trace    []string
-	Verbose  io.Writer
+	// traceHash sums every trace line: two runs of one seed must agree.
+	traceHash hash.Hash64
+	Verbose   io.Writer
 
 	DropRate  float64 // probability that a sent message is lost
 	DupRate   float64 // probability that a sent message is delivered twice
 	MaxDelay  uint64  // a message waits up to this many steps
-	ChainLen  int
 	Delivered int
 	errs      []error
 
-	// TickReserve, TockReserve and NoReserve configure every replica
-	// started from now on (see replica.Config).
-	TickReserve, TockReserve uint64
-	NoReserve                bool
-	// issued records every (node, tick) a node has issued, with the
-	// event's path and tock: a tick issued twice for different changes
-	// is an error (tick reuse).
+	// issued records every (node, tick) a node has issued, with its
+	// event: a tick issued twice is an error (tick reuse).
 	issued map[tree.Link]tree.Event
 	// lastTock is the highest tock each node has issued.
 	lastTock map[string]uint64
+	// stats are the replicas' counters, kept across restarts.
+	stats map[string]replica.Stats
 }
 
-// SetPolicy sets node name's sync policy; it takes effect when the node
-// next starts.
-func (w *World) SetPolicy(name string, p store.SyncPolicy) error {
-	i, err := w.index(name)
-	if err != nil {
-		return err
-	}
-	w.nodes[i].policy = p
-	return nil
-}
+// errDisk is the error the simulated disk returns when told to fail.
+var errDisk = errors.New("sim: injected disk failure")
 
-// NewWorld builds nodes named names on a topology. Every node starts with an
-// empty store (sync policy always) and all links up.
+// NewWorld builds nodes named names on a topology, every node on sync
+// "always", all links up.
 func NewWorld(seed uint64, names []string, topo Topology, chainLen int) (*World, error) {
+	return NewWorldConfig(Config{Seed: seed, Names: names, Topology: topo, ChainLen: chainLen})
+}
+
+// NewWorldConfig builds a world and starts every node.
+func NewWorldConfig(cfg Config) (*World, error) {
 	w := &World{
-		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		cut:      make(map[[2]int]bool),
-		ChainLen: chainLen,
-		issued:   make(map[tree.Link]tree.Event),
-		lastTock: make(map[string]uint64),
+		cfg:       cfg,
+		rng:       rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		cut:       make(map[[2]int]bool),
+		issued:    make(map[tree.Link]tree.Event),
+		lastTock:  make(map[string]uint64),
+		stats:     make(map[string]replica.Stats),
+		traceHash: fnv.New64a(),
 	}
-	for _, name := range names {
-		w.nodes = append(w.nodes, &node{name: name, fs: store.NewMemFS(), policy: store.SyncAlways})
+	for _, name := range cfg.Names {
+		p, ok := cfg.Policies[name]
+		if !ok {
+			p = store.SyncAlways
+		}
+		w.nodes = append(w.nodes, &simNode{name: name, fs: store.NewMemFS(), policy: p, linked: make(map[int]bool)})
 	}
-	n := len(names)
-	addLink := func(nodes ...int) {
-		l := &link{id: len(w.links), nodes: nodes, hub: len(nodes) > 2 || topo == Hub}
-		w.links = append(w.links, l)
-		for _, i := range nodes {
-			w.nodes[i].links = append(w.nodes[i].links, l.id)
+	n := len(cfg.Names)
+	addConn := func(c *conn) {
+		c.id = len(w.conns)
+		w.conns = append(w.conns, c)
+		for _, i := range c.nodes {
+			w.nodes[i].conns = append(w.nodes[i].conns, c.id)
 		}
 	}
-	switch topo {
+	pair := func(i, j int) {
+		addConn(&conn{a: i, b: j, nodes: []int{i, j}})
+		if cfg.BothDial {
+			addConn(&conn{a: j, b: i, nodes: []int{j, i}})
+		}
+	}
+	switch cfg.Topology {
 	case Mesh:
 		for i := 0; i < n; i++ {
 			for j := i + 1; j < n; j++ {
-				addLink(i, j)
+				pair(i, j)
 			}
 		}
 	case Line:
 		for i := 0; i+1 < n; i++ {
-			addLink(i, i+1)
+			pair(i, i+1)
 		}
 	case Star:
 		for i := 1; i < n; i++ {
-			addLink(0, i)
+			pair(i, 0)
 		}
 	case Hub:
 		all := make([]int, n)
 		for i := range all {
 			all[i] = i
 		}
-		addLink(all...)
+		addConn(&conn{a: -1, b: -1, nodes: all, hub: true})
 	}
 	for i := range w.nodes {
 		if err := w.start(i); err != nil {
 			return nil, err
 		}
 	}
-	for _, l := range w.links {
-		w.linkUp(l)
+	for _, c := range w.conns {
+		w.connUp(c)
 	}
 	return w, nil
 }
 
 func (w *World) tracef(format string, args ...any) {
 	line := fmt.Sprintf("%5d ", w.step) + fmt.Sprintf(format, args...)
+	w.traceHash.Write([]byte(line))
+	w.traceHash.Write([]byte{'\n'})
 	w.trace = append(w.trace, line)
 	if len(w.trace) > 400 {
 		w.trace = w.trace[len(w.trace)-300:]
@@ -187,6 +238,9 @@ func (w *World) tracef(format string, args ...any) {
 
 // Trace returns the most recent trace lines.
 func (w *World) Trace() []string { return w.trace }
+
+// TraceSum is a hash of every trace line so far.
+func (w *World) TraceSum() uint64 { return w.traceHash.Sum64() }
 
 // Errors returns unexpected errors seen while running (malformed messages,
 // store failures, restore problems).
@@ -210,28 +264,96 @@ func (w *World) Names() []string {
 	return out
 }
 
-// Replica returns the replica of node name (nil while it is down).
+// Replica returns the replica of node name (nil while it is down), for
+// reading.
 func (w *World) Replica(name string) *replica.Replica {
 	i, err := w.index(name)
 	if err != nil || !w.nodes[i].up {
 		return nil
 	}
-	return w.nodes[i].r
+	return w.nodes[i].stp.Replica()
+}
+
+// Links returns the links of node name that are up and those its engine
+// uses (nil while it is down).
+func (w *World) Links(name string) (up, active []string) {
+	i, err := w.index(name)
+	if err != nil || !w.nodes[i].up {
+		return nil, nil
+	}
+	return w.nodes[i].stp.Links(), w.nodes[i].stp.Active()
+}
+
+// now is the simulated wall clock: 100 ms per step.
+func (w *World) now() time.Time {
+	return time.Unix(1_700_000_000, 0).Add(time.Duration(w.step) * 100 * time.Millisecond)
 }
 
 func (w *World) start(i int) error {
 	nd := w.nodes[i]
-	st, loaded, err := store.Open(nd.fs, store.Options{Sync: nd.policy})
+	eng, err := node.Open(node.Config{
+		Name:     nd.name,
+		FS:       nd.fs,
+		Store:    store.Options{Sync: nd.policy},
+		ChainLen: w.cfg.ChainLen,
+		Now:      w.now,
+		Replica: func(rc *replica.Config) {
+			rc.TickReserve, rc.TockReserve, rc.NoReserve = w.cfg.TickReserve, w.cfg.TockReserve, w.cfg.NoReserve
+			rc.HeartbeatTicks, rc.LiveTicks, rc.MissingTicks, rc.PurgeTicks, rc.DigestTicks = 10, 35, 10, 10, 100
+		},
+	})
 	if err != nil {
-		return fmt.Errorf("sim: open store of %s: %w", nd.name, err)
+		return fmt.Errorf("sim: open %s: %w", nd.name, err)
 	}
-	r := replica.New(replica.Config{Node: nd.name, ChainLen: w.ChainLen,
-		TickReserve: w.TickReserve, TockReserve: w.TockReserve, NoReserve: w.NoReserve})
-	for _, e := range r.Restore(loaded.Snapshot, loaded.Log, loaded.NodeRecord) {
-		w.errs = append(w.errs, fmt.Errorf("%s restore: %w", nd.name, e))
+	stp, err := eng.Stepper()
+	if err != nil {
+		return err
 	}
-	nd.r, nd.st, nd.up = r, st, true
-	return w.flush(i)
+	nd.eng, nd.stp, nd.up = eng, stp, true
+	clear(nd.linked)
+	if err := stp.Start(); err != nil {
+		w.fault(i, err)
+		return nil
+	}
+	w.durableIfAlways(i)
+	return nil
+}
+
+// after checks node i after a step of its engine: a stopped engine (its
+// store failed) is a crashed node; under sync "always" what it holds is on
+// disk.
+func (w *World) after(i int, err error) {
+	nd := w.nodes[i]
+	if !nd.up {
+		return
+	}
+	if serr := nd.stp.Err(); serr != nil {
+		w.fault(i, serr)
+		return
+	}
+	if err != nil {
+		w.errs = append(w.errs, fmt.Errorf("%s: %w", nd.name, err))
+	}
+	w.durableIfAlways(i)
+}
+
+// fault handles an engine that stopped because its disk failed: like a
+// power loss.
+func (w *World) fault(i int, err error) {
+	if !errors.Is(err, errDisk) {
+		w.errs = append(w.errs, fmt.Errorf("%s stopped: %w", w.nodes[i].name, err))
+	}
+	w.tracef("%s stopped: %v", w.nodes[i].name, err)
+	w.crash(i)
+}
+
+// durableIfAlways marks what node i holds as safe if its store has synced
+// everything (always under sync "always"; under "interval" after a group
+// commit or a sync before a heartbeat).
+func (w *World) durableIfAlways(i int) {
+	if w.nodes[i].up && w.nodes[i].stp.Durable() {
+		w.durable(i)
+	}
 }
 
 // holds reports whether t holds ev or a version of its entry that beats
@@ -244,7 +366,7 @@ func holds(t *tree.Tree, ev tree.Event) bool {
 // durable marks node i's store as flushed: every acknowledged write that
 // node i holds (or beats) is now safe.
 func (w *World) durable(i int) {
-	t := w.nodes[i].r.Tree()
+	t := w.nodes[i].stp.Replica().Tree()
 	for k := range w.acks {
 		if a := &w.acks[k]; !a.safe && holds(t, a.ev) {
 			a.safe = true
@@ -252,58 +374,51 @@ func (w *World) durable(i int) {
 	}
 }
 
-// FlushStores makes every running node under sync interval flush its
-// store (the group commit of its interval).
+// FlushStores makes every running node under sync "interval" flush its
+// store: the group commit of its interval.
 func (w *World) FlushStores() {
 	for i, nd := range w.nodes {
 		if nd.up && nd.policy == store.SyncInterval {
-			if err := nd.st.Flush(); err != nil {
-				w.errs = append(w.errs, fmt.Errorf("%s flush: %w", nd.name, err))
-				continue
+			err := nd.stp.FlushStore()
+			if nd.stp.Err() == nil && err == nil {
+				w.durable(i)
 			}
-			w.durable(i)
+			w.after(i, nil)
 		}
 	}
 }
 
-// flush persists node i's records and queues its messages.
-func (w *World) flush(i int) error {
-	nd := w.nodes[i]
-	if !nd.up {
-		return nil
+// FailDisk makes node name's disk fail operation op (a store.MemFS
+// operation: "sync", "write", "rename", …) after n more successful calls.
+func (w *World) FailDisk(name, op string, n int) error {
+	i, err := w.index(name)
+	if err != nil {
+		return err
 	}
-	rd := nd.r.Ready()
-	if rd.NodeRecord != nil {
-		if err := nd.st.SaveNodeRecord(rd.NodeRecord); err != nil {
-			return fmt.Errorf("sim: %s save node record: %w", nd.name, err)
-		}
-	}
-	if len(rd.Records) > 0 {
-		if err := nd.st.AppendBatch(rd.Records); err != nil {
-			return fmt.Errorf("sim: %s persist: %w", nd.name, err)
-		}
-	}
-	if nd.policy == store.SyncAlways {
-		w.durable(i)
-	}
-	for _, m := range rd.Messages {
-		l := w.links[m.Link]
-		for _, to := range l.nodes {
-			if to == i || !w.connected(i, to, l) {
+	w.nodes[i].fs.FailAfter(op, n, errDisk)
+	w.tracef("disk of %s: %s fails after %d more", name, op, n)
+	return nil
+}
+
+// sender returns how node i sends on conn c.
+func (w *World) sender(i int, c *conn) node.Sender {
+	return func(kind wire.Kind, data []byte) error {
+		for _, to := range c.nodes {
+			if to == i || !w.connected(i, to, c) {
 				continue
 			}
 			if w.rng.Float64() < w.DropRate {
 				continue
 			}
-			p := packet{from: i, to: to, link: l.id, kind: m.Kind, data: m.Data, due: w.step + w.delay()}
+			p := packet{from: i, to: to, conn: c.id, kind: kind, data: data, due: w.step + w.delay()}
 			w.inflight = append(w.inflight, p)
 			if w.rng.Float64() < w.DupRate {
 				p.due = w.step + w.delay()
 				w.inflight = append(w.inflight, p)
 			}
 		}
+		return nil
 	}
-	return nil
 }
 
 func (w *World) delay() uint64 {
@@ -320,43 +435,43 @@ func key(a, b int) [2]int {
 	return [2]int{a, b}
 }
 
-// connected reports whether a and b can talk over l right now.
-func (w *World) connected(a, b int, l *link) bool {
+// connected reports whether a and b can talk over c right now.
+func (w *World) connected(a, b int, c *conn) bool {
 	if !w.nodes[a].up || !w.nodes[b].up {
 		return false
 	}
-	if l.hub {
+	if c.hub {
 		return !w.cut[[2]int{a, a}] && !w.cut[[2]int{b, b}] && !w.cut[key(a, b)]
 	}
 	return !w.cut[key(a, b)]
 }
 
-// linkAttached reports whether node i currently has link l up.
-func (w *World) linkAttached(i int, l *link) bool {
-	for _, j := range l.nodes {
-		if j != i && w.connected(i, j, l) {
+// usable reports whether node i can use conn c now: some other node on it
+// is reachable (for a peer connection: the other end; the dialled broker
+// must be up for the dialler, and the dialler connected for the dialled).
+func (w *World) usable(i int, c *conn) bool {
+	for _, j := range c.nodes {
+		if j != i && w.connected(i, j, c) {
 			return true
 		}
 	}
 	return false
 }
 
-// linkUp brings l up on every node that can use it now and is not yet on it.
-func (w *World) linkUp(l *link) {
-	for _, i := range l.nodes {
+// connUp brings c up on every node that can use it now and has not got it
+// up; on the hub, a node that (re)joins makes everyone's link start over
+// (the broker delivers the newcomer's hello and digest to all).
+func (w *World) connUp(c *conn) {
+	for _, i := range c.nodes {
 		nd := w.nodes[i]
-		if !nd.up || !w.linkAttached(i, l) {
+		if !nd.up || !w.usable(i, c) {
 			continue
 		}
-		if !slices.ContainsFunc(nd.r.Links(), func(s replica.LinkState) bool { return s.ID == replica.LinkID(l.id) }) {
-			nd.r.LinkUp(replica.LinkID(l.id))
-			w.must(w.flush(i))
-		} else if l.hub {
-			// Someone (re)joined the hub: the broker delivers the
-			// newcomer's digest to us, and ours to it.
-			nd.r.LinkDown(replica.LinkID(l.id))
-			nd.r.LinkUp(replica.LinkID(l.id))
-			w.must(w.flush(i))
+		if !nd.linked[c.id] {
+			nd.linked[c.id] = true
+			w.after(i, nd.stp.LinkUp(w.linkName(c, i), w.sender(i, c)))
+		} else if c.hub {
+			w.after(i, nd.stp.LinkUp(w.linkName(c, i), w.sender(i, c)))
 		}
 	}
 }
@@ -364,23 +479,18 @@ func (w *World) linkUp(l *link) {
 // refreshLinks takes links down on nodes that lost every peer on them, and
 // drops packets that can no longer be delivered.
 func (w *World) refreshLinks() {
-	for _, l := range w.links {
-		for _, i := range l.nodes {
+	for _, c := range w.conns {
+		for _, i := range c.nodes {
 			nd := w.nodes[i]
-			if nd.up && !w.linkAttached(i, l) {
-				nd.r.LinkDown(replica.LinkID(l.id))
+			if nd.up && nd.linked[c.id] && !w.usable(i, c) {
+				nd.linked[c.id] = false
+				w.after(i, nd.stp.LinkDown(w.linkName(c, i)))
 			}
 		}
 	}
 	w.inflight = slices.DeleteFunc(w.inflight, func(p packet) bool {
-		return !w.connected(p.from, p.to, w.links[p.link])
+		return !w.connected(p.from, p.to, w.conns[p.conn])
 	})
-}
-
-func (w *World) must(err error) {
-	if err != nil {
-		w.errs = append(w.errs, err)
-	}
 }
 
 // Partition cuts every connection between the nodes in side and the rest.
@@ -410,13 +520,13 @@ func (w *World) Partition(side []string) error {
 func (w *World) Heal() {
 	w.cut = make(map[[2]int]bool)
 	w.tracef("heal")
-	for _, l := range w.links {
-		w.linkUp(l)
+	for _, c := range w.conns {
+		w.connUp(c)
 	}
 }
 
 // running returns node name and its index; nd is nil while it is down.
-func (w *World) running(name string) (nd *node, i int, err error) {
+func (w *World) running(name string) (nd *simNode, i int, err error) {
 	i, err = w.index(name)
 	if err != nil {
 		return nil, i, err
@@ -430,12 +540,20 @@ func (w *World) running(name string) (nd *node, i int, err error) {
 // Crash stops node name at once: in-flight messages to and from it are
 // lost, and so is every byte its store had not synced.
 func (w *World) Crash(name string) error {
-	nd, _, err := w.running(name)
+	nd, i, err := w.running(name)
 	if nd == nil {
 		return err
 	}
+	w.tracef("crash %s", name)
+	w.crash(i)
+	return nil
+}
+
+func (w *World) crash(i int) {
+	nd := w.nodes[i]
+	w.keepStats(nd)
 	nd.up = false
-	nd.r, nd.st = nil, nil
+	nd.eng, nd.stp = nil, nil
 	nd.fs.Crash(w.rng)
 	// Acknowledged writes on no disk and held (or beaten) by no running
 	// node are gone.
@@ -446,16 +564,41 @@ func (w *World) Crash(name string) error {
 		}
 		held := false
 		for _, o := range w.nodes {
-			if o.up && holds(o.r.Tree(), a.ev) {
+			if o.up && holds(o.stp.Replica().Tree(), a.ev) {
 				held = true
 				break
 			}
 		}
 		a.lost = !held
 	}
-	w.tracef("crash %s", name)
 	w.refreshLinks()
-	return nil
+}
+
+// keepStats adds a stopping node's counters to the world's.
+func (w *World) keepStats(nd *simNode) {
+	w.stats[nd.name] = addStats(w.stats[nd.name], nd.stp.Replica().Stats())
+}
+
+// Stats returns node name's replica counters over all its runs.
+func (w *World) Stats(name string) replica.Stats {
+	s := addStats(w.stats[name], replica.Stats{})
+	if nd, _, _ := w.running(name); nd != nil {
+		s = addStats(s, nd.stp.Replica().Stats())
+	}
+	return s
+}
+
+func addStats(a, b replica.Stats) replica.Stats {
+	out := replica.Stats{Applied: a.Applied + b.Applied, Lost: a.Lost + b.Lost, Duplicate: a.Duplicate + b.Duplicate,
+		Relayed: a.Relayed + b.Relayed, Purged: a.Purged + b.Purged, Malformed: a.Malformed + b.Malformed,
+		MissingReqs: a.MissingReqs + b.MissingReqs, Sent: make(map[wire.Kind]int)}
+	for k, v := range a.Sent {
+		out.Sent[k] += v
+	}
+	for k, v := range b.Sent {
+		out.Sent[k] += v
+	}
+	return out
 }
 
 // Restart starts a crashed node from its store and brings its links up.
@@ -470,38 +613,46 @@ func (w *World) Restart(name string) error {
 	if err := w.start(i); err != nil {
 		return err
 	}
-	w.tracef("restart %s (tree %d values)", name, w.nodes[i].r.Tree().Len())
-	for _, id := range w.nodes[i].links {
-		w.linkUp(w.links[id])
+	if !w.nodes[i].up {
+		return nil // its disk failed at once
+	}
+	r := w.nodes[i].stp.Replica()
+	own := r.Tree().Node(name)
+	w.tracef("restart %s (tree %d values, tick %d, skipped %s)", name, r.Tree().Len(), own.Tick(), own.Skipped())
+	for _, id := range w.nodes[i].conns {
+		w.connUp(w.conns[id])
 	}
 	return nil
 }
 
 // Snapshot makes node name write a snapshot and rotate its log.
 func (w *World) Snapshot(name string) error {
-	nd, _, err := w.running(name)
+	nd, i, err := w.running(name)
 	if nd == nil {
 		return err
 	}
 	w.tracef("snapshot %s", name)
-	return nd.st.Snapshot(nd.r.SnapshotRecords)
+	serr := nd.stp.Snapshot()
+	if serr != nil && errors.Is(serr, errDisk) {
+		w.tracef("snapshot of %s failed: %v", name, serr)
+		serr = nil
+	}
+	w.after(i, serr)
+	return nil
 }
 
 // Set writes a value on node name; the write is acknowledged once the
-// node's store has synced it.
+// node's store has it.
 func (w *World) Set(name string, p tree.Path, value []byte, c tree.Cond) (tree.Event, error) {
-	return w.write(name, func(r *replica.Replica) (tree.Event, bool, error) { return r.Set(p, value, c) })
+	return w.write(name, p, value, c)
 }
 
 // Delete deletes on node name.
 func (w *World) Delete(name string, p tree.Path, c tree.Cond) (tree.Event, error) {
-	return w.write(name, func(r *replica.Replica) (tree.Event, bool, error) {
-		ev, err := r.Delete(p, c)
-		return ev, err == nil, err
-	})
+	return w.write(name, p, nil, c)
 }
 
-func (w *World) write(name string, op func(*replica.Replica) (tree.Event, bool, error)) (tree.Event, error) {
+func (w *World) write(name string, p tree.Path, value []byte, c tree.Cond) (tree.Event, error) {
 	nd, i, err := w.running(name)
 	if nd == nil {
 		if err == nil {
@@ -509,14 +660,29 @@ func (w *World) write(name string, op func(*replica.Replica) (tree.Event, bool, 
 		}
 		return tree.Event{}, err
 	}
-	ev, changed, err := op(nd.r)
-	if err != nil || !changed {
-		return ev, err
+	var res node.Result
+	if value != nil {
+		res, err = nd.stp.Set(p, value, node.Cond{Cond: c})
+	} else {
+		res, err = nd.stp.Delete(p, node.Cond{Cond: c})
 	}
-	return ev, w.ack(i, ev)
+	if serr := nd.stp.Err(); serr != nil {
+		w.fault(i, serr)
+		return tree.Event{}, fmt.Errorf("%w: %v", errDown, serr)
+	}
+	if err != nil || res.NoOp {
+		return tree.Event{}, err
+	}
+	ev := tree.Event{Path: p, Value: value, Chain: res.Chain, Tock: res.Tock}
+	w.ack(i, ev)
+	return ev, nil
 }
 
-func (w *World) ack(i int, ev tree.Event) error {
+// errDown: the node went down during the write (its disk failed); the
+// write was not acknowledged.
+var errDown = errors.New("sim: node went down")
+
+func (w *World) ack(i int, ev tree.Event) {
 	name := w.nodes[i].name
 	if old, ok := w.issued[ev.Chain[0]]; ok {
 		w.errs = append(w.errs, fmt.Errorf("%s reused tick %s: first for %s tock %d, now for %s tock %d",
@@ -528,19 +694,25 @@ func (w *World) ack(i int, ev tree.Event) error {
 	}
 	w.lastTock[name] = ev.Tock
 	w.acks = append(w.acks, acked{node: name, ev: ev})
-	if err := w.flush(i); err != nil {
-		return err
-	}
-	w.tracef("%s writes %s = %s (%s, tock %d)", w.nodes[i].name, ev.Path, showValue(ev.Value), ev.Chain, ev.Tock)
-	return nil
+	w.durableIfAlways(i)
+	w.tracef("%s writes %s = %s (%s, tock %d)", name, ev.Path, showValue(ev.Value), ev.Chain, ev.Tock)
 }
 
 // Tick advances every running node's clock once.
 func (w *World) Tick() {
+	w.step++
 	for i, nd := range w.nodes {
 		if nd.up {
-			nd.r.Tick()
-			w.must(w.flush(i))
+			w.after(i, nd.stp.Tick())
+		}
+	}
+}
+
+// WriteStatus makes every running node write its status entries.
+func (w *World) WriteStatus() {
+	for i, nd := range w.nodes {
+		if nd.up {
+			w.after(i, nd.stp.WriteStatus())
 		}
 	}
 }
@@ -597,32 +769,41 @@ func (w *World) DropAll() int {
 func (w *World) InFlight() int { return len(w.inflight) }
 
 func (w *World) deliver(p packet) {
-	to := w.nodes[p.to]
-	if !w.connected(p.from, p.to, w.links[p.link]) {
+	c := w.conns[p.conn]
+	if !w.connected(p.from, p.to, c) {
 		return
 	}
+	to := w.nodes[p.to]
 	w.Delivered++
-	if err := to.r.Step(replica.LinkID(p.link), p.kind, p.data); err != nil {
-		w.errs = append(w.errs, fmt.Errorf("%s: %w", to.name, err))
-	}
-	w.must(w.flush(p.to))
+	w.after(p.to, to.stp.Receive(w.linkName(c, p.to), w.sender(p.to, c), p.kind, p.data))
 }
 
-// Stabilize heals everything, restarts crashed nodes, stops message loss,
-// then runs clocks and delivers until every node has every tick, the trees
-// agree and (with a deleter group) every tombstone is purged. It returns the
-// number of rounds, or an error if that does not happen within maxRounds.
+// Stabilize heals everything, restarts crashed nodes, stops message loss
+// and disk failures, then runs clocks and delivers until every node has
+// every tick, the trees agree and (with a deleter group) every tombstone is
+// purged. It returns the number of rounds, or an error if that does not
+// happen within maxRounds.
 func (w *World) Stabilize(maxRounds int) (int, error) {
 	w.DropRate, w.DupRate = 0, 0
 	for _, nd := range w.nodes {
+		for _, op := range []string{"create", "open", "read", "rename", "remove", "list", "truncate", "syncdir", "write", "sync"} {
+			nd.fs.FailAfter(op, 0, nil)
+		}
+	}
+	for _, nd := range w.nodes {
 		if !nd.up {
-			w.must(w.Restart(nd.name))
+			if err := w.Restart(nd.name); err != nil {
+				return 0, err
+			}
 		}
 	}
 	w.Heal()
 	quiet := 0
 	for round := 1; round <= maxRounds; round++ {
 		w.Tick()
+		if round%10 == 0 {
+			w.FlushStores()
+		}
 		if !w.DeliverAll(1_000_000) {
 			return round, errors.New("sim: network never went quiet (a message loop?)")
 		}
@@ -644,7 +825,10 @@ func (w *World) settled() bool { return w.unsettled() == "" }
 func (w *World) unsettled() string {
 	var first string
 	for _, nd := range w.nodes {
-		r := nd.r
+		if !nd.up {
+			return fmt.Sprintf("%s is down", nd.name)
+		}
+		r := nd.stp.Replica()
 		if m := r.Missing(); len(m) > 0 {
 			return fmt.Sprintf("%s is missing %v", nd.name, m)
 		}
@@ -691,9 +875,8 @@ func showValue(v []byte) string {
 }
 
 // Check verifies the converged world: identical trees and node states, the
-// oracle (each path holds the winner of all acknowledged writes, or nothing
-// if that winner is a purged deletion), contiguous ticks, and no unexpected
-// errors. It returns every problem found.
+// oracle (below), contiguous ticks, no tick issued twice, and no
+// unexpected errors. It returns every problem found.
 func (w *World) Check() []error {
 	var errs []error
 	errs = append(errs, w.errs...)
@@ -703,16 +886,20 @@ func (w *World) Check() []error {
 			errs = append(errs, fmt.Errorf("%s is down", nd.name))
 			continue
 		}
-		d := DumpState(nd.r.Tree())
+		t := nd.stp.Replica().Tree()
+		d := DumpState(t)
 		if ref == "" {
 			ref = d
 		} else if d != ref {
 			errs = append(errs, fmt.Errorf("%s differs from %s:\n%s\nvs\n%s", nd.name, w.nodes[0].name, d, ref))
 		}
-		for _, n := range nd.r.Tree().Nodes() {
+		for _, n := range t.Nodes() {
 			if m := n.Missing(); !m.IsEmpty() {
 				errs = append(errs, fmt.Errorf("%s: ticks of %s not contiguous: missing %s", nd.name, n.Name(), m))
 			}
+		}
+		if up, active := nd.stp.Links(), nd.stp.Active(); w.cfg.BothDial && len(up) > 0 && len(active) != w.peerCount(nd) {
+			errs = append(errs, fmt.Errorf("%s uses links %v of %v: want one per peer", nd.name, active, up))
 		}
 	}
 	// Oracle, per path: the entry must hold a version that some
@@ -741,13 +928,13 @@ func (w *World) Check() []error {
 		if !nd.up {
 			continue
 		}
-		t := nd.r.Tree()
+		t := nd.stp.Replica().Tree()
 		for _, k := range slices.Sorted(maps.Keys(paths)) {
 			e := t.Get(paths[k])
 			r, hasReq := req[k]
 			switch {
 			case e == nil || len(e.Chain()) == 0: // never there, or a purged tombstone
-				if hasReq && r.Value != nil {
+				if hasReq && r.Value != nil && !w.deletedAfter(t, r) {
 					errs = append(errs, fmt.Errorf("%s: %s lost acknowledged winning write %s (%s)", nd.name, k, showValue(r.Value), r.Chain))
 				}
 			case !made[k][e.Version()]:
@@ -762,6 +949,38 @@ func (w *World) Check() []error {
 		}
 	}
 	return errs
+}
+
+// deletedAfter reports whether an acknowledged deletion that beats ev
+// survived (t knows its link): then ev's entry may be a purged tombstone.
+func (w *World) deletedAfter(t *tree.Tree, ev tree.Event) bool {
+	for _, a := range w.acks {
+		if a.ev.Value == nil && a.ev.Path.Equal(ev.Path) && a.ev.Version().Compare(ev.Version()) > 0 {
+			h := a.ev.Chain[0]
+			if t.Node(h.Node).Knows(h.Tick) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// peerCount is how many peers node nd has links to (the hub counts once).
+func (w *World) peerCount(nd *simNode) int {
+	peers := make(map[string]bool)
+	for _, id := range nd.conns {
+		c := w.conns[id]
+		if c.hub {
+			peers["hub"] = true
+			continue
+		}
+		for _, j := range c.nodes {
+			if w.nodes[j] != nd {
+				peers[w.nodes[j].name] = true
+			}
+		}
+	}
+	return len(peers)
 }
 
 func mustValue(e *tree.Entry) []byte { v, _ := e.Value(); return v }

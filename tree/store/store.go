@@ -254,6 +254,14 @@ func (s *Store) openSegment(name string) error {
 	return nil
 }
 
+// Synced reports whether every record appended so far is durable (under
+// SyncNone: never, unless nothing was appended).
+func (s *Store) Synced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced >= s.seq && s.opts.Sync != SyncNone
+}
+
 // LogBytes is the size, in framed bytes, of the log records appended (or
 // loaded) since the last snapshot began, including buffered ones. Under
 // SyncNone it is 0.

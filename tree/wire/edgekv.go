@@ -27,12 +27,57 @@ type Digest struct {
 }
 
 // NodeDigest is one node's line in a Digest: the highest tick known for it,
-// every tick of it seen (present or superseded), and the ticks it declared
-// skipped (key "skipped", omitted when empty).
+// every tick of it seen (present or superseded), the ticks it declared
+// skipped (key "skipped", omitted when empty), and a hash of its ticks that
+// head an entry (key "heads", tree.Node.HeadsHash; omitted when 0).
 type NodeDigest struct {
 	Tick    uint64
 	Known   tree.RangeSet
 	Skipped tree.RangeSet
+	Heads   uint64
+}
+
+// Heads lists, per node, the ticks that head an entry at the sender: {node,
+// reply, nodes: {name: ranges}}. A node sends it when a peer's digest
+// agrees with it on every tick seen but not on the heads hashes; the peer
+// then sends the entries it heads that the list lacks. Reply marks the
+// answer to a Heads message, which is not answered again.
+type Heads struct {
+	Node  string
+	Reply bool
+	Nodes map[string]tree.RangeSet
+}
+
+// AppendHeads appends h as {node, reply, nodes}.
+func AppendHeads(b []byte, h Heads) []byte {
+	b = append(b, 0x83)
+	b = append(b, kNode...)
+	b = msgp.AppendString(b, h.Node)
+	b = append(b, "\xa5reply"...)
+	b = msgp.AppendBool(b, h.Reply)
+	b = append(b, "\xa5nodes"...)
+	return appendRangeSetMap(b, h.Nodes)
+}
+
+// DecodeHeads decodes a heads message; every key is required.
+func DecodeHeads(b []byte) (Heads, error) {
+	var h Heads
+	e := decodeFlat(b, []flatKey{
+		{"node", true, nameInto(&h.Node)},
+		{"reply", true, func(v []byte) ([]byte, *Error) {
+			x, rest, err := msgp.ReadBoolBytes(v)
+			if err != nil {
+				return v, fail(v, "want bool, got %s", Describe(v))
+			}
+			h.Reply = x
+			return rest, nil
+		}},
+		{"nodes", true, rangeSetMapInto(&h.Nodes)},
+	})
+	if e != nil {
+		return Heads{}, e.finish("heads", len(b))
+	}
+	return h, nil
 }
 
 // Heartbeat is sent periodically and relayed: {node, tick, tock, seq,
@@ -127,11 +172,14 @@ func AppendDigest(b []byte, d Digest) []byte {
 	for _, k := range sortedNames(d.Nodes, buf[:]) {
 		nd := d.Nodes[k]
 		b = msgp.AppendString(b, k)
-		if nd.Skipped.IsEmpty() {
-			b = append(b, 0x82)
-		} else {
-			b = append(b, 0x83)
+		n := byte(2)
+		if !nd.Skipped.IsEmpty() {
+			n++
 		}
+		if nd.Heads != 0 {
+			n++
+		}
+		b = append(b, 0x80|n)
 		b = append(b, kTick...)
 		b = msgp.AppendUint64(b, nd.Tick)
 		b = append(b, "\xa5known"...)
@@ -139,6 +187,10 @@ func AppendDigest(b []byte, d Digest) []byte {
 		if !nd.Skipped.IsEmpty() {
 			b = append(b, "\xa7skipped"...)
 			b = AppendRangeSet(b, nd.Skipped)
+		}
+		if nd.Heads != 0 {
+			b = append(b, "\xa5heads"...)
+			b = msgp.AppendUint64(b, nd.Heads)
 		}
 	}
 	return b
@@ -188,6 +240,9 @@ func readNodeDigest(b []byte) (NodeDigest, []byte, *Error) {
 		case ok && string(k) == "skipped":
 			bit = 4
 			nd.Skipped, rest, e = readRangeSet(rest)
+		case ok && string(k) == "heads":
+			bit = 8
+			nd.Heads, rest, e = readUint64Any(rest)
 		default:
 			rest, e = skipValue(rest, 0)
 		}

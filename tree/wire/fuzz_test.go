@@ -313,3 +313,22 @@ func FuzzDecodeReservation(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeHeads(f *testing.F) {
+	f.Add(AppendHeads(nil, Heads{Node: "a", Reply: true, Nodes: map[string]tree.RangeSet{"b": tree.RangeSetOf(tree.Range{Start: 3, End: 9})}}))
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := DecodeHeads(b)
+		if err != nil {
+			checkErr(t, err)
+			return
+		}
+		h2, err := DecodeHeads(AppendHeads(nil, h))
+		if err != nil {
+			t.Fatalf("re-encoded heads does not decode: %v", err)
+		}
+		if diff := cmp.Diff(h, h2, fuzzOpts...); diff != "" {
+			t.Fatalf("round trip changed the heads (-first +second):\n%s", diff)
+		}
+	})
+}

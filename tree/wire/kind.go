@@ -16,6 +16,7 @@ const (
 	KindDigest
 	KindHeartbeat
 	KindBatch
+	KindHeads
 )
 
 var kindNames = [...]string{
@@ -25,6 +26,7 @@ var kindNames = [...]string{
 	KindDigest:    "digest",
 	KindHeartbeat: "heartbeat",
 	KindBatch:     "batch",
+	KindHeads:     "heads",
 }
 
 var kindTopics = [...]string{
@@ -34,10 +36,11 @@ var kindTopics = [...]string{
 	KindDigest:    "edgekv/digest",
 	KindHeartbeat: "edgekv/heartbeat",
 	KindBatch:     "edgekv/batch",
+	KindHeads:     "edgekv/heads",
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k Kind) Valid() bool { return k >= KindUpdate && k <= KindBatch }
+func (k Kind) Valid() bool { return k >= KindUpdate && k <= KindHeads }
 
 func (k Kind) String() string {
 	if k.Valid() {
@@ -47,8 +50,8 @@ func (k Kind) String() string {
 }
 
 // TopicSuffix is the topic of k's messages below the link's topic prefix:
-// "update", "info", "edgekv/hello", "edgekv/digest", "edgekv/heartbeat" or
-// "edgekv/batch". It is "" for an invalid kind.
+// "update", "info", "edgekv/hello", "edgekv/digest", "edgekv/heartbeat",
+// "edgekv/batch" or "edgekv/heads". It is "" for an invalid kind.
 func (k Kind) TopicSuffix() string {
 	if k.Valid() {
 		return kindTopics[k]
@@ -59,7 +62,7 @@ func (k Kind) TopicSuffix() string {
 // KindForTopicSuffix returns the kind whose TopicSuffix is s. Other topics
 // (MoaT-KV's ping and del, client traffic) report false.
 func KindForTopicSuffix(s string) (Kind, bool) {
-	for k := KindUpdate; k <= KindBatch; k++ {
+	for k := KindUpdate; k <= KindHeads; k++ {
 		if kindTopics[k] == s {
 			return k, true
 		}

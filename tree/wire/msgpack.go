@@ -158,6 +158,21 @@ func readUint(b []byte) (uint64, []byte, *Error) {
 	return uint64(i), rest, nil
 }
 
+// readUint64Any reads a non-negative integer of the full uint64 range (a
+// hash, not a counter).
+func readUint64Any(b []byte) (uint64, []byte, *Error) {
+	i, u, big, rest, e := readInt(b)
+	switch {
+	case e != nil:
+		return 0, b, e
+	case big:
+		return u, rest, nil
+	case i < 0:
+		return 0, b, fail(b, "want non-negative integer, got %d", i)
+	}
+	return uint64(i), rest, nil
+}
+
 // readUintOrNil reads a non-negative integer; nil reads as 0 (MoaT-KV sends
 // a nil tick before its node has data).
 func readUintOrNil(b []byte) (uint64, []byte, *Error) {

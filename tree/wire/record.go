@@ -21,17 +21,23 @@ type State struct {
 	// Skipped: node → ticks it declared skipped (edgekv's key "skipped",
 	// absent when empty; MoaT-KV ignores it).
 	Skipped map[string]tree.RangeSet
+	// Purged: the node has purged tombstones (edgekv's key "purged",
+	// absent when false).
+	Purged bool
 }
 
 // AppendState appends st as {nodes, known, deleted, node, tock, epoch?,
-// skipped?} in MoaT-KV's key order; nodes in ascending order, epoch only if
-// not 0, skipped only if not empty.
+// skipped?, purged?} in MoaT-KV's key order; nodes in ascending order,
+// epoch only if not 0, skipped only if not empty, purged only if true.
 func AppendState(b []byte, st State) []byte {
 	n := byte(5)
 	if st.Epoch != 0 {
 		n++
 	}
 	if len(st.Skipped) > 0 {
+		n++
+	}
+	if st.Purged {
 		n++
 	}
 	b = append(b, 0x80|n)
@@ -52,6 +58,9 @@ func AppendState(b []byte, st State) []byte {
 	if len(st.Skipped) > 0 {
 		b = append(b, "\xa7skipped"...)
 		b = appendRangeSetMap(b, st.Skipped)
+	}
+	if st.Purged {
+		b = append(b, "\xa6purged\xc3"...)
 	}
 	return b
 }
@@ -84,6 +93,14 @@ func readState(b []byte) (State, []byte, *Error) {
 		{"superseded", false, rangeSetMapInto(&sup)},
 		{"deleted", false, rangeSetMapInto(&st.Deleted)},
 		{"skipped", false, rangeSetMapInto(&st.Skipped)},
+		{"purged", false, func(v []byte) ([]byte, *Error) {
+			x, rest, err := msgp.ReadBoolBytes(v)
+			if err != nil {
+				return v, fail(v, "want bool, got %s", Describe(v))
+			}
+			st.Purged = x
+			return rest, nil
+		}},
 	})
 	if e != nil {
 		return State{}, b, e

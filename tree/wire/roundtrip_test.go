@@ -399,6 +399,34 @@ func TestHelloDigestHeartbeatRoundTrip(t *testing.T) {
 	}
 }
 
+func TestHeadsRoundTrip(t *testing.T) {
+	for _, h := range []Heads{
+		{Node: "a", Nodes: map[string]tree.RangeSet{}},
+		{Node: "a", Reply: true, Nodes: map[string]tree.RangeSet{"b": tree.RangeSetOf(tree.Range{Start: 3, End: 9}), "c": {}}},
+	} {
+		got, err := DecodeHeads(AppendHeads(nil, h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(h, got, cmpOpts...); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	}
+	for _, bad := range [][]byte{{0x80}, AppendHeads(nil, Heads{Node: "a"})[:5], {0x83, 0xa4, 'n', 'o', 'd', 'e', 0xa1, 'a', 0xa5, 'r', 'e', 'p', 'l', 'y', 0x01, 0xa5, 'n', 'o', 'd', 'e', 's', 0x80}} {
+		if _, err := DecodeHeads(bad); err == nil {
+			t.Errorf("DecodeHeads(%x) accepted", bad)
+		}
+	}
+}
+
+func TestDigestHeadsHash(t *testing.T) {
+	d := Digest{Node: "a", Nodes: map[string]NodeDigest{"b": {Tick: 1, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 2}), Heads: 1<<64 - 1}}}
+	got, err := DecodeDigest(AppendDigest(nil, d))
+	if err != nil || got.Nodes["b"].Heads != 1<<64-1 {
+		t.Fatalf("heads hash of 2^64-1: %+v, %v", got.Nodes["b"], err)
+	}
+}
+
 func TestBatchRoundTrip(t *testing.T) {
 	var ups [][]byte
 	var evs []tree.Event
@@ -466,6 +494,7 @@ func TestKind(t *testing.T) {
 		{KindDigest, "digest", "edgekv/digest"},
 		{KindHeartbeat, "heartbeat", "edgekv/heartbeat"},
 		{KindBatch, "batch", "edgekv/batch"},
+		{KindHeads, "heads", "edgekv/heads"},
 	}
 	for _, tt := range tests {
 		if tt.k.String() != tt.name || tt.k.TopicSuffix() != tt.suffix || !tt.k.Valid() {
@@ -480,7 +509,7 @@ func TestKind(t *testing.T) {
 			t.Errorf("KindForTopicSuffix(%q) = %v", s, k)
 		}
 	}
-	if Kind(0).Valid() || Kind(0).String() != "kind(0)" || Kind(7).TopicSuffix() != "" {
+	if Kind(0).Valid() || Kind(0).String() != "kind(0)" || Kind(8).TopicSuffix() != "" {
 		t.Error("invalid kinds")
 	}
 }

@@ -1,0 +1,419 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
+)
+
+// request is one call handed to the loop. Exactly one of the loop (take)
+// and the caller (abandon) wins it: a request the caller gave up on is
+// never carried out, and one the loop took is always answered.
+type request struct {
+	state atomic.Int32 // 0 queued, 1 taken, 2 abandoned
+	run   func(e *Engine)
+}
+
+func (q *request) take() bool    { return q.state.CompareAndSwap(0, 1) }
+func (q *request) abandon() bool { return q.state.CompareAndSwap(0, 2) }
+
+// take runs q on the loop unless its caller gave up.
+func (e *Engine) take(q *request) {
+	if q.take() {
+		q.run(e)
+	}
+}
+
+// submit queues q for the loop.
+func (e *Engine) submit(ctx context.Context, q *request) error {
+	select { // the common case, without looking at ctx
+	case e.reqs <- q:
+		return nil
+	default:
+	}
+	select {
+	case e.reqs <- q:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.stopping:
+		return e.unavailable("stopped")
+	}
+}
+
+// call runs f on the loop and returns its result, which comes back over a
+// channel. If ctx ends or the engine stops first and the loop has not
+// taken the request, it never runs.
+func call[T any](e *Engine, ctx context.Context, f func(e *Engine) T) (T, error) {
+	reply := make(chan T, 1)
+	q := &request{run: func(e *Engine) { reply <- f(e) }}
+	var zero T
+	if err := e.submit(ctx, q); err != nil {
+		return zero, err
+	}
+	select {
+	case v := <-reply:
+		return v, nil
+	case <-ctx.Done():
+		if q.abandon() {
+			return zero, ctx.Err()
+		}
+	case <-e.stopping:
+		if q.abandon() {
+			return zero, e.unavailable("stopped")
+		}
+	}
+	return <-reply, nil // taken: it runs now, and answers at once
+}
+
+// Entry is one entry as the API returns it: copies, never the tree's own
+// slices. The zero Entry stands for "no such entry".
+type Entry struct {
+	Value []byte // msgpack; nil: no value (a deletion)
+	Chain tree.Chain
+	Tock  uint64
+}
+
+// Exists reports whether there is an entry with a version (a value or a
+// tombstone).
+func (en Entry) Exists() bool { return len(en.Chain) > 0 }
+
+func entryOf(x *tree.Entry) Entry {
+	if x == nil || len(x.Chain()) == 0 {
+		return Entry{}
+	}
+	v, _ := x.Value()
+	return Entry{Value: slices.Clone(v), Chain: slices.Clone(x.Chain()), Tock: x.Tock()}
+}
+
+// Item is one entry with its path, as Walk and Watch deliver it. UpToDate
+// marks the end of a watch's initial entries (no path, no value).
+type Item struct {
+	Path     tree.Path
+	Entry    Entry
+	UpToDate bool
+}
+
+// Cond is a condition on a write: the tree's conditions, plus Prev, the
+// value (msgpack) the entry must hold now (MoaT-KV's prev).
+type Cond struct {
+	tree.Cond
+	Prev []byte
+}
+
+// Result is what a write did: the entry's previous value, its new chain and
+// tock, or NoOp for an idempotent write that changed nothing (then Chain
+// and Tock are the entry's current ones).
+type Result struct {
+	Prev  []byte
+	Chain tree.Chain
+	Tock  uint64
+	NoOp  bool
+}
+
+type writeResult struct {
+	res Result
+	err error
+}
+
+// Get returns the entry at p (the zero Entry if there is none).
+func (e *Engine) Get(ctx context.Context, p tree.Path) (Entry, error) {
+	return call(e, ctx, func(e *Engine) Entry { return entryOf(e.r.Tree().Get(p)) })
+}
+
+// Set writes value (one msgpack value) at p as this node, under c. It
+// returns once the write is in the store (fsynced under sync "always").
+// Errors wrap tree.ErrInvalidPath, tree.ErrInvalidValue, tree.ErrConflict
+// or tree.ErrUnavailable.
+func (e *Engine) Set(ctx context.Context, p tree.Path, value []byte, c Cond) (Result, error) {
+	if value == nil {
+		return Result{}, fmt.Errorf("%w: Set with no value (use Delete)", tree.ErrInvalidValue)
+	}
+	return e.write(ctx, p, value, c)
+}
+
+// Delete deletes the value at p as this node, under c. Deleting an entry
+// that holds no value fails with tree.ErrNotFound and writes nothing.
+func (e *Engine) Delete(ctx context.Context, p tree.Path, c Cond) (Result, error) {
+	return e.write(ctx, p, nil, c)
+}
+
+func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (Result, error) {
+	reply := make(chan writeResult, 1)
+	q := &request{run: func(e *Engine) { e.applyWrite(p, value, c, reply) }}
+	if err := e.submit(ctx, q); err != nil {
+		return Result{}, err
+	}
+	var wr writeResult
+	select {
+	case wr = <-reply:
+	case <-ctx.Done():
+		if q.abandon() {
+			return Result{}, ctx.Err()
+		}
+		wr = <-reply // taken: answered after the next flush
+	case <-e.stopping:
+		if q.abandon() {
+			return Result{}, e.unavailable("stopped")
+		}
+		wr = <-reply
+	}
+	return wr.res, wr.err
+}
+
+// applyWrite applies a local write on the loop and answers on reply: at
+// once if it failed or changed nothing, after the flush that persists it
+// otherwise.
+func (e *Engine) applyWrite(p tree.Path, value []byte, c Cond, reply chan<- writeResult) {
+	if e.failed != nil {
+		reply <- writeResult{err: e.unavailable("stopped")}
+		return
+	}
+	var res Result
+	cur := e.r.Tree().Get(p)
+	if cur != nil {
+		if v, ok := cur.Value(); ok {
+			res.Prev = slices.Clone(v)
+		}
+	}
+	if c.Prev != nil && !bytes.Equal(res.Prev, c.Prev) {
+		reply <- writeResult{err: fmt.Errorf("%w: %s does not hold the expected previous value", tree.ErrConflict, p)}
+		return
+	}
+	var ev tree.Event
+	var err error
+	changed := true
+	if value == nil {
+		ev, err = e.r.Delete(p, c.Cond)
+	} else {
+		ev, changed, err = e.r.Set(p, value, c.Cond)
+	}
+	switch {
+	case err != nil:
+		reply <- writeResult{err: err}
+	case !changed: // idempotent: nothing written
+		res.NoOp = true
+		if cur != nil {
+			res.Chain, res.Tock = slices.Clone(cur.Chain()), cur.Tock()
+		}
+		reply <- writeResult{res: res}
+	default:
+		res.Chain, res.Tock = slices.Clone(ev.Chain), ev.Tock
+		e.waiters = append(e.waiters, waiter{reply: reply, res: writeResult{res: res}})
+	}
+}
+
+// Walk calls fn for every entry holding a value at or below p, in
+// canonical order. The entries are copied on the engine's goroutine in one
+// step (a consistent state) and handed to fn afterwards, on the caller's.
+func (e *Engine) Walk(ctx context.Context, p tree.Path, fn func(Item) error) error {
+	items, err := call(e, ctx, func(e *Engine) []Item { return e.collect(p) })
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) collect(p tree.Path) []Item {
+	var items []Item
+	e.r.Tree().Walk(p, func(x *tree.Entry) bool {
+		if x.HasValue() {
+			items = append(items, Item{Path: x.Path(), Entry: entryOf(x)})
+		}
+		return true
+	})
+	return items
+}
+
+// Hello returns the node's name, its own tick and the current tock.
+func (e *Engine) Hello(ctx context.Context) (node string, tick, tock uint64, err error) {
+	type hello struct{ tick, tock uint64 }
+	h, err := call(e, ctx, func(e *Engine) hello {
+		return hello{e.r.Tree().Node(e.name).Tick(), e.r.Tree().Tock()}
+	})
+	return e.name, h.tick, h.tock, err
+}
+
+// Tock returns the current tock.
+func (e *Engine) Tock(ctx context.Context) (uint64, error) {
+	return call(e, ctx, func(e *Engine) uint64 { return e.r.Tree().Tock() })
+}
+
+// NodeState is what the engine knows of one node's ticks.
+type NodeState struct {
+	Tick       uint64
+	Superseded tree.RangeSet // seen, no longer on any chain
+	Present    tree.RangeSet // on some current chain
+	Deleted    tree.RangeSet // on tombstones' chains
+	Missing    tree.RangeSet // known to exist, not held
+	Skipped    tree.RangeSet // declared skipped by the node
+}
+
+// State is the engine's view of every node it knows, by name.
+type State struct {
+	Node  string
+	Tock  uint64
+	Nodes map[string]NodeState
+}
+
+// State returns the engine's view of every node's ticks.
+func (e *Engine) State(ctx context.Context) (State, error) {
+	return call(e, ctx, func(e *Engine) State {
+		t := e.r.Tree()
+		st := State{Node: e.name, Tock: t.Tock(), Nodes: make(map[string]NodeState)}
+		for _, n := range t.Nodes() {
+			st.Nodes[n.Name()] = NodeState{Tick: n.Tick(), Superseded: n.Superseded(), Present: n.Present(),
+				Deleted: n.Deleted(), Missing: n.Missing(), Skipped: n.Skipped().Clone()}
+		}
+		return st
+	})
+}
+
+// Import applies an event given by a client (MoaT-KV's update action, or a
+// save file being loaded) as if a peer had sent it, and reports whether it
+// was new here. It returns once the event is in the store.
+func (e *Engine) Import(ctx context.Context, ev tree.Event) (fresh bool, err error) {
+	reply := make(chan writeResult, 1)
+	q := &request{run: func(e *Engine) {
+		if e.failed != nil {
+			reply <- writeResult{err: e.unavailable("stopped")}
+			return
+		}
+		fresh, err := e.r.Import(ev)
+		switch {
+		case err != nil:
+			reply <- writeResult{err: err}
+		case !fresh:
+			reply <- writeResult{res: Result{NoOp: true}}
+		default:
+			e.waiters = append(e.waiters, waiter{reply: reply})
+		}
+	}}
+	if err := e.submit(ctx, q); err != nil {
+		return false, err
+	}
+	var wr writeResult
+	select {
+	case wr = <-reply:
+	case <-ctx.Done():
+		if q.abandon() {
+			return false, ctx.Err()
+		}
+		wr = <-reply
+	case <-e.stopping:
+		if q.abandon() {
+			return false, e.unavailable("stopped")
+		}
+		wr = <-reply
+	}
+	return wr.err == nil && !wr.res.NoOp, wr.err
+}
+
+// ImportInfo applies node state from a client or a save file: ticks raise
+// what is known of nodes, known marks ticks as seen and superseded.
+func (e *Engine) ImportInfo(ctx context.Context, ticks map[string]uint64, known map[string]tree.RangeSet) error {
+	_, err := call(e, ctx, func(e *Engine) struct{} { e.r.ImportInfo(ticks, known); return struct{}{} })
+	return err
+}
+
+// ByTick returns the entry whose chain holds node's tick, with its path.
+// An unknown or superseded tick is an error wrapping tree.ErrNotFound.
+func (e *Engine) ByTick(ctx context.Context, node string, tick uint64) (tree.Path, Entry, error) {
+	type found struct {
+		p   tree.Path
+		en  Entry
+		err error
+	}
+	f, err := call(e, ctx, func(e *Engine) found {
+		var x *tree.Entry
+		if nd := e.r.Tree().LookupNode(node); nd != nil {
+			x = nd.Entry(tick)
+		}
+		if x == nil {
+			return found{err: fmt.Errorf("%w: no current entry holds %s:%d (unknown or superseded)", tree.ErrNotFound, node, tick)}
+		}
+		return found{p: x.Path(), en: entryOf(x)}
+	})
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	return f.p, f.en, f.err
+}
+
+// NodeTicks lists node's ticks that are on some current chain (current:
+// only chains it heads), at most max of them (≤ 0: all).
+func (e *Engine) NodeTicks(ctx context.Context, node string, max int, current bool) ([]uint64, error) {
+	type res struct {
+		ticks []uint64
+		err   error
+	}
+	r, err := call(e, ctx, func(e *Engine) res {
+		nd := e.r.Tree().LookupNode(node)
+		if nd == nil {
+			return res{err: fmt.Errorf("%w: node %q is not known here", tree.ErrNotFound, node)}
+		}
+		var out []uint64
+		for t := range nd.Present().All {
+			if current {
+				if h, ok := nd.Entry(t).Chain().Head(); !ok || h.Node != node {
+					continue
+				}
+			}
+			out = append(out, t)
+			if max > 0 && len(out) == max {
+				break
+			}
+		}
+		return res{ticks: out}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.ticks, r.err
+}
+
+// SaveFile encodes the tree as a MoaT-KV save file (a state record, then
+// every entry holding a value; full includes the meta tree) from one
+// consistent state, and returns it with the number of entries.
+func (e *Engine) SaveFile(ctx context.Context, full bool) ([]byte, int, error) {
+	type res struct {
+		b []byte
+		n int
+	}
+	r, err := call(e, ctx, func(e *Engine) res {
+		t := e.r.Tree()
+		st := wire.State{Node: e.name, Tock: t.Tock(), Ticks: map[string]uint64{}, Known: map[string]tree.RangeSet{}}
+		for _, nd := range t.Nodes() {
+			st.Ticks[nd.Name()] = nd.Tick()
+			st.Known[nd.Name()] = nd.Superseded()
+		}
+		b := wire.AppendState(nil, st)
+		var w wire.DKVWriter
+		n := 0
+		t.Walk(nil, func(x *tree.Entry) bool {
+			v, ok := x.Value()
+			if !ok {
+				return true
+			}
+			p := x.Path()
+			if p.IsMeta() && !full {
+				return true
+			}
+			b = w.AppendEntry(b, tree.Event{Path: p, Value: v, Chain: x.Chain(), Tock: x.Tock()})
+			n++
+			return true
+		})
+		return res{b, n}
+	})
+	return r.b, r.n, err
+}

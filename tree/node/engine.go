@@ -1,0 +1,467 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/replica"
+	"github.com/edgekv/edgekv/tree/store"
+)
+
+// Observer sees every change of the tree, on the engine's goroutine, after
+// it is in the store: Changed with the new value (nil: deleted) and the
+// entry's chain and tock. At the start of Run it also sees every entry that
+// holds a value, a few hundred per step between other work. It must not
+// block for long.
+type Observer interface {
+	Changed(p tree.Path, value []byte, chain tree.Chain, tock uint64)
+}
+
+// Config configures an Engine. Zero fields take the defaults noted.
+type Config struct {
+	// Name is this node's name (required).
+	Name string
+	// FS holds the node's store (required): store.DirFS(dir), or a
+	// store.MemFS in tests.
+	FS store.FS
+	// Store configures the store: sync policy, group-commit interval, …
+	Store store.Options
+	// ChainLen bounds chains (default tree.DefaultChainLen).
+	ChainLen int
+	// Now is the clock (default time.Now). Run's timers use the time
+	// package's tickers; only timestamps written into the tree come from
+	// Now.
+	Now func() time.Time
+	// Logger receives the engine's logs (default: discarded).
+	Logger *slog.Logger
+	// TickEvery is the replica's clock tick (default 100 ms; at most
+	// Heartbeat).
+	TickEvery time.Duration
+	// Heartbeat is the heartbeat period (default 1 s).
+	Heartbeat time.Duration
+	// StatusEvery is how often link status and sync counters are written
+	// into the tree (default 5 × Heartbeat).
+	StatusEvery time.Duration
+	// SnapshotCheck is how often the engine checks whether the log has
+	// grown enough for a snapshot (default 30 s).
+	SnapshotCheck time.Duration
+	// MaxBatch bounds the updates folded into one batch message (default
+	// 64).
+	MaxBatch int
+	// InboxMessages and InboxBytes bound the sync messages waiting for
+	// the engine (defaults 8192 and 64 MiB); more are dropped.
+	InboxMessages int
+	InboxBytes    int
+	// WatchQueue bounds the changes a watch may fall behind by before it
+	// ends with an error (default 10000).
+	WatchQueue int
+	// Observer, if set, sees every change (see Observer).
+	Observer Observer
+	// Replica, if set, adjusts the replica's configuration after the
+	// engine has filled it in (tests: reservation sizes, timings).
+	Replica func(*replica.Config)
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.TickEvery, 100*time.Millisecond)
+	def(&c.Heartbeat, time.Second)
+	c.TickEvery = min(c.TickEvery, c.Heartbeat)
+	def(&c.StatusEvery, 5*c.Heartbeat)
+	def(&c.SnapshotCheck, 30*time.Second)
+	idef := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	idef(&c.MaxBatch, 64)
+	idef(&c.InboxMessages, 8192)
+	idef(&c.InboxBytes, 64<<20)
+	idef(&c.WatchQueue, 10000)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Engine is one running replica: see the package documentation. Create it
+// with Open, then call Run (or drive it with a Stepper).
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	r    *replica.Replica
+	st   *store.Store
+	name string
+
+	// Plumbing between callers and the loop.
+	reqs     chan *request
+	in       *inbox
+	stopping chan struct{} // closed when the loop takes no more work
+	done     chan struct{} // closed when Run has returned
+	started  atomic.Bool   // Run or a Stepper owns the engine
+	stopOnce sync.Once
+
+	// Counters read from other goroutines.
+	inboxDropped   atomic.Int64
+	watchOverflows atomic.Int64
+
+	// Owned by the loop (or the Stepper).
+	links     map[string]*link
+	byID      map[replica.LinkID]*link
+	nextID    replica.LinkID
+	waiters   []waiter
+	watchers  map[*watcher]struct{}
+	status    map[string]string    // last written status value per entry name
+	gone      map[string]time.Time // links that went down: last heard from
+	syncDirty bool                 // something besides status changed since the counters were written
+	lastStats replica.Stats
+	failed    error // the store failed: the engine stops
+	snapping  bool  // a snapshot is being written
+}
+
+// Open opens the store in cfg.FS and restores the replica from it. It
+// starts nothing; Run (or a Stepper) does the rest.
+func Open(cfg Config) (*Engine, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("node: Config.Name is empty")
+	}
+	if cfg.FS == nil {
+		return nil, errors.New("node: Config.FS is nil")
+	}
+	cfg.setDefaults()
+	log := cfg.Logger.With("node", cfg.Name)
+	sopts := cfg.Store
+	if sopts.Logger == nil {
+		sopts.Logger = log
+	}
+	st, loaded, err := store.Open(cfg.FS, sopts)
+	if err != nil {
+		return nil, err
+	}
+	hb := max(1, int(cfg.Heartbeat/cfg.TickEvery))
+	rcfg := replica.Config{Node: cfg.Name, ChainLen: cfg.ChainLen, HeartbeatTicks: hb, LiveTicks: 4 * hb,
+		MissingTicks: hb, PurgeTicks: 10 * hb, DigestTicks: 30 * hb, Volatile: sopts.Sync == store.SyncNone}
+	if cfg.Replica != nil {
+		cfg.Replica(&rcfg)
+	}
+	r := replica.New(rcfg)
+	for _, e := range r.Restore(loaded.Snapshot, loaded.Log, loaded.NodeRecord) {
+		log.Warn("store: skipped a record", "error", e)
+	}
+	if loaded.NodeRecord == nil && (len(loaded.Snapshot) > 0 || len(loaded.Log) > 0) {
+		log.Warn("store: no node record beside the data (written by an older edgekv?): ticks issued before the last crash could be reused once")
+	}
+	own := r.Tree().Node(cfg.Name)
+	log.Info("loaded", "entries", r.Tree().Len(), "tick", own.Tick(), "tock", r.Tree().Tock(),
+		"skipped", own.Skipped().String(), "snapshot_records", len(loaded.Snapshot), "log_records", len(loaded.Log),
+		"sync", sopts.Sync.String())
+	e := &Engine{
+		cfg:       cfg,
+		log:       log,
+		r:         r,
+		st:        st,
+		name:      cfg.Name,
+		reqs:      make(chan *request, 1024),
+		in:        newInbox(cfg.InboxMessages, cfg.InboxBytes),
+		stopping:  make(chan struct{}),
+		done:      make(chan struct{}),
+		links:     make(map[string]*link),
+		byID:      make(map[replica.LinkID]*link),
+		watchers:  make(map[*watcher]struct{}),
+		status:    make(map[string]string),
+		gone:      make(map[string]time.Time),
+		syncDirty: true,
+	}
+	return e, nil
+}
+
+// Name returns the node's name.
+func (e *Engine) Name() string { return e.name }
+
+// Done is closed when Run has returned.
+func (e *Engine) Done() <-chan struct{} { return e.done }
+
+// InboxDropped counts sync messages dropped because the inbox was full.
+func (e *Engine) InboxDropped() int64 { return e.inboxDropped.Load() }
+
+// WatchOverflows counts watches ended because they fell behind.
+func (e *Engine) WatchOverflows() int64 { return e.watchOverflows.Load() }
+
+// ErrRunning is returned by Run when the engine already runs (or a
+// Stepper drives it).
+var ErrRunning = errors.New("node: engine already running")
+
+// Run serves until ctx is done or the store fails, then stops: it answers
+// every write it has taken (after a last flush), ends the watches, waits
+// for a snapshot being written, stops the store's group commit and closes
+// the store. It returns nil after a clean stop, or the store's error. Run
+// may be called once.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer close(e.done)
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	storeErr := make(chan error, 1)
+	go func() { storeErr <- e.st.Run(storeCtx) }()
+	snapDone := make(chan error, 1) // the snapshot writer's result
+	var snapWG sync.WaitGroup
+
+	err := e.loop(ctx, storeErr, snapDone, &snapWG)
+
+	e.stop(err)
+	snapWG.Wait()
+	stopStore()
+	if serr := <-storeErr; serr != nil && err == nil {
+		err = fmt.Errorf("node: store: %w", serr)
+	}
+	if cerr := e.st.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) && err == nil {
+		err = fmt.Errorf("node: closing the store: %w", cerr)
+	}
+	own := e.r.Tree().Node(e.name)
+	e.log.Info("stopped", "entries", e.r.Tree().Len(), "tick", own.Tick(), "error", err)
+	return err
+}
+
+// stop ends the engine's service: a last flush answers the writes taken,
+// then no request is taken any more and every watch ends.
+func (e *Engine) stop(cause error) {
+	e.stopOnce.Do(func() {
+		if e.failed == nil {
+			if err := e.flush(); err != nil && cause == nil {
+				e.log.Error("last flush failed", "error", err)
+			}
+		}
+		e.answerWaiters(e.unavailable("stopped"))
+		close(e.stopping)
+		for w := range e.watchers {
+			close(w.ch)
+			delete(e.watchers, w)
+		}
+	})
+}
+
+// unavailable is the error for requests the engine can no longer serve.
+func (e *Engine) unavailable(why string) error {
+	if e.failed != nil {
+		return fmt.Errorf("%w: node %s %s: %v", tree.ErrUnavailable, e.name, why, e.failed)
+	}
+	return fmt.Errorf("%w: node %s is stopping", tree.ErrUnavailable, e.name)
+}
+
+func (e *Engine) loop(ctx context.Context, storeErr <-chan error, snapDone chan error, snapWG *sync.WaitGroup) error {
+	if err := e.flush(); err != nil { // the reservation of Restore
+		return err
+	}
+	tick := time.NewTicker(e.cfg.TickEvery)
+	defer tick.Stop()
+	status := time.NewTicker(e.cfg.StatusEvery)
+	defer status.Stop()
+	snap := time.NewTicker(e.cfg.SnapshotCheck)
+	defer snap.Stop()
+	replay := e.valuedEntries()
+	ready := make(chan struct{})
+	close(ready)
+	for {
+		var republish <-chan struct{} // nil blocks; ready is always ready
+		if len(replay) > 0 {
+			republish = ready
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-storeErr:
+			// The group commit failed: the log's tail is unknown.
+			e.failed = err
+			storeErr = nil
+			return fmt.Errorf("node: store: %w", err)
+		case q := <-e.reqs:
+			e.take(q)
+			for range 256 { // take what else waits, then flush once
+				select {
+				case q := <-e.reqs:
+					e.take(q)
+					continue
+				default:
+				}
+				break
+			}
+		case <-e.in.wake:
+			e.drainInbox()
+		case <-tick.C:
+			e.r.Tick()
+		case <-status.C:
+			e.writeStatus()
+		case <-snap.C:
+			if !e.snapping && e.st.SnapshotDue() {
+				e.snapping = true
+				snapWG.Add(1)
+				go func() {
+					defer snapWG.Done()
+					snapDone <- e.snapshotAsync()
+				}()
+			}
+		case err := <-snapDone:
+			e.snapping = false
+			if err != nil {
+				e.log.Error("snapshot failed", "error", err)
+			}
+		case <-republish:
+			replay = e.replay(replay)
+		}
+		if err := e.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// valuedEntries lists every entry that holds a value, for the Observer.
+func (e *Engine) valuedEntries() []*tree.Entry {
+	if e.cfg.Observer == nil {
+		return nil
+	}
+	var out []*tree.Entry
+	e.r.Tree().Walk(nil, func(x *tree.Entry) bool {
+		if x.HasValue() {
+			out = append(out, x)
+		}
+		return true
+	})
+	return out
+}
+
+// replay shows the next few entries to the Observer as they are now (one
+// deleted since is skipped: its deletion was shown) and returns the rest.
+func (e *Engine) replay(pending []*tree.Entry) []*tree.Entry {
+	k := min(len(pending), 256)
+	for _, x := range pending[:k] {
+		if v, ok := x.Value(); ok {
+			e.cfg.Observer.Changed(x.Path(), v, x.Chain(), x.Tock())
+		}
+	}
+	if k == len(pending) {
+		return nil
+	}
+	return pending[k:]
+}
+
+// snapshotAsync writes a snapshot from the snapshot goroutine; only
+// capturing the state runs on the loop.
+func (e *Engine) snapshotAsync() error {
+	start := e.cfg.Now()
+	err := e.st.Snapshot(func(yield func([]byte) error) error {
+		recs, err := call(e, context.Background(), func(e *Engine) snapResult {
+			var res snapResult
+			res.err = e.r.SnapshotRecords(func(b []byte) error { res.recs = append(res.recs, b); return nil })
+			return res
+		})
+		if err != nil {
+			return err
+		}
+		if recs.err != nil {
+			return recs.err
+		}
+		for _, r := range recs.recs {
+			if err := yield(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		e.log.Info("snapshot written", "took", e.cfg.Now().Sub(start).Round(time.Millisecond))
+	}
+	return err
+}
+
+type snapResult struct {
+	recs [][]byte
+	err  error
+}
+
+// flush handles the replica's Ready (see the package documentation): node
+// record, records, answers, messages, changes. A store failure stops the
+// engine: nothing of this step is sent or shown, and the waiting writes
+// get the error.
+func (e *Engine) flush() error {
+	if e.failed != nil {
+		return e.failed
+	}
+	if !e.r.HasReady() && len(e.waiters) == 0 {
+		return nil
+	}
+	rd := e.r.Ready()
+	if rd.NodeRecord != nil {
+		if err := e.st.SaveNodeRecord(rd.NodeRecord); err != nil {
+			return e.fail(fmt.Errorf("saving the reservation: %w", err))
+		}
+	}
+	if len(rd.Records) > 0 {
+		if err := e.st.AppendBatch(rd.Records); err != nil {
+			return e.fail(fmt.Errorf("persisting %d records: %w", len(rd.Records), err))
+		}
+	}
+	if rd.MustSync && e.cfg.Store.Sync == store.SyncInterval {
+		// A heartbeat or a superseded claim goes out: what it vouches
+		// for must survive a crash (a no-op if the group commit has
+		// synced everything already).
+		if err := e.st.Flush(); err != nil {
+			return e.fail(fmt.Errorf("syncing before a heartbeat: %w", err))
+		}
+	}
+	e.answerWaiters(nil)
+	e.sendAll(rd.Messages)
+	for _, c := range rd.Changes {
+		if !isStatusPath(e.name, c.Path) {
+			e.syncDirty = true
+		}
+		if c.Purged {
+			continue
+		}
+		if len(e.watchers) > 0 {
+			e.notifyWatchers(c)
+		}
+		if e.cfg.Observer != nil {
+			e.cfg.Observer.Changed(c.Path, c.Value, c.Chain, c.Tock)
+		}
+	}
+	return nil
+}
+
+// fail records a store failure: the engine stops.
+func (e *Engine) fail(err error) error {
+	err = fmt.Errorf("node %s: store: %w", e.name, err)
+	e.failed = err
+	e.log.Error("the store failed: stopping", "error", err)
+	e.answerWaiters(fmt.Errorf("%w: %v", tree.ErrUnavailable, err))
+	return err
+}
+
+// waiter is a write waiting for its records to be persisted.
+type waiter struct {
+	reply chan<- writeResult
+	res   writeResult
+}
+
+func (e *Engine) answerWaiters(err error) {
+	for _, w := range e.waiters {
+		res := w.res
+		if err != nil {
+			res = writeResult{err: err}
+		}
+		w.reply <- res
+	}
+	e.waiters = e.waiters[:0]
+}
