@@ -1,0 +1,542 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+	"go.uber.org/goleak"
+
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/store"
+	"github.com/edgekv/edgekv/tree/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func str(s string) []byte { return msgp.AppendString(nil, s) }
+
+func pth(s string) tree.Path {
+	p, err := tree.ParsePath(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// running is an engine whose Run goroutine the test owns.
+type running struct {
+	e      *Engine
+	fs     *store.MemFS
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func open(t *testing.T, fs *store.MemFS, mutate func(*Config)) *Engine {
+	t.Helper()
+	cfg := Config{Name: "a", FS: fs, Store: store.Options{Sync: store.SyncAlways}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func start(t *testing.T, mutate func(*Config)) *running {
+	t.Helper()
+	fs := store.NewMemFS()
+	e := open(t, fs, mutate)
+	return run(t, e, fs)
+}
+
+func run(t *testing.T, e *Engine, fs *store.MemFS) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{e: e, fs: fs, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- e.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of the cancel")
+		return nil
+	}
+}
+
+// block occupies the engine's loop until the returned function is called;
+// it returns once the loop is inside.
+func block(t *testing.T, e *Engine) (release func()) {
+	t.Helper()
+	inside, out := make(chan struct{}), make(chan struct{})
+	q := &request{run: func(*Engine) { close(inside); <-out }}
+	if err := e.submit(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	<-inside
+	var once sync.Once
+	return func() { once.Do(func() { close(out) }) }
+}
+
+func TestSetGetDelete(t *testing.T) {
+	r := start(t, nil)
+	ctx := context.Background()
+	res, err := r.e.Set(ctx, pth("room.temp"), str("21.5"), Cond{})
+	if err != nil || res.Chain.String() != "a:1" || res.Prev != nil {
+		t.Fatalf("Set: %+v, %v", res, err)
+	}
+	en, err := r.e.Get(ctx, pth("room.temp"))
+	if err != nil || string(en.Value) != string(str("21.5")) || en.Chain.String() != "a:1" {
+		t.Fatalf("Get: %+v, %v", en, err)
+	}
+	// Conditions: must-not-exist, previous value, head, idempotent.
+	if _, err := r.e.Set(ctx, pth("room.temp"), str("x"), Cond{Cond: tree.Cond{MustNotExist: true}}); !errors.Is(err, tree.ErrConflict) {
+		t.Errorf("MustNotExist on an existing entry: %v", err)
+	}
+	if _, err := r.e.Set(ctx, pth("room.temp"), str("x"), Cond{Prev: str("nope")}); !errors.Is(err, tree.ErrConflict) {
+		t.Errorf("wrong Prev: %v", err)
+	}
+	res, err = r.e.Set(ctx, pth("room.temp"), str("21.5"), Cond{Cond: tree.Cond{Idem: true}})
+	if err != nil || !res.NoOp || res.Chain.String() != "a:1" {
+		t.Errorf("idempotent: %+v, %v", res, err)
+	}
+	res, err = r.e.Delete(ctx, pth("room.temp"), Cond{Cond: tree.Cond{Head: &tree.Link{Node: "a", Tick: 1}}})
+	if err != nil || string(res.Prev) != string(str("21.5")) {
+		t.Fatalf("Delete: %+v, %v", res, err)
+	}
+	if _, err := r.e.Delete(ctx, pth("room.temp"), Cond{}); !errors.Is(err, tree.ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+	if _, err := r.e.Set(ctx, pth("x"), nil, Cond{}); !errors.Is(err, tree.ErrInvalidValue) {
+		t.Errorf("Set with no value: %v", err)
+	}
+	if _, err := r.e.Set(ctx, pth("x"), []byte{0xc1}, Cond{}); !errors.Is(err, tree.ErrInvalidValue) {
+		t.Errorf("Set with a malformed value: %v", err)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := r.e.Get(ctx, pth("x")); !errors.Is(err, tree.ErrUnavailable) {
+		t.Errorf("Get after stop: %v", err)
+	}
+	if _, err := r.e.Set(ctx, pth("x"), str("y"), Cond{}); !errors.Is(err, tree.ErrUnavailable) || tree.KindOf(err) != tree.KindUnavailable {
+		t.Errorf("Set after stop: %v", err)
+	}
+}
+
+// TestGiveUpNeverApplies: a write whose caller gives up before the engine
+// takes it never happens, and the caller gets the context's error.
+func TestGiveUpNeverApplies(t *testing.T) {
+	r := start(t, nil)
+	release := block(t, r.e)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.e.Set(ctx, pth("late"), str("v"), Cond{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Set while the engine is busy: %v", err)
+	}
+	release()
+	en, err := r.e.Get(context.Background(), pth("late"))
+	if err != nil || en.Exists() {
+		t.Fatalf("the abandoned write happened after all: %+v, %v", en, err)
+	}
+}
+
+// TestStateWhileBusy reproduces the old data race: State with a short
+// deadline while the loop is busy returns the deadline error, and the
+// result of a request that ran anyway is never written into the caller's
+// variables (results come back over channels; -race checks).
+func TestStateWhileBusy(t *testing.T) {
+	r := start(t, nil)
+	for range 20 {
+		release := block(t, r.e)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		st, err := r.e.State(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || st.Nodes != nil {
+			t.Fatalf("State while busy: %+v, %v", st, err)
+		}
+		release()
+		if _, err := r.e.State(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStopAnswersEveryCaller: writes racing with the stop either happen
+// (and are persisted) or fail with tree.ErrUnavailable; none hangs.
+func TestStopAnswersEveryCaller(t *testing.T) {
+	fs := store.NewMemFS()
+	e := open(t, fs, func(c *Config) { c.Store.Sync = store.SyncInterval })
+	r := run(t, e, fs)
+	var wg sync.WaitGroup
+	results := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.Set(context.Background(), pth(fmt.Sprintf("k:%d", i)), str("v"), Cond{})
+			results <- err
+		}()
+	}
+	first := <-results // a barrier: at least one write is through
+	results <- first
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(results)
+	ok := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, tree.ErrUnavailable):
+			t.Errorf("a write racing the stop: %v", err)
+		}
+	}
+	// Every write that succeeded is in the store.
+	e2 := open(t, fs, func(c *Config) { c.Store.Sync = store.SyncInterval })
+	stp, err := e2.Stepper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stp.Replica().Tree().Len(); got != ok {
+		t.Errorf("%d writes acknowledged, %d entries after reopening", ok, got)
+	}
+	stp.Close()
+}
+
+// TestStoreFailureStops: a failed fsync stops the engine: the write gets
+// an unavailable error, Run returns the store's error, nothing more runs.
+func TestStoreFailureStops(t *testing.T) {
+	fs := store.NewMemFS()
+	e := open(t, fs, nil)
+	r := run(t, e, fs)
+	if _, err := e.Set(context.Background(), pth("a"), str("1"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	injected := errors.New("injected")
+	fs.FailAfter("sync", 0, injected)
+	_, err := e.Set(context.Background(), pth("b"), str("2"), Cond{})
+	if !errors.Is(err, tree.ErrUnavailable) {
+		t.Fatalf("write on a failing disk: %v", err)
+	}
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if !errors.Is(err, injected) {
+			t.Fatalf("Run returned %v, want the disk's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the engine did not stop after its store failed")
+	}
+	if _, err := e.Get(context.Background(), pth("a")); !errors.Is(err, tree.ErrUnavailable) {
+		t.Errorf("Get after the failure: %v", err)
+	}
+}
+
+// TestSnapshotDuringStop: a snapshot being written when the engine stops
+// neither deadlocks the stop nor loses anything.
+func TestSnapshotDuringStop(t *testing.T) {
+	for i := range 20 {
+		fs := store.NewMemFS()
+		e := open(t, fs, func(c *Config) {
+			c.SnapshotCheck = time.Millisecond
+			c.Store.SnapshotAfterBytes = 1
+		})
+		r := run(t, e, fs)
+		n := 20 + 5*i // a different moment in the snapshot cycle each round
+		for j := range n {
+			if _, err := e.Set(context.Background(), pth(fmt.Sprintf("k:%d", j)), str("v"), Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		e2 := open(t, fs, nil)
+		stp, _ := e2.Stepper()
+		if got := stp.Replica().Tree().Len(); got != n {
+			t.Fatalf("round %d: %d entries after reopening, want %d", i, got, n)
+		}
+		stp.Close()
+	}
+}
+
+// TestWatch: a watch with fetch sends the current entries, then up-to-date,
+// then every change below its path; it ends when the engine stops.
+func TestWatch(t *testing.T) {
+	r := start(t, nil)
+	ctx := context.Background()
+	r.e.Set(ctx, pth("room.a"), str("1"), Cond{})
+	r.e.Set(ctx, pth("other"), str("x"), Cond{})
+	items := make(chan Item, 10)
+	done := make(chan error, 1)
+	go func() { done <- r.e.Watch(ctx, pth("room"), true, func(it Item) error { items <- it; return nil }) }()
+	next := func() Item {
+		select {
+		case it := <-items:
+			return it
+		case <-time.After(5 * time.Second):
+			t.Fatal("no watch item")
+			return Item{}
+		}
+	}
+	if it := next(); it.Path.String() != "room.a" || string(it.Entry.Value) != string(str("1")) {
+		t.Fatalf("initial item %+v", it)
+	}
+	if it := next(); !it.UpToDate {
+		t.Fatalf("want up-to-date, got %+v", it)
+	}
+	r.e.Set(ctx, pth("other"), str("y"), Cond{})
+	r.e.Delete(ctx, pth("room.a"), Cond{})
+	if it := next(); it.Path.String() != "room.a" || it.Entry.Value != nil {
+		t.Fatalf("change %+v, want the deletion of room.a", it)
+	}
+	r.stop(t)
+	select {
+	case err := <-done:
+		if !errors.Is(err, tree.ErrUnavailable) {
+			t.Fatalf("watch ended with %v, want unavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not end when the engine stopped")
+	}
+}
+
+// TestWatchOverflow: a watcher that does not read is dropped with
+// ErrWatchOverflow; writers are never held up.
+func TestWatchOverflow(t *testing.T) {
+	r := start(t, func(c *Config) { c.WatchQueue = 4 })
+	ctx := context.Background()
+	hold := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- r.e.Watch(ctx, pth("k"), false, func(Item) error { <-hold; return nil })
+	}()
+	for i := range 20 { // the watch is registered when its first change arrives… or soon after
+		r.e.Set(ctx, pth(fmt.Sprintf("k:%d", i)), str("v"), Cond{})
+	}
+	deadline := time.After(5 * time.Second)
+	for r.e.WatchOverflows() == 0 {
+		r.e.Set(ctx, pth("k.more"), str(time.Now().String()), Cond{})
+		select {
+		case <-deadline:
+			t.Fatal("the watch never overflowed")
+		default:
+		}
+	}
+	close(hold)
+	if err := <-done; !errors.Is(err, ErrWatchOverflow) {
+		t.Fatalf("watch ended with %v", err)
+	}
+}
+
+// collect is a Sender that keeps what it is given; sent, if set, hears
+// of every message.
+type collect struct {
+	mu   sync.Mutex
+	msgs []wire.Kind
+	sent chan wire.Kind
+}
+
+func (c *collect) send(k wire.Kind, _ []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, k)
+	if c.sent != nil {
+		select {
+		case c.sent <- k:
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *collect) count(k wire.Kind) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, m := range c.msgs {
+		if m == k {
+			n++
+		}
+	}
+	return n
+}
+
+// TestInboxDrops: messages beyond the inbox bound are dropped and counted,
+// never blocking the sender, and the engine then sends its digest on the
+// link so that the peer sends again what this node lacks.
+func TestInboxDrops(t *testing.T) {
+	r := start(t, func(c *Config) { c.InboxMessages = 10 })
+	peer := collect{sent: make(chan wire.Kind, 100)}
+	r.e.LinkUp("in:b", peer.send)
+	waitDigest := func(what string) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case k := <-peer.sent:
+				if k == wire.KindDigest {
+					return
+				}
+			case <-deadline:
+				t.Fatal("no digest sent " + what)
+			}
+		}
+	}
+	waitDigest("at link-up")
+	release := block(t, r.e)
+	ev := tree.Event{Path: pth("x"), Value: str("v"), Chain: tree.Chain{{Node: "b", Tick: 1}}, Tock: 1}
+	msg := wire.AppendUpdate(nil, ev)
+	for range 50 { // returns at once although the loop is blocked
+		r.e.Receive("in:b", peer.send, wire.KindUpdate, msg)
+	}
+	if got := r.e.InboxDropped(); got != 40 {
+		t.Fatalf("dropped %d, want 40", got)
+	}
+	release()
+	waitDigest("after the drops")
+}
+
+// TestOneLinkPerPeer: when a peer is linked both ways, only the link
+// dialled by the node whose name sorts first carries the sync; the other
+// takes over when it goes.
+func TestOneLinkPerPeer(t *testing.T) {
+	for _, tc := range []struct{ self, peer, keep, idle string }{
+		{"a", "b", "out:b", "in:b"},
+		{"c", "b", "in:b", "out:b"},
+	} {
+		e := open(t, store.NewMemFS(), func(c *Config) { c.Name = tc.self })
+		stp, err := e.Stepper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stp.Start()
+		var in, out collect
+		stp.LinkUp("in:"+tc.peer, in.send)
+		stp.LinkUp("out:"+tc.peer, out.send)
+		if got := stp.Active(); len(got) != 1 || got[0] != tc.keep {
+			t.Errorf("%s: active links %v, want [%s]", tc.self, got, tc.keep)
+		}
+		stp.LinkDown(tc.keep)
+		if got := stp.Active(); len(got) != 1 || got[0] != tc.idle {
+			t.Errorf("%s after %s went down: active %v, want [%s]", tc.self, tc.keep, got, tc.idle)
+		}
+		stp.Close()
+	}
+}
+
+// TestLinkUpAgain: a repeated LinkUp (a new connection under the same
+// link) does the handshake again without a new link; a message that
+// overtakes LinkUp brings the link up.
+func TestLinkUpAgain(t *testing.T) {
+	e := open(t, store.NewMemFS(), nil)
+	stp, _ := e.Stepper()
+	defer stp.Close()
+	stp.Start()
+	var c collect
+	hb := wire.AppendHello(nil, wire.Hello{Proto: wire.Proto, Node: "b"})
+	stp.Receive("in:b", c.send, wire.KindHello, hb) // before LinkUp
+	if got := stp.Links(); len(got) != 1 || got[0] != "in:b" || c.count(wire.KindHello) != 1 {
+		t.Fatalf("message before LinkUp: links %v, hellos sent %d", got, c.count(wire.KindHello))
+	}
+	stp.LinkUp("in:b", c.send)
+	stp.LinkUp("in:b", c.send)
+	if c.count(wire.KindHello) != 3 || c.count(wire.KindDigest) != 3 || len(stp.Links()) != 1 {
+		t.Fatalf("after two LinkUps: hellos %d digests %d links %v", c.count(wire.KindHello), c.count(wire.KindDigest), stp.Links())
+	}
+}
+
+// TestStatusAndClock: status entries are written on the status timer with
+// the injected clock's time (testing/synctest fakes the timers).
+func TestStatusAndClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fixed := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+		fs := store.NewMemFS()
+		e := open(t, fs, func(c *Config) {
+			c.Now = func() time.Time { return fixed }
+			c.Store.Sync = store.SyncInterval
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		var c collect
+		e.LinkUp("out:b", c.send)
+		time.Sleep(6 * time.Second) // the fake clock: one status period
+		synctest.Wait()
+		en, err := e.Get(ctx, StatusPath("a", "out:b"))
+		if err != nil || en.Value == nil {
+			t.Fatalf("no link status after a status period: %+v, %v", en, err)
+		}
+		var b strings.Builder
+		msgp.UnmarshalAsJSON(&b, en.Value)
+		want := fmt.Sprintf(`"since":%d`, fixed.Unix())
+		if !strings.Contains(b.String(), want) || !strings.Contains(b.String(), `"connected":true`) {
+			t.Errorf("status %s, want %s", b.String(), want)
+		}
+		if c.count(wire.KindHeartbeat) < 5 {
+			t.Errorf("%d heartbeats in 6 s", c.count(wire.KindHeartbeat))
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestImport: an imported event is applied as a peer's and persisted;
+// importing it again reports it as not new.
+func TestImport(t *testing.T) {
+	r := start(t, nil)
+	ctx := context.Background()
+	ev := tree.Event{Path: pth("imp"), Value: str("v"), Chain: tree.Chain{{Node: "z", Tick: 4}}, Tock: 9}
+	if fresh, err := r.e.Import(ctx, ev); err != nil || !fresh {
+		t.Fatalf("Import: %v, %v", fresh, err)
+	}
+	if fresh, err := r.e.Import(ctx, ev); err != nil || fresh {
+		t.Fatalf("Import again: %v, %v", fresh, err)
+	}
+	bad := ev
+	bad.Chain = nil
+	if _, err := r.e.Import(ctx, bad); !errors.Is(err, tree.ErrMalformed) {
+		t.Fatalf("Import without a chain: %v", err)
+	}
+	st, err := r.e.State(ctx)
+	if err != nil || st.Nodes["z"].Tick != 4 || !st.Nodes["z"].Missing.Contains(1) {
+		t.Fatalf("State: %+v, %v", st.Nodes["z"], err)
+	}
+}
+
+// TestRunTwice: Run may be called once; a Stepper cannot take a running
+// engine.
+func TestRunTwice(t *testing.T) {
+	r := start(t, nil)
+	if _, err := r.e.Get(context.Background(), pth("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.e.Run(context.Background()); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second Run: %v", err)
+	}
+	if _, err := r.e.Stepper(); !errors.Is(err, ErrRunning) {
+		t.Fatalf("Stepper of a running engine: %v", err)
+	}
+}
