@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,9 +65,23 @@ type Config struct {
 	WatchQueue int
 	// Observer, if set, sees every change (see Observer).
 	Observer Observer
+	// FreshStart draws where a node with an empty store starts its ticks
+	// and tocks (see replica.Config.FreshStart); default: at random in
+	// [2^40, 2^50), so that a node whose data directory was lost cannot
+	// reuse a tick of its earlier life. Return 0 to start at 1.
+	FreshStart func() uint64
 	// Replica, if set, adjusts the replica's configuration after the
 	// engine has filled it in (tests: reservation sizes, timings).
 	Replica func(*replica.Config)
+}
+
+// randomFreshStart draws a start in [2^40, 2^50).
+func randomFreshStart() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 1 << 40
+	}
+	return 1<<40 + binary.LittleEndian.Uint64(b[:])%(1<<50-1<<40)
 }
 
 func (c *Config) setDefaults() {
@@ -90,6 +106,9 @@ func (c *Config) setDefaults() {
 	idef(&c.WatchQueue, 10000)
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.FreshStart == nil {
+		c.FreshStart = randomFreshStart
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -153,6 +172,9 @@ func Open(cfg Config) (*Engine, error) {
 	hb := max(1, int(cfg.Heartbeat/cfg.TickEvery))
 	rcfg := replica.Config{Node: cfg.Name, ChainLen: cfg.ChainLen, HeartbeatTicks: hb, LiveTicks: 4 * hb,
 		MissingTicks: hb, PurgeTicks: 10 * hb, DigestTicks: 30 * hb, Volatile: sopts.Sync == store.SyncNone}
+	if loaded.NodeRecord == nil && len(loaded.Snapshot) == 0 && len(loaded.Log) == 0 {
+		rcfg.FreshStart = cfg.FreshStart()
+	}
 	if cfg.Replica != nil {
 		cfg.Replica(&rcfg)
 	}
@@ -185,6 +207,16 @@ func Open(cfg Config) (*Engine, error) {
 		syncDirty: true,
 	}
 	return e, nil
+}
+
+// Close closes the store of an engine that never ran (Run closes it
+// itself when it returns). It fails if Run or a Stepper owns the engine.
+func (e *Engine) Close() error {
+	if !e.started.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	close(e.stopping)
+	return e.st.Close()
 }
 
 // Name returns the node's name.

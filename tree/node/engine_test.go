@@ -40,7 +40,7 @@ type running struct {
 
 func open(t *testing.T, fs *store.MemFS, mutate func(*Config)) *Engine {
 	t.Helper()
-	cfg := Config{Name: "a", FS: fs, Store: store.Options{Sync: store.SyncAlways}}
+	cfg := Config{Name: "a", FS: fs, Store: store.Options{Sync: store.SyncAlways}, FreshStart: func() uint64 { return 0 }}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -539,4 +539,32 @@ func TestRunTwice(t *testing.T) {
 	if _, err := r.e.Stepper(); !errors.Is(err, ErrRunning) {
 		t.Fatalf("Stepper of a running engine: %v", err)
 	}
+}
+
+// TestFreshStart: a node whose store is empty starts far above tick 1 (its
+// data directory may have been lost, and its peers may still hold ticks of
+// its earlier life), skipping everything below; a restart does not jump.
+func TestFreshStart(t *testing.T) {
+	fs := store.NewMemFS()
+	e := open(t, fs, func(c *Config) { c.FreshStart = nil }) // the default: random
+	stp, _ := e.Stepper()
+	stp.Start()
+	res, err := stp.Set(pth("x"), str("v"), Cond{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := res.Chain[0].Tick
+	own := stp.Replica().Tree().Node("a")
+	if tick < 1<<40 || tick >= 1<<50+2 || own.Skipped().Max() != tick-1 || res.Tock < 1<<40 {
+		t.Fatalf("fresh start: first write %s tock %d, skipped %s", res.Chain, res.Tock, own.Skipped())
+	}
+	stp.Close()
+	e2 := open(t, fs, func(c *Config) { c.FreshStart = func() uint64 { t.Fatal("FreshStart drawn on a restart"); return 0 } })
+	stp2, _ := e2.Stepper()
+	stp2.Start()
+	res2, _ := stp2.Set(pth("y"), str("v"), Cond{})
+	if res2.Chain[0].Tick <= tick || res2.Chain[0].Tick > tick+1<<17 {
+		t.Fatalf("after a restart: %s, want a little above %d", res2.Chain, tick)
+	}
+	stp2.Close()
 }

@@ -54,6 +54,14 @@ type Config struct {
 	// its log holds and declares nothing skipped. It exists only so that
 	// tests can show what the reservation prevents; never set it.
 	NoReserve bool
+	// FreshStart, if not 0, is where a node starts whose store holds
+	// nothing at all, not even a node record: a first start, or a data
+	// directory that was lost (a new SD card) under a name peers still
+	// hold ticks of. Its own tick and tock start there and every own tick
+	// below is declared skipped, so that nothing it writes can reuse one
+	// of its earlier life (peers send those back). The driver draws it at
+	// random from a large range (see tree/node).
+	FreshStart uint64
 	// Volatile says that the node's store keeps no data (sync "none"):
 	// its heartbeats then claim nothing about what it has seen, so that
 	// no tombstone is purged on its word (what it has seen a crash

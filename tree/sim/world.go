@@ -297,6 +297,8 @@ func (w *World) start(i int) error {
 		Store:    store.Options{Sync: nd.policy},
 		ChainLen: w.cfg.ChainLen,
 		Now:      w.now,
+		// The simulated disks are never lost: start at tick 1.
+		FreshStart: func() uint64 { return 0 },
 		Replica: func(rc *replica.Config) {
 			rc.TickReserve, rc.TockReserve, rc.NoReserve = w.cfg.TickReserve, w.cfg.TockReserve, w.cfg.NoReserve
 			rc.HeartbeatTicks, rc.LiveTicks, rc.MissingTicks, rc.PurgeTicks, rc.DigestTicks = 10, 35, 10, 10, 100
