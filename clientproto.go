@@ -90,7 +90,9 @@ func (k kvTree) State(ctx context.Context) (kvproto.State, error) {
 }
 
 // Import implements kvproto.Importer.
-func (k kvTree) Import(ctx context.Context, ev tree.Event) (bool, error) { return k.eng().Import(ctx, ev) }
+func (k kvTree) Import(ctx context.Context, ev tree.Event) (bool, error) {
+	return k.eng().Import(ctx, ev)
+}
 
 // ImportInfo implements kvproto.Importer.
 func (k kvTree) ImportInfo(ctx context.Context, ticks map[string]uint64, known map[string]tree.RangeSet) error {

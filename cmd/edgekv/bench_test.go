@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -22,18 +23,42 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/edgekv/edgekv"
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker/kvclient"
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/node"
 )
 
 // benchNode is an in-process node on loopback ports.
 type benchNode struct {
-	n      *node
+	n      *edgekv.Node
+	cfg    *boards.Config
 	port   int
 	cancel context.CancelFunc
 	done   chan error
 }
+
+// Write writes value (msgpack; nil deletes) at p, as an MQTT client's
+// write does.
+func (bn *benchNode) Write(ctx context.Context, p tree.Path, value []byte) error {
+	var err error
+	if value == nil {
+		_, err = bn.n.Engine().Delete(ctx, p, node.Cond{})
+	} else {
+		_, err = bn.n.Engine().Set(ctx, p, value, node.Cond{})
+	}
+	return err
+}
+
+// Get reads the value at p.
+func (bn *benchNode) Get(ctx context.Context, p tree.Path) ([]byte, bool, error) {
+	en, err := bn.n.Engine().Get(ctx, p)
+	return en.Value, en.Value != nil, err
+}
+
+// clientAddr is the plain client-protocol listener's address.
+func (bn *benchNode) clientAddr() string { return bn.n.ClientAddrs()[0].String() }
 
 // startBenchNodes starts nodes with the given names; links[i] lists the
 // indexes node i dials. Heartbeats are fast so catch-up is not waiting for
@@ -65,25 +90,33 @@ func startBenchNodes(b testing.TB, names []string, links [][]int, mutate func(i 
 	return out
 }
 
-func runBenchNode(b testing.TB, c *boards.Config, port int) *benchNode {
+// runBenchNode runs the node of c in this process until the test ends.
+func runBenchNode(b testing.TB, c *boards.Config, port int, opts ...func(*node.Config)) *benchNode {
 	b.Helper()
 	if err := c.Validate(); err != nil {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc, err := nodeConfigFrom(c, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n, err := newNode(nc)
+	n, err := edgekv.New(c, edgekv.Options{Logger: log, Engine: func(ec *node.Config) {
+		for _, o := range opts {
+			o(ec)
+		}
+	}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	bn := &benchNode{n: n, port: port, cancel: cancel, done: make(chan error, 1)}
+	bn := &benchNode{n: n, cfg: c, port: port, cancel: cancel, done: make(chan error, 1)}
 	go func() { bn.done <- n.Run(ctx) }()
 	b.Cleanup(bn.stop)
-	waitPort(b, port)
+	select {
+	case <-n.Ready():
+	case <-time.After(10 * time.Second):
+		b.Fatal("node not ready after 10 s")
+	}
+	if n.Broker().Addrs() == nil {
+		b.Fatalf("node did not start: %v", <-bn.done)
+	}
 	return bn
 }
 
@@ -185,12 +218,17 @@ func waitLinks(b testing.TB, nodes []*benchNode, want []int) {
 	for time.Now().Before(deadline) {
 		ok := true
 		for i, bn := range nodes {
-			got := 0
-			bn.n.do(context.Background(), func() {})
-			done := make(chan int)
-			bn.n.post(func() { done <- len(bn.n.r.Links()) })
-			got = <-done
-			ok = ok && got >= want[i]
+			links, err := bn.n.Engine().Links(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			active := 0
+			for _, l := range links {
+				if l.Active {
+					active++
+				}
+			}
+			ok = ok && active >= want[i]
 		}
 		if ok {
 			return
@@ -372,19 +410,19 @@ func startProcNodes(b *testing.B, names []string, links [][]int, syncYAML string
 	return out
 }
 
-// digestOf summarises a node's tree on its owning goroutine.
+// digestOf summarises a node's tree: entries, and each node's ticks.
 func digestOf(bn *benchNode) string {
-	done := make(chan string, 1)
-	bn.n.post(func() {
-		var sb strings.Builder
-		t := bn.n.r.Tree()
-		fmt.Fprintf(&sb, "%d;", t.Len())
-		for _, nd := range t.Nodes() {
-			fmt.Fprintf(&sb, "%s:%d:%s;", nd.Name(), nd.Tick(), nd.Known())
-		}
-		done <- sb.String()
-	})
-	return <-done
+	st, err := bn.n.Engine().State(context.Background())
+	if err != nil {
+		return err.Error()
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d;", st.Entries)
+	for _, name := range slices.Sorted(maps.Keys(st.Nodes)) {
+		ns := st.Nodes[name]
+		fmt.Fprintf(&sb, "%s:%d:%s:%s;", name, ns.Tick, ns.Superseded, ns.Present)
+	}
+	return sb.String()
 }
 
 // BenchmarkCatchUpAfterPartition: two nodes share 100,000 entries; during a
@@ -403,7 +441,7 @@ func BenchmarkCatchUpAfterPartition(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < shared; i += 4 {
-				if err := nodes[0].n.Write(ctx, tree.Path{tree.Str("shared"), tree.Int(int64(i / 1000)), tree.Int(int64(i))}, v); err != nil {
+				if err := nodes[0].Write(ctx, tree.Path{tree.Str("shared"), tree.Int(int64(i / 1000)), tree.Int(int64(i))}, v); err != nil {
 					b.Error(err)
 					return
 				}
@@ -424,14 +462,14 @@ func BenchmarkCatchUpAfterPartition(b *testing.B) {
 		}
 	}
 	waitSame("initial sync", 60*time.Second)
-	cfg2 := nodes[1].n.cfg
+	cfg2 := nodes[1].cfg
 	var total time.Duration
 	for round := 1; b.Loop(); round++ {
 		b.StopTimer()
 		// Split: board2 restarts on a port nobody dials.
 		nodes[1].stop()
 		c := boards.DefaultConfig("board2")
-		c.Data.Dir = cfg2.DataDir
+		c.Data.Dir = cfg2.Data.Dir
 		cut := ports(b, 1)[0]
 		c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", cut)}
 		c.Listen.Client = ""
@@ -442,10 +480,10 @@ func BenchmarkCatchUpAfterPartition(b *testing.B) {
 		for i := range div {
 			p1 := tree.Path{tree.Str("shared"), tree.Int(int64(i % 100)), tree.Int(int64((round*div + i) % shared))}
 			p2 := tree.Path{tree.Str("split"), tree.Int(int64(round)), tree.Int(int64(i))}
-			if err := nodes[0].n.Write(ctx, p1, v); err != nil {
+			if err := nodes[0].Write(ctx, p1, v); err != nil {
 				b.Fatal(err)
 			}
-			if err := isolated.n.Write(ctx, p2, v); err != nil {
+			if err := isolated.Write(ctx, p2, v); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -455,10 +493,10 @@ func BenchmarkCatchUpAfterPartition(b *testing.B) {
 		isolated.stop()
 		// Heal: board2 back on its own port; time from board1's new
 		// link-up (its dialler retries with backoff while board2 is away).
-		ups := nodes[0].n.linkUps.Load()
+		ups := nodes[0].n.Engine().LinkUps()
 		c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", nodes[1].port)}
 		nodes[1] = runBenchNode(b, c, nodes[1].port)
-		for nodes[0].n.linkUps.Load() == ups {
+		for nodes[0].n.Engine().LinkUps() == ups {
 			time.Sleep(100 * time.Microsecond)
 		}
 		b.StartTimer()
@@ -599,7 +637,7 @@ func clientNode(b *testing.B) (*benchNode, string) {
 	// The collector as `edgekv run` sets it (tuneGC): GOGC 200.
 	old := debug.SetGCPercent(200)
 	b.Cleanup(func() { debug.SetGCPercent(old) })
-	return nodes[0], nodes[0].n.clientLn.Addr().String()
+	return nodes[0], nodes[0].clientAddr()
 }
 
 func dialClient(b *testing.B, addr string) *kvclient.Client {
@@ -756,7 +794,7 @@ func BenchmarkWatchFanout(b *testing.B) {
 			due := int(time.Since(t0).Seconds() * rate)
 			for ; sent < due && sent < rate*secs; sent++ {
 				v := msgp.AppendInt64(nil, time.Now().UnixNano())
-				if err := bn.n.Write(ctx, tree.Path{tree.Str("fan"), tree.Int(int64(sent % 100))}, v); err != nil {
+				if err := bn.Write(ctx, tree.Path{tree.Str("fan"), tree.Int(int64(sent % 100))}, v); err != nil {
 					b.Fatal(err)
 				}
 			}

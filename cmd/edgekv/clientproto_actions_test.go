@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/edgekv/edgekv"
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker"
 	"github.com/edgekv/edgekv/broker/kvclient"
@@ -36,7 +37,7 @@ func actionClient(t *testing.T, bn *benchNode) *kvclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := kvclient.Dial(ctx, bn.n.clientLn.Addr().String())
+	c, err := kvclient.Dial(ctx, bn.clientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +194,8 @@ func TestClientProtocolMsg(t *testing.T) {
 // overflows and, once the client reads again, the stream ends with an
 // error after the messages queued before.
 func TestClientProtocolMsgMonitorSlow(t *testing.T) {
-	defer func(q int) { monitorQueue = q }(monitorQueue)
-	monitorQueue = 20
+	defer func(q int) { edgekv.MonitorQueue = q }(edgekv.MonitorQueue)
+	edgekv.MonitorQueue = 20
 	bn, c := actionNode(t, "slow")
 	other := actionClient(t, bn)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -254,7 +255,7 @@ func TestClientProtocolMsgMonitorSlow(t *testing.T) {
 	close(block)
 	select {
 	case err := <-errc:
-		if serverKind(err) != "internal" || !strings.Contains(err.Error(), "fell too many messages behind") {
+		if serverKind(err) != "unavailable" || !strings.Contains(err.Error(), "fell too many messages behind") {
 			t.Errorf("monitor ended with %v", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -262,8 +263,8 @@ func TestClientProtocolMsgMonitorSlow(t *testing.T) {
 	}
 	// Before the error it delivered what it held (the flow-control
 	// window of 10 and the queue of 20), in order, without a gap.
-	if len(got) < monitorQueue || len(got) > monitorQueue+10 {
-		t.Errorf("got %d messages before the error, want the queue (%d) plus at most the window", len(got), monitorQueue)
+	if len(got) < edgekv.MonitorQueue || len(got) > edgekv.MonitorQueue+10 {
+		t.Errorf("got %d messages before the error, want the queue (%d) plus at most the window", len(got), edgekv.MonitorQueue)
 	}
 	for i, v := range got {
 		if v != int64(i) {
@@ -281,7 +282,7 @@ func TestClientProtocolRoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	home := tree.Path{tree.Str("home"), tree.Str("kitchen")}
-	if err := bn.n.Write(ctx, home, msgp.AppendString(nil, "room")); err != nil {
+	if err := bn.Write(ctx, home, msgp.AppendString(nil, "room")); err != nil {
 		t.Fatal(err)
 	}
 	e, err := c.Root(ctx, home)
@@ -292,7 +293,7 @@ func TestClientProtocolRoot(t *testing.T) {
 	if _, err := c.Set(ctx, temp, msgp.AppendFloat64(nil, 21.5), kvclient.WriteOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok, _ := bn.n.Get(ctx, home.Append(temp...)); !ok || !bytes.Equal(v, msgp.AppendFloat64(nil, 21.5)) {
+	if v, ok, _ := bn.Get(ctx, home.Append(temp...)); !ok || !bytes.Equal(v, msgp.AppendFloat64(nil, 21.5)) {
 		t.Fatalf("the node holds %x at home.kitchen.temp", v)
 	}
 	if _, found, _ := other.Get(ctx, temp, 0); found {
@@ -360,7 +361,7 @@ func TestClientProtocolEnumNode(t *testing.T) {
 	t1, tq := r1.Chain[0].Tick, rq.Chain[0].Tick
 	// e2 overwrites p once it has e1's version: chain e2:u, e1:t1.
 	eventually(t, 10*time.Second, "p reached e2", func() error {
-		if _, ok, _ := nodes[1].n.Get(ctx, p); !ok {
+		if _, ok, _ := nodes[1].Get(ctx, p); !ok {
 			return errors.New("not yet")
 		}
 		return nil
@@ -405,7 +406,7 @@ func TestClientProtocolEnumNode(t *testing.T) {
 // it is); "edgekv msg monitor -C 1" prints one message and exits.
 func TestCLIMsg(t *testing.T) {
 	bn, c := actionNode(t, "cli")
-	addr := bn.n.clientLn.Addr().String()
+	addr := bn.clientAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	msgs, _ := startMonitor(t, c, []string{"home", "#"}, false)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/edgekv/edgekv"
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker/kvclient"
 	"github.com/edgekv/edgekv/internal/testcert"
@@ -50,11 +51,11 @@ func TestClientTLSListener(t *testing.T) {
 	certFile, keyFile, trust := tlsTestCert(t, dir)
 	port := ports(t, 1)[0]
 	bn := runBenchNode(t, tlsNodeConfig(t, "tls1", dir, port, "127.0.0.1:0", "127.0.0.1:0", certFile, keyFile), port)
-	if len(bn.n.clientTLSLns) != 1 {
-		t.Fatalf("%d TLS listeners, want 1", len(bn.n.clientTLSLns))
+	if len(bn.n.ClientAddrs()) != 2 {
+		t.Fatalf("client listeners %v, want a plain one and a TLS one", bn.n.ClientAddrs())
 	}
-	tlsAddr := bn.n.clientTLSLns[0].Addr().String()
-	plainAddr := bn.n.clientLn.Addr().String()
+	tlsAddr := bn.n.ClientAddrs()[1].String()
+	plainAddr := bn.clientAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -143,9 +144,10 @@ func TestClientTLSBadKeyAtStart(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v (the file exists and is readable)", err)
 	}
-	_, err := nodeConfigFrom(c, nil)
+	c.Data.Dir = filepath.Join(dir, "badkey-data")
+	_, err := edgekv.New(c, edgekv.Options{})
 	if err == nil || !strings.Contains(err.Error(), "listen.client_tls[0]") || !strings.Contains(err.Error(), "bad-key.pem") {
-		t.Fatalf("nodeConfigFrom = %v, want an error naming listen.client_tls[0] and the key", err)
+		t.Fatalf("edgekv.New = %v, want an error naming listen.client_tls[0] and the key", err)
 	}
 }
 
@@ -225,10 +227,10 @@ func TestReconnectingNodeRestart(t *testing.T) {
 	bn = runBenchNode(t, cfg, ps[0])
 	// Changes right after the restart, racing the watch's reconnect: it
 	// sees each once, live or from its re-fetch.
-	if err := bn.n.Write(ctx, k("b"), msgp.AppendInt(nil, 2)); err != nil {
+	if err := bn.Write(ctx, k("b"), msgp.AppendInt(nil, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := bn.n.Write(ctx, k("a"), nil); err != nil {
+	if err := bn.Write(ctx, k("a"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if e, found, err := r.Get(ctx, k("b"), 1); err != nil || !found || e.Chain[0].Node != "phoenix" {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -582,5 +583,133 @@ func startMosquitto(t *testing.T) int {
 			t.Fatalf("mosquitto: port %d not listening after 10 s", port)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tcpProxy forwards connections from a loopback port of its own to a
+// target port. Cut drops every connection through it and refuses new ones
+// (accepted and closed at once) until Heal: a network split between the
+// nodes on its two sides, with the processes left running.
+type tcpProxy struct {
+	t      *testing.T
+	ln     net.Listener
+	target int
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+func newProxy(t *testing.T, target int) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{t: t, ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		p.Cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// Port is where the proxy listens.
+func (p *tcpProxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *tcpProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.target))
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				if n > 0 {
+					if _, werr := dst.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			dst.Close()
+			src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		go pipe(up, c)
+		go pipe(c, up)
+	}
+}
+
+// Cut drops every connection and refuses new ones.
+func (p *tcpProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Heal lets connections through again.
+func (p *tcpProxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+// meshViaProxies is meshCfgs with every link going through a proxy of its
+// own: proxies[[2]int{i, j}] carries node i's link to node j.
+func meshViaProxies(t *testing.T, dir string, ports []int) ([]e2eCfg, map[[2]int]*tcpProxy) {
+	cfgs := meshCfgs(dir, ports)
+	proxies := make(map[[2]int]*tcpProxy)
+	for i := range cfgs {
+		for k, l := range cfgs[i].peers {
+			j := slices.IndexFunc(cfgs, func(c e2eCfg) bool { return c.name == l.name })
+			p := newProxy(t, ports[j])
+			proxies[[2]int{i, j}] = p
+			cfgs[i].peers[k].port = p.Port()
+		}
+	}
+	return cfgs, proxies
+}
+
+// isolate cuts (or heals) every proxy of a link to or from node n.
+func isolate(proxies map[[2]int]*tcpProxy, n int, cut bool) {
+	for k, p := range proxies {
+		if k[0] == n || k[1] == n {
+			if cut {
+				p.Cut()
+			} else {
+				p.Heal()
+			}
+		}
 	}
 }

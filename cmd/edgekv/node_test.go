@@ -18,6 +18,7 @@ import (
 	"github.com/edgekv/edgekv/broker/kvclient"
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/node"
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
@@ -29,14 +30,14 @@ func TestNodeInProcess(t *testing.T) {
 	waitLinks(t, nodes, []int{1, 1})
 	ctx := context.Background()
 	p := tree.Path{tree.Str("room"), tree.Int(3), tree.Str("temp")}
-	if err := nodes[0].n.Write(ctx, p, msgp.AppendFloat64(nil, 21.5)); err != nil {
+	if err := nodes[0].Write(ctx, p, msgp.AppendFloat64(nil, 21.5)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor := func(want bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			_, ok, err := nodes[1].n.Get(ctx, p)
+			_, ok, err := nodes[1].Get(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +51,7 @@ func TestNodeInProcess(t *testing.T) {
 		}
 	}
 	waitFor(true)
-	if err := nodes[1].n.Write(ctx, p, nil); err != nil {
+	if err := nodes[1].Write(ctx, p, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(false)
@@ -63,17 +64,17 @@ func TestNodeInProcess(t *testing.T) {
 	}
 }
 
-// TestRestartedNodeDoesNotReuseTicks: a node (sync interval) whose data is
-// lost after its peer received its changes must not write again with the
-// same ticks (the peer would ignore those writes as already seen). Its
-// local writes wait until the peer's digest has told it its own tick; the
-// lost changes come back from the peer.
-func TestRestartedNodeDoesNotReuseTicks(t *testing.T) {
+// TestLostDataDirectory: a node (sync interval) whose data directory is
+// lost after its peer received its changes comes back empty and is written
+// to at once: it starts its ticks far above its earlier life's, so the new
+// write is not mistaken by the peer for one it already holds, and the lost
+// changes come back from the peer.
+func TestLostDataDirectory(t *testing.T) {
 	nodes := startBenchNodes(t, []string{"a", "b"}, [][]int{{1}, {}}, nil)
 	waitLinks(t, nodes, []int{1, 1})
 	ctx := context.Background()
 	for i := range 10 {
-		if err := nodes[0].n.Write(ctx, tree.Path{tree.Str("k"), tree.Int(int64(i))}, msgp.AppendInt(nil, i)); err != nil {
+		if err := nodes[0].Write(ctx, tree.Path{tree.Str("k"), tree.Int(int64(i))}, msgp.AppendInt(nil, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,43 +83,37 @@ func TestRestartedNodeDoesNotReuseTicks(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			if _, ok, _ := bn.n.Get(ctx, p); ok {
+			if _, ok, _ := bn.Get(ctx, p); ok {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s never got %s", bn.n.cfg.Name, p)
+				t.Fatalf("%s never got %s", bn.cfg.Node, p)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	waitValue(nodes[1], key9)
 	// a loses everything on disk, then comes back.
-	cfgA := nodes[0].n.cfg
+	cfgA := nodes[0].cfg
 	nodes[0].stop()
-	if err := os.RemoveAll(cfgA.DataDir); err != nil {
+	if err := os.RemoveAll(cfgA.Data.Dir); err != nil {
 		t.Fatal(err)
 	}
-	c := boards.DefaultConfig("a")
-	c.Data.Dir = cfgA.DataDir
-	c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", nodes[0].port)}
-	c.Listen.Client = ""
-	c.Sync.Heartbeat = boards.Duration(200 * time.Millisecond)
-	c.LogLevel = boards.LogWarn
-	c.PeerUsers = []boards.PeerUser{{Username: "b", Password: "pw-b"}}
-	c.Peers = []boards.Link{{Name: "b", Addr: fmt.Sprintf("127.0.0.1:%d", nodes[1].port), Username: "a", Password: "pw-a"}}
-	a := runBenchNode(t, c, nodes[0].port)
+	a := runBenchNode(t, cfgA, nodes[0].port)
 	fresh := tree.Path{tree.Str("after"), tree.Str("restart")}
-	if err := a.n.Write(ctx, fresh, msgp.AppendString(nil, "new")); err != nil {
+	if err := a.Write(ctx, fresh, msgp.AppendString(nil, "new")); err != nil {
 		t.Fatal(err)
 	}
 	// The new write must reach b: with a reused tick b would drop it.
 	waitValue(nodes[1], fresh)
 	// And a gets its lost changes back from b.
 	waitValue(a, key9)
-	done := make(chan uint64, 1)
-	a.n.post(func() { done <- a.n.r.Tree().Node("a").Tick() })
-	if tick := <-done; tick <= 10 {
-		t.Fatalf("a's tick after restart is %d, want > 10", tick)
+	st, err := a.n.Engine().State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tick := st.Nodes["a"].Tick; tick <= 1<<40 {
+		t.Fatalf("a's tick after coming back empty is %d, want above 2^40", tick)
 	}
 }
 
@@ -130,8 +125,8 @@ func TestClientProtocol(t *testing.T) {
 		c.Listen.Client = "127.0.0.1:0"
 		c.PeerUsers = nil
 	})
-	n := nodes[0].n
-	conn, err := net.Dial("tcp", n.clientLn.Addr().String())
+	n := nodes[0]
+	conn, err := net.Dial("tcp", n.clientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +260,7 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); fmt.Sprint(r["value"]) != "map[nodes:[solo]]" {
 		t.Fatalf("get_internal: %v", r)
 	}
-	if e := n.r.Tree().Get(tree.Path{tree.Nil(), tree.Str("actor"), tree.Str("del")}); e == nil || !e.HasValue() {
+	if _, ok, _ := n.Get(context.Background(), tree.Path{tree.Nil(), tree.Str("actor"), tree.Str("del")}); !ok {
 		t.Fatal("set_internal did not write (nil, actor, del)")
 	}
 	send("path", tree.Path{}, "action", "get_tree_internal", "seq", 15)
@@ -326,7 +321,7 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); r["result"] != true {
 		t.Fatalf("save: %v", r)
 	}
-	data, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "backup.dkv"))
+	data, err := os.ReadFile(filepath.Join(n.cfg.Data.Dir, "backup.dkv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +351,7 @@ func TestGoClient(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := kvclient.Dial(ctx, nodes[0].n.clientLn.Addr().String())
+	c, err := kvclient.Dial(ctx, nodes[0].clientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +401,7 @@ func TestGoClient(t *testing.T) {
 	if it := <-got; !it.UpToDate {
 		t.Fatalf("watch uptodate: %+v", it)
 	}
-	if err := nodes[0].n.Write(ctx, tree.Path{tree.Str("room"), tree.Int(2)}, msgp.AppendString(nil, "x")); err != nil {
+	if err := nodes[0].Write(ctx, tree.Path{tree.Str("room"), tree.Int(2)}, msgp.AppendString(nil, "x")); err != nil {
 		t.Fatal(err)
 	}
 	if it := <-got; it.Path.String() != "room:2" || it.Value == nil {
@@ -433,13 +428,14 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 	// A queue smaller than the 8,000 changes, so that the stuck reader
 	// (which never acks, so its stream stops after qlen messages)
 	// overflows, while watchers that keep up do not.
-	defer func(q int) { watchQueue = q }(watchQueue)
-	watchQueue = 5000
-	nodes := startBenchNodes(t, []string{"wn"}, [][]int{{}}, func(_ int, c *boards.Config) {
-		c.Listen.Client = "127.0.0.1:0"
-		c.PeerUsers = nil
-	})
-	addr := nodes[0].n.clientLn.Addr().String()
+	c := boards.DefaultConfig("wn")
+	c.Data.Dir = filepath.Join(t.TempDir(), "wn")
+	port := ports(t, 1)[0]
+	c.Listen.MQTT = []string{fmt.Sprintf("127.0.0.1:%d", port)}
+	c.Listen.Client = "127.0.0.1:0"
+	c.LogLevel = boards.LogWarn
+	nodes := []*benchNode{runBenchNode(t, c, port, func(ec *node.Config) { ec.WatchQueue = 5000 })}
+	addr := nodes[0].clientAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -537,7 +533,7 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 	want := map[string]string{}
 	for k := range keys {
 		p := tree.Path{tree.Str("k"), tree.Int(int64(k))}
-		v, ok, err := nodes[0].n.Get(ctx, p)
+		v, ok, err := nodes[0].Get(ctx, p)
 		if err != nil || !ok {
 			t.Fatalf("%s: %v %v", p, ok, err)
 		}
@@ -572,7 +568,7 @@ func TestWatchUnderConcurrentWriters(t *testing.T) {
 	}
 	wcancel()
 	wg.Wait()
-	if n := nodes[0].n.watchOverflows.Load(); n != 1 {
+	if n := nodes[0].n.Engine().WatchOverflows(); n != 1 {
 		t.Errorf("%d watches overflowed, want exactly the stuck one", n)
 	}
 	for w, s := range results {
@@ -594,7 +590,7 @@ func TestClientProtocolBadFrames(t *testing.T) {
 		c.Listen.Client = "127.0.0.1:0"
 		c.PeerUsers = nil
 	})
-	addr := nodes[0].n.clientLn.Addr().String()
+	addr := nodes[0].clientAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	good, err := kvclient.Dial(ctx, addr)

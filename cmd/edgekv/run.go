@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,9 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgekv/edgekv"
 	"github.com/edgekv/edgekv/boards"
-	"github.com/edgekv/edgekv/broker"
-	"github.com/edgekv/edgekv/tree/store"
 )
 
 func newRunCmd() *cobra.Command {
@@ -91,95 +87,6 @@ func loadBoardConfig(name, path string) (*boards.Config, error) {
 	return cfg, nil
 }
 
-// nodeConfigFrom resolves a board config into what the node needs.
-func nodeConfigFrom(cfg *boards.Config, log *slog.Logger) (nodeConfig, error) {
-	nc := nodeConfig{
-		Name:         cfg.Node,
-		DataDir:      cfg.Data.Dir,
-		SyncInterval: cfg.Data.SyncInterval.Std(),
-		ChainLen:     cfg.Sync.ChainLength,
-		Heartbeat:    cfg.Sync.Heartbeat.Std(),
-		ClientAddr:   cfg.Listen.Client,
-		Logger:       log,
-	}
-	switch cfg.Data.Sync {
-	case boards.SyncAlways:
-		nc.Sync = store.SyncAlways
-	case boards.SyncNone:
-		nc.Sync = store.SyncNone
-	default:
-		nc.Sync = store.SyncInterval
-	}
-	users := make(map[string]string)
-	for _, u := range cfg.PeerUsers {
-		users[u.Username] = u.Password
-	}
-	nc.Broker = broker.Config{
-		MQTT:            cfg.Listen.MQTT,
-		WebSocket:       cfg.Listen.WebSocket,
-		KVPrefix:        cfg.KV.Prefix,
-		SyncPrefix:      cfg.Sync.Prefix,
-		MaxPayloadBytes: cfg.KV.MaxPayloadBytes,
-		PeerUsers:       users,
-		AllowAnonymous:  true, // loopback only, until the security issue lands
-	}
-	for _, l := range cfg.Listen.TLS {
-		nc.Broker.TLS = append(nc.Broker.TLS, broker.TLSListener{Addr: l.Addr, Cert: l.Cert, Key: l.Key})
-	}
-	var err error
-	if nc.ClientTLS, err = clientTLSListeners(cfg.Listen.ClientTLS); err != nil {
-		return nc, err
-	}
-	add := func(l boards.Link, hub bool) error {
-		tc, err := clientTLS(l.TLS)
-		if err != nil {
-			return fmt.Errorf("link %s: %w", l.Name, err)
-		}
-		nc.Peers = append(nc.Peers, broker.PeerLinkConfig{
-			Name: l.Name, Addr: l.Addr, Username: l.Username, Password: l.Password,
-			TLS: tc, SyncPrefix: cfg.Sync.Prefix, Hub: hub,
-		})
-		return nil
-	}
-	for _, l := range cfg.Peers {
-		if err := add(l, false); err != nil {
-			return nc, err
-		}
-	}
-	for _, l := range cfg.Hubs {
-		if err := add(l, true); err != nil {
-			return nc, err
-		}
-	}
-	return nc, nil
-}
-
-func clientTLS(c *boards.ClientTLS) (*tls.Config, error) {
-	if c == nil {
-		return nil, nil
-	}
-	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificates in %s", c.CA)
-		}
-		tc.RootCAs = pool
-	}
-	if c.Cert != "" || c.Key != "" {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, err
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
 // tuneGC trades some memory for less garbage-collection work unless the
 // operator set GOGC or GOMEMLIMIT: the collector runs at 200 % growth
 // instead of 100 %, and a soft memory limit of half the machine's RAM makes
@@ -222,16 +129,12 @@ func runNode(ctx context.Context, cfg *boards.Config, log *slog.Logger) error {
 	if pct, limit := tuneGC(); pct != 0 || limit != 0 {
 		log.Debug("garbage collector tuned", "gogc", pct, "memory_limit_bytes", limit)
 	}
-	nc, err := nodeConfigFrom(cfg, log)
-	if err != nil {
-		return err
-	}
-	n, err := newNode(nc)
+	n, err := edgekv.New(cfg, edgekv.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	log.Info("edgekv node starting", "node", cfg.Node, "board", cfg.Board, "mqtt", cfg.Listen.MQTT, "data", cfg.Data.Dir,
-		"peers", len(cfg.Peers), "hubs", len(cfg.Hubs), "version", version)
+		"sync", cfg.Data.Sync, "peers", len(cfg.Peers), "hubs", len(cfg.Hubs), "version", version)
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
@@ -243,10 +146,12 @@ func runNode(ctx context.Context, cfg *boards.Config, log *slog.Logger) error {
 	}
 	log.Info("shutting down", "node", cfg.Node)
 	cancel()
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
 	select {
 	case err := <-errc:
 		return err
-	case <-time.After(5 * time.Second):
-		return errors.New("shutdown took longer than 5 s")
+	case <-t.C:
+		return errors.New("shutdown took longer than 10 s")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/replica"
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
@@ -261,16 +262,17 @@ type NodeState struct {
 
 // State is the engine's view of every node it knows, by name.
 type State struct {
-	Node  string
-	Tock  uint64
-	Nodes map[string]NodeState
+	Node    string
+	Tock    uint64
+	Entries int // entries holding a value
+	Nodes   map[string]NodeState
 }
 
 // State returns the engine's view of every node's ticks.
 func (e *Engine) State(ctx context.Context) (State, error) {
 	return call(e, ctx, func(e *Engine) State {
 		t := e.r.Tree()
-		st := State{Node: e.name, Tock: t.Tock(), Nodes: make(map[string]NodeState)}
+		st := State{Node: e.name, Tock: t.Tock(), Entries: t.Len(), Nodes: make(map[string]NodeState)}
 		for _, n := range t.Nodes() {
 			st.Nodes[n.Name()] = NodeState{Tick: n.Tick(), Superseded: n.Superseded(), Present: n.Present(),
 				Deleted: n.Deleted(), Missing: n.Missing(), Skipped: n.Skipped().Clone()}
@@ -416,4 +418,27 @@ func (e *Engine) SaveFile(ctx context.Context, full bool) ([]byte, int, error) {
 		return res{b, n}
 	})
 	return r.b, r.n, err
+}
+
+// LinkInfo describes one sync link.
+type LinkInfo struct {
+	Name   string // "in:P", "out:P", "hub:H"
+	Peer   string // the peer's node name, from its hello ("" until then, or a hub)
+	Active bool   // carries the sync (false: idle, the pair's other link does)
+}
+
+// Links lists the links that are up, by name.
+func (e *Engine) Links(ctx context.Context) ([]LinkInfo, error) {
+	return call(e, ctx, func(e *Engine) []LinkInfo {
+		peers := make(map[replica.LinkID]string)
+		for _, ls := range e.r.Links() {
+			peers[ls.ID] = ls.Peer
+		}
+		var out []LinkInfo
+		for _, name := range slices.Sorted(mapKeys(e.links)) {
+			l := e.links[name]
+			out = append(out, LinkInfo{Name: name, Peer: peers[l.id], Active: l.id != 0})
+		}
+		return out
+	})
 }

@@ -66,7 +66,7 @@ type Config struct {
 	// Observer, if set, sees every change (see Observer).
 	Observer Observer
 	// FreshStart draws where a node with an empty store starts its ticks
-	// and tocks (see replica.Config.FreshStart); default: at random in
+	// (see replica.Config.FreshStart); default: at random in
 	// [2^40, 2^50), so that a node whose data directory was lost cannot
 	// reuse a tick of its earlier life. Return 0 to start at 1.
 	FreshStart func() uint64
@@ -135,6 +135,7 @@ type Engine struct {
 	// Counters read from other goroutines.
 	inboxDropped   atomic.Int64
 	watchOverflows atomic.Int64
+	linkUps        atomic.Int64
 
 	// Owned by the loop (or the Stepper).
 	links     map[string]*link
@@ -227,6 +228,10 @@ func (e *Engine) Done() <-chan struct{} { return e.done }
 
 // InboxDropped counts sync messages dropped because the inbox was full.
 func (e *Engine) InboxDropped() int64 { return e.inboxDropped.Load() }
+
+// LinkUps counts the links brought up so far (tests and benchmarks wait
+// on it).
+func (e *Engine) LinkUps() int64 { return e.linkUps.Load() }
 
 // WatchOverflows counts watches ended because they fell behind.
 func (e *Engine) WatchOverflows() int64 { return e.watchOverflows.Load() }
@@ -456,7 +461,7 @@ func (e *Engine) flush() error {
 	e.answerWaiters(nil)
 	e.sendAll(rd.Messages)
 	for _, c := range rd.Changes {
-		if !isStatusPath(e.name, c.Path) {
+		if !isStatusPath(c.Path) {
 			e.syncDirty = true
 		}
 		if c.Purged {

@@ -194,6 +194,7 @@ func (e *Engine) linkUp(name string, send Sender, implicit bool) {
 	l = &link{name: name, peer: peerOf(name), send: send, since: now, lastSeen: now}
 	e.links[name] = l
 	delete(e.gone, name)
+	e.linkUps.Add(1)
 	e.log.Info("sync link up", "peer", name)
 	e.arrange(l)
 }

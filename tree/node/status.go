@@ -31,9 +31,11 @@ func SyncStatusPath(node string) tree.Path {
 	return tree.Path{tree.Str(".edgekv"), tree.Str("status"), tree.Str(node), tree.Str("sync")}
 }
 
-// isStatusPath reports whether p is under node's status.
-func isStatusPath(node string, p tree.Path) bool {
-	return len(p) >= 3 && p[0] == tree.Str(".edgekv") && p[1] == tree.Str("status") && p[2] == tree.Str(node)
+// isStatusPath reports whether p is under some node's status: a change
+// there does not make this node rewrite its sync counters (else each
+// node's counters would keep moving the others' forever).
+func isStatusPath(p tree.Path) bool {
+	return len(p) >= 2 && p[0] == tree.Str(".edgekv") && p[1] == tree.Str("status")
 }
 
 // syncStatus names the sync counters among the status entries.

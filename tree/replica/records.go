@@ -72,7 +72,6 @@ func (r *Replica) Restore(snapshot, log [][]byte, nodeRecord []byte) []error {
 	}
 	if nodeRecord == nil && len(snapshot) == 0 && len(log) == 0 && r.cfg.FreshStart > 0 && !r.cfg.NoReserve {
 		r.t.RaiseTick(r.cfg.Node, r.cfg.FreshStart)
-		r.t.SeeTock(r.cfg.FreshStart)
 		r.epoch = r.cfg.FreshStart >> 20 // heartbeats must outrank an earlier life's
 	}
 	r.epoch++

@@ -57,10 +57,12 @@ type Config struct {
 	// FreshStart, if not 0, is where a node starts whose store holds
 	// nothing at all, not even a node record: a first start, or a data
 	// directory that was lost (a new SD card) under a name peers still
-	// hold ticks of. Its own tick and tock start there and every own tick
-	// below is declared skipped, so that nothing it writes can reuse one
-	// of its earlier life (peers send those back). The driver draws it at
-	// random from a large range (see tree/node).
+	// hold ticks of. Its own tick starts there and every own tick below is
+	// declared skipped, so that nothing it writes can reuse one of its
+	// earlier life (peers send those back). Its tock starts at 0 as usual:
+	// until it hears from a peer, its writes may lose against what it
+	// wrote in that earlier life. The driver draws it at random from a
+	// large range (see tree/node).
 	FreshStart uint64
 	// Volatile says that the node's store keeps no data (sync "none"):
 	// its heartbeats then claim nothing about what it has seen, so that
