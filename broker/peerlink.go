@@ -47,15 +47,19 @@ type PeerLinkConfig struct {
 // PeerLink is an outbound MQTT v5 connection (paho autopaho) that carries
 // sync messages: it subscribes to the sync topics meant for this node (No
 // Local) and publishes the node's own. It reconnects with exponential
-// backoff and jitter. Safe for concurrent use; Run starts its goroutines.
+// backoff and jitter. Send is safe for concurrent use and never blocks; Run
+// owns everything else, on its own goroutine: LinkUp and LinkDown are
+// reported from it (never after Run returned), LinkReceive from autopaho's
+// reader while a connection is up.
 type PeerLink struct {
-	cfg   PeerLinkConfig
-	ev    LinkEvents
-	log   *slog.Logger
-	queue chan outMsg
-	cm    atomic.Pointer[autopaho.ConnectionManager]
-	up    atomic.Bool
-	drops atomic.Int64
+	cfg    PeerLinkConfig
+	ev     LinkEvents
+	log    *slog.Logger
+	queue  chan outMsg
+	reset  chan struct{} // Send asks Run to drop the connection (capacity 1)
+	drops  atomic.Int64
+	resets atomic.Int64
+	up     atomic.Bool
 }
 
 type outMsg struct {
@@ -75,17 +79,22 @@ func NewPeerLink(cfg PeerLinkConfig, ev LinkEvents) *PeerLink {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &PeerLink{cfg: cfg, ev: ev, log: log.With("peer", cfg.Name), queue: make(chan outMsg, cfg.QueueLen)}
+	return &PeerLink{cfg: cfg, ev: ev, log: log.With("peer", cfg.Name), queue: make(chan outMsg, cfg.QueueLen),
+		reset: make(chan struct{}, 1)}
 }
 
 // Name returns the peer's (or hub's) name.
 func (l *PeerLink) Name() string { return l.cfg.Name }
 
-// Connected reports whether the link is up.
+// Connected reports whether the link is up (connected and subscribed).
 func (l *PeerLink) Connected() bool { return l.up.Load() }
 
 // Dropped counts messages lost to a full queue.
 func (l *PeerLink) Dropped() int64 { return l.drops.Load() }
+
+// Resets counts the connections dropped on purpose (full queue, failed
+// subscribe).
+func (l *PeerLink) Resets() int64 { return l.resets.Load() }
 
 // Topics: to a peer's broker, publish on <sync>/to/<peer>/from/<self>/<kind>
 // and subscribe to <sync>/to/<self>/#; on a hub, publish on <sync>/<kind>
@@ -121,17 +130,17 @@ func (l *PeerLink) kindOf(topic string) (wire.Kind, bool) {
 }
 
 // Send queues a message for the peer. It never blocks: if the queue is
-// full the message is dropped and the link is reset, so that the catch-up
-// on reconnect repairs the loss.
+// full the message is dropped and Run drops the connection, so that the
+// catch-up on reconnect (hello and digests both ways) repairs the loss.
 func (l *PeerLink) Send(kind wire.Kind, data []byte) error {
 	select {
 	case l.queue <- outMsg{kind, data}:
 		return nil
 	default:
 		l.drops.Add(1)
-		if cm := l.cm.Load(); cm != nil && l.up.Load() {
-			l.log.Warn("send queue full: resetting link", "queued", len(l.queue))
-			cm.TerminateConnectionForTest() // drop the connection; autopaho reconnects
+		select {
+		case l.reset <- struct{}{}:
+		default:
 		}
 		return fmt.Errorf("broker: link to %s: send queue full (%d)", l.cfg.Name, cap(l.queue))
 	}
@@ -143,7 +152,10 @@ func backoff(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.5 + rand.Float64())) // ±50 % jitter
 }
 
-// Run dials the peer and keeps the link up until ctx is done.
+// Run dials the peer and keeps the link up until ctx is done. Each
+// connection manager (autopaho) lives until ctx ends or the link is reset;
+// a reset disconnects it (Disconnect, autopaho's documented way to end a
+// connection) and starts a new one.
 func (l *PeerLink) Run(ctx context.Context) error {
 	scheme := "mqtt"
 	if l.cfg.TLS != nil {
@@ -153,7 +165,42 @@ func (l *PeerLink) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: link to %s: address %q: %w", l.cfg.Name, l.cfg.Addr, err)
 	}
-	clientID := "edgekv-" + l.cfg.Node + "-to-" + l.cfg.Name
+	l.log.Info("dialling", "addr", l.cfg.Addr, "hub", l.cfg.Hub)
+	for attempt := 0; ; attempt++ {
+		reset, err := l.session(ctx, u)
+		if err != nil || !reset {
+			return err
+		}
+		l.resets.Add(1)
+		t := time.NewTimer(backoff(min(attempt, 2)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}
+
+// session runs one connection manager until ctx ends (reset false) or the
+// link must be reset (reset true).
+func (l *PeerLink) session(ctx context.Context, u *url.URL) (reset bool, err error) {
+	// autopaho calls these on its own goroutine and they must not block:
+	// they only hand the event to the loop below.
+	upCh := make(chan struct{}, 1)
+	downCh := make(chan struct{}, 1)
+	signal := func(ch chan struct{}) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// live gates what autopaho's reader hands on: nothing once this
+	// session is ending (its LinkDown must be the link's last word).
+	var live atomic.Bool
+	live.Store(true)
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        l.cfg.TLS,
@@ -163,25 +210,15 @@ func (l *PeerLink) Run(ctx context.Context) error {
 		ConnectTimeout:                5 * time.Second,
 		ConnectUsername:               l.cfg.Username,
 		ConnectPassword:               []byte(l.cfg.Password),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			go l.subscribe(ctx, cm)
-		},
-		OnConnectionDown: func() bool {
-			if l.up.Swap(false) {
-				l.log.Debug("connection lost")
-				l.ev.LinkDown(l.cfg.Name)
-			}
-			return true
-		},
-		OnConnectError: func(err error) {
-			l.log.Debug("link connect failed", "error", err)
-		},
+		OnConnectionUp:                func(*autopaho.ConnectionManager, *paho.Connack) { signal(upCh) },
+		OnConnectionDown:              func() bool { signal(downCh); return true },
+		OnConnectError:                func(err error) { l.log.Debug("link connect failed", "error", err) },
 		ClientConfig: paho.ClientConfig{
-			ClientID: clientID,
+			ClientID: "edgekv-" + l.cfg.Node + "-to-" + l.cfg.Name,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 				func(pr paho.PublishReceived) (bool, error) {
 					k, ok := l.kindOf(pr.Packet.Topic)
-					if !ok {
+					if !ok || !live.Load() {
 						return false, nil
 					}
 					l.ev.LinkReceive(l.cfg.Name, k, pr.Packet.Payload)
@@ -194,23 +231,53 @@ func (l *PeerLink) Run(ctx context.Context) error {
 	if l.cfg.Username == "" {
 		cfg.ConnectPassword = nil
 	}
-	cm, err := autopaho.NewConnection(ctx, cfg)
+	cm, err := autopaho.NewConnection(cctx, cfg)
 	if err != nil {
-		return fmt.Errorf("broker: link to %s: %w", l.cfg.Name, err)
+		return false, fmt.Errorf("broker: link to %s: %w", l.cfg.Name, err)
 	}
-	l.cm.Store(cm)
-	l.log.Info("dialling", "addr", l.cfg.Addr, "hub", l.cfg.Hub)
+	down := func() {
+		if l.up.Swap(false) {
+			l.log.Debug("connection lost")
+			l.ev.LinkDown(l.cfg.Name)
+		}
+	}
+	defer func() {
+		live.Store(false)
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Second)
+		_ = cm.Disconnect(dctx)
+		dcancel()
+		cancel()
+		<-cm.Done()
+		down()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = cm.Disconnect(dctx)
-			cancel()
-			<-cm.Done()
-			if l.up.Swap(false) {
-				l.ev.LinkDown(l.cfg.Name)
+			return false, nil
+		case <-l.reset:
+			l.log.Warn("send queue full: resetting the link", "dropped", l.drops.Load())
+			return true, nil
+		case <-downCh:
+			down()
+		case <-upCh:
+			down() // a reconnect without a down event in between
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: l.subTopic(), QoS: 0, NoLocal: true}}})
+			scancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return false, nil
+				}
+				l.log.Warn("subscribe failed; resetting the link", "topic", l.subTopic(), "error", err)
+				return true, nil
 			}
-			return nil
+			// Drop whatever was queued while down: the digest covers it.
+			for len(l.queue) > 0 {
+				<-l.queue
+			}
+			l.log.Debug("connected and subscribed", "addr", l.cfg.Addr)
+			l.ev.LinkUp(l.cfg.Name)
+			l.up.Store(true)
 		case m := <-l.queue:
 			if !l.up.Load() {
 				continue // lost; the digest exchange on link-up repairs it
@@ -221,22 +288,4 @@ func (l *PeerLink) Run(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-func (l *PeerLink) subscribe(ctx context.Context, cm *autopaho.ConnectionManager) {
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: l.subTopic(), QoS: 0, NoLocal: true}}})
-	if err != nil {
-		l.log.Warn("subscribe failed; reconnecting", "topic", l.subTopic(), "error", err)
-		cm.TerminateConnectionForTest()
-		return
-	}
-	// Drop whatever was queued while down: the digest covers it.
-	for len(l.queue) > 0 {
-		<-l.queue
-	}
-	l.up.Store(true)
-	l.log.Debug("connected and subscribed", "addr", l.cfg.Addr)
-	l.ev.LinkUp(l.cfg.Name)
 }
