@@ -3,13 +3,18 @@ package edgekv_test
 // This test pins the layout of DESIGN.md §1:
 //
 //   - tree and its sub-packages import nothing from broker, hw, runner,
-//     boards or cmd, and outside the standard library only the msgp runtime;
-//     tree itself imports none of its sub-packages;
+//     boards, cmd or the module root, and outside the standard library only
+//     the msgp runtime; tree itself imports none of its sub-packages;
 //   - broker, hw and runner never import each other;
 //   - boards imports only the standard library and a YAML package;
-//   - nothing imports cmd/...;
-//   - the pure packages (tree, tree/wire, tree/replica, tree/sim) use no
-//     network, files, wall clock, goroutines, locks or global randomness;
+//   - nothing imports cmd/..., and only cmd/... imports the module root (the
+//     assembly);
+//   - the pure packages (tree, tree/wire, tree/replica) use no network,
+//     files, wall clock, goroutines, locks or global randomness, and every
+//     package of the module they depend on, directly or not, is pure too;
+//   - the simulator (tree/sim) is deterministic: its own files start no
+//     goroutine and use no wall clock or global randomness (it drives the
+//     engine, which has goroutines of its own, only step by step);
 //   - every package directory has a doc.go with a package comment.
 //
 // The import graph comes from `go list -e -json ./...`, which reads import
@@ -45,8 +50,13 @@ import (
 // purePackages are the packages, relative to the module root, that must use
 // no network, files, wall clock, goroutines, locks or global randomness.
 // Missing ones are skipped; at least one must exist. tree/store does file
-// I/O and is deliberately not listed.
-var purePackages = []string{"tree", "tree/wire", "tree/replica", "tree/sim"}
+// I/O and tree/node runs goroutines: they are deliberately not listed.
+var purePackages = []string{"tree", "tree/wire", "tree/replica"}
+
+// deterministicPackages must not start goroutines, read the wall clock or
+// use global randomness in their own files, but may import impure
+// packages (the simulator drives the engine step by step).
+var deterministicPackages = []string{"tree/sim"}
 
 // treeExternalAllowed are the import-path prefixes outside the standard
 // library and the module that tree/... may import (non-test code).
@@ -258,13 +268,17 @@ func TestImportDirection(t *testing.T) {
 				t.Errorf("%s %s %s: nothing may import cmd/... (DESIGN.md §1)", rel, e.via, to)
 				continue
 			}
-			// tree/... imports no adapter, boards or cmd.
+			// tree/... imports no adapter, boards, cmd or assembly.
 			if under(rel, "tree") {
 				for _, bad := range []string{"broker", "hw", "runner", "boards"} {
 					if under(to, bad) {
 						t.Errorf("%s %s %s: tree/... may import only tree/..., the standard library and msgp (DESIGN.md §1)", rel, e.via, to)
 					}
 				}
+			}
+			// Only the command line imports the assembly.
+			if to == "." && !under(rel, "cmd") && !strings.HasSuffix(e.via, "tests") {
+				t.Errorf("%s %s the module root: only cmd/... may import the assembly (DESIGN.md §1)", rel, e.via)
 			}
 			// broker, hw and runner never import each other.
 			for _, a := range adapters {
@@ -320,10 +334,32 @@ func TestBoardsImports(t *testing.T) {
 	}
 }
 
+// TestPureDependencies: everything of the module that a pure package
+// depends on, directly or through others, is pure itself.
+func TestPureDependencies(t *testing.T) {
+	l := loadLayout(t)
+	for _, rel := range purePackages {
+		p := l.pkgs[rel]
+		if p == nil {
+			continue
+		}
+		for _, d := range p.Deps {
+			to := l.rel(d)
+			if to == "" || to == rel {
+				continue
+			}
+			if !slices.Contains(purePackages, to) {
+				t.Errorf("pure package %s depends on %s, which is not pure (DESIGN.md §1: a pure package's dependencies are pure too)", rel, to)
+			}
+		}
+	}
+}
+
 func TestPurePackages(t *testing.T) {
 	l := loadLayout(t)
 	found := 0
-	for _, rel := range purePackages {
+	for _, rel := range slices.Concat(purePackages, deterministicPackages) {
+		deterministic := slices.Contains(deterministicPackages, rel)
 		dir := filepath.Join(l.root, filepath.FromSlash(rel))
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
@@ -335,7 +371,7 @@ func TestPurePackages(t *testing.T) {
 		}
 		found++
 		for _, f := range files {
-			for _, problem := range purityProblems(t, l.root, f) {
+			for _, problem := range purityProblems(t, l.root, f, deterministic) {
 				t.Error(problem)
 			}
 		}
@@ -347,7 +383,9 @@ func TestPurePackages(t *testing.T) {
 
 // purityProblems parses one file and returns a message per forbidden
 // import, wall-clock or timer use, global randomness use and go statement.
-func purityProblems(t *testing.T, root, file string) []string {
+// For a deterministic (not pure) package only the go statements, clocks and
+// global randomness count: it may import file and lock packages.
+func purityProblems(t *testing.T, root, file string, deterministic bool) []string {
 	t.Helper()
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
@@ -371,7 +409,7 @@ func purityProblems(t *testing.T, root, file string) []string {
 		if err != nil {
 			continue
 		}
-		if why, bad := forbiddenImport(imp); bad {
+		if why, bad := forbiddenImport(imp); bad && (!deterministic || imp == "math/rand" || imp == "crypto/rand") {
 			problems = append(problems, fmt.Sprintf("%s: pure package imports %q (%s); pure packages take I/O, clocks and randomness from their caller (DESIGN.md §1)", at(spec.Pos()), imp, why))
 			continue
 		}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/goleak"
 )
 
 // End-to-end helpers: real edgekv processes on loopback ports, real MQTT
@@ -32,11 +33,18 @@ var (
 	e2eErr  error
 )
 
-// TestMain removes the binary that edgekvBinary built.
+// TestMain removes the binary that edgekvBinary built, and fails the run
+// if a goroutine of the tests (an in-process node, a client) outlives them.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if e2eBin != "" {
 		_ = os.RemoveAll(filepath.Dir(e2eBin))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests: %v\n", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
