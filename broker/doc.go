@@ -10,8 +10,9 @@
 // tree and tree/wire, mochi-mqtt/server/v2 (never its config package,
 // which drags in every storage backend), gorilla/websocket (which mochi
 // uses too), paho's autopaho (outbound peer links, peerlink.go), msgp's
-// runtime and the standard library. The node (cmd/edgekv)
-// implements the Tree and SyncHandler interfaces defined here. The broker
+// runtime and the standard library. The assembly (the module root,
+// package edgekv) implements the Tree, SyncHandler and LinkEvents
+// interfaces defined here on top of the engine (tree/node). The broker
 // never imports hw, runner or cmd.
 //
 // # Broker settings

@@ -2,8 +2,8 @@
 // server: the framing of the protocol's byte streams, the parsing of client
 // requests, the encoding of replies byte for byte as MoaT-KV 0.70 writes
 // them, and a Server that serves one connection over a small Tree
-// interface. cmd/edgekv serves it on the board config's listen.client
-// address.
+// interface. The assembly (the module root, package edgekv) serves it on
+// the board config's listen.client and listen.client_tls addresses.
 //
 // # What it owns
 //
@@ -62,7 +62,8 @@
 //
 // tree, the msgp runtime and the standard library (tree/wire's helpers are
 // unexported, so the few msgpack readers it needs live here). It never
-// imports hw, runner or cmd; cmd/edgekv implements Tree.
+// imports hw, runner or cmd; the assembly implements Tree on top of the
+// engine (tree/node).
 //
 // # Concurrency
 //
