@@ -3,12 +3,17 @@ package kvproto
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // TestWindow: with the client's qlen 10, message 11 of a stream waits for
-// an ack; an ack of 4 lets messages up to 14 through.
-func TestWindow(t *testing.T) {
+// an ack; an ack of 4 lets messages up to 14 through. It runs in a
+// synctest bubble: the waits and timeouts use its fake clock, and
+// synctest.Wait is the barrier that the waiter is blocked before the ack.
+func TestWindow(t *testing.T) { synctest.Test(t, testWindow) }
+
+func testWindow(t *testing.T) {
 	w := newWindow()
 	ctx := context.Background()
 	if err := w.wait(ctx, 7, 50); err != nil {
@@ -27,7 +32,12 @@ func TestWindow(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.wait(ctx, 7, 14) }()
-	time.Sleep(10 * time.Millisecond)
+	synctest.Wait() // the waiter is blocked on the window
+	select {
+	case err := <-done:
+		t.Fatalf("message 14 went out before the ack: %v", err)
+	default:
+	}
 	w.ack(7, 4)
 	select {
 	case err := <-done:

@@ -522,7 +522,13 @@ func TestE2ECrash(t *testing.T) {
 		return nil
 	})
 	p.stop(syscall.SIGKILL)
-	time.Sleep(200 * time.Millisecond) // acks sent before the kill may still be in the socket: they count too
+	// Acks sent before the kill may still be in the socket: they count
+	// too. The client has read everything once it has shut down.
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the MQTT client did not notice the node's death")
+	}
 	cancel()
 	wg.Wait()
 	mu.Lock()
