@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -187,4 +189,70 @@ func waitLinkedTo(t *testing.T, port int, peer string) {
 		}
 		return fmt.Errorf("status: %v", d)
 	})
+}
+
+// TestE2EBothDial: two nodes that both list each other as peers have two
+// connections but sync over one: the one dialled by the node whose name
+// sorts first, on both sides; the other stays idle and takes over when the
+// first goes.
+func TestE2EBothDial(t *testing.T) {
+	dir := t.TempDir()
+	ports := freePorts(t, 2)
+	proxy := newProxy(t, ports[1]) // alpha's link to beta, to cut it later
+	cfgs := []e2eCfg{
+		{name: "alpha", port: ports[0], data: dir + "/alpha", peers: []e2eLink{{"beta", proxy.Port()}}, peerUsers: []string{"beta"}},
+		{name: "beta", port: ports[1], data: dir + "/beta", peers: []e2eLink{{"alpha", ports[0]}}, peerUsers: []string{"alpha"}},
+	}
+	for _, c := range cfgs {
+		startNodeCfg(t, dir, "", c)
+	}
+	active := func(port int, node string) (map[string]bool, error) {
+		out := map[string]bool{}
+		for k, e := range dumpEntries(t, port, "kv/.edgekv/status/"+node+"/links/#") {
+			var st struct {
+				Connected, Active bool
+			}
+			if err := json.Unmarshal([]byte(e.Payload), &st); err != nil {
+				return nil, err
+			}
+			if st.Connected {
+				out[k[strings.LastIndex(k, "/")+1:]] = st.Active
+			}
+		}
+		return out, nil
+	}
+	want := func(port int, node string, want map[string]bool) {
+		t.Helper()
+		eventually(t, syncWait, node+"'s links", func() error {
+			got, err := active(port, node)
+			if err != nil {
+				return err
+			}
+			if !maps.Equal(got, want) {
+				return fmt.Errorf("links (name: active) %v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+	// "alpha" < "beta": alpha's outbound connection is the one both use.
+	want(ports[0], "alpha", map[string]bool{"out::beta": true, "in::beta": false})
+	want(ports[1], "beta", map[string]bool{"in::alpha": true, "out::alpha": false})
+	pub(t, ports[0], "kv/both/one", "1")
+	waitValue(t, ports[1], "kv/both/one", "1", syncWait)
+
+	// That connection goes: the other one carries the sync.
+	proxy.Cut()
+	want(ports[0], "alpha", map[string]bool{"in::beta": true})
+	want(ports[1], "beta", map[string]bool{"out::alpha": true})
+	pub(t, ports[0], "kv/both/two", "2")
+	waitValue(t, ports[1], "kv/both/two", "2", syncWait)
+	pub(t, ports[1], "kv/both/three", "3")
+	waitValue(t, ports[0], "kv/both/three", "3", syncWait)
+
+	// It comes back, and the pair returns to it.
+	proxy.Heal()
+	want(ports[0], "alpha", map[string]bool{"out::beta": true, "in::beta": false})
+	want(ports[1], "beta", map[string]bool{"in::alpha": true, "out::alpha": false})
+	pub(t, ports[1], "kv/both/four", "4")
+	waitValue(t, ports[0], "kv/both/four", "4", syncWait)
 }
