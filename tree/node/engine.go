@@ -298,7 +298,7 @@ func (e *Engine) unavailable(why string) error {
 	return fmt.Errorf("%w: node %s is stopping", tree.ErrUnavailable, e.name)
 }
 
-func (e *Engine) loop(ctx context.Context, storeErr <-chan error, snapDone chan error, snapWG *sync.WaitGroup) error {
+func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan error, snapWG *sync.WaitGroup) error {
 	if err := e.flush(); err != nil { // the reservation of Restore
 		return err
 	}
@@ -320,9 +320,10 @@ func (e *Engine) loop(ctx context.Context, storeErr <-chan error, snapDone chan 
 		case <-ctx.Done():
 			return nil
 		case err := <-storeErr:
-			// The group commit failed: the log's tail is unknown.
+			// The group commit failed: the log's tail is unknown. (Run
+			// reads the channel again once the loop has ended.)
 			e.failed = err
-			storeErr = nil
+			storeErr <- err
 			return fmt.Errorf("node: store: %w", err)
 		case q := <-e.reqs:
 			e.take(q)

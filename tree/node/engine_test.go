@@ -252,6 +252,32 @@ func TestStoreFailureStops(t *testing.T) {
 	}
 }
 
+// TestGroupCommitFailureStops: under sync interval, a failed group commit
+// (the store's own goroutine) stops the engine too.
+func TestGroupCommitFailureStops(t *testing.T) {
+	fs := store.NewMemFS()
+	e := open(t, fs, func(c *Config) { c.Store.Sync = store.SyncInterval; c.Store.SyncInterval = time.Millisecond })
+	r := run(t, e, fs)
+	if _, err := e.Set(context.Background(), pth("a"), str("1"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	injected := errors.New("injected")
+	fs.FailAfter("sync", 0, injected)
+	e.Set(context.Background(), pth("b"), str("2"), Cond{}) // something for the next group commit
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if !errors.Is(err, injected) {
+			t.Fatalf("Run returned %v, want the disk's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the engine did not stop after its group commit failed")
+	}
+	if _, err := e.Set(context.Background(), pth("c"), str("3"), Cond{}); !errors.Is(err, tree.ErrUnavailable) {
+		t.Fatalf("a write after the failure: %v", err)
+	}
+}
+
 // TestSnapshotDuringStop: a snapshot being written when the engine stops
 // neither deadlocks the stop nor loses anything.
 func TestSnapshotDuringStop(t *testing.T) {
