@@ -53,7 +53,13 @@ type Config struct {
 type Data struct {
 	// Dir is the data directory. Default ./data/NODE.
 	Dir string `yaml:"dir"`
-	// Sync is the durability policy: always, interval (the default) or none.
+	// Sync is the durability policy: always (an fsync before each write is
+	// acknowledged: power loss loses nothing acknowledged), interval (the
+	// default: group commit every SyncInterval; power loss can lose the
+	// writes of the last interval that no peer had received) or none (no
+	// data on disk; peers give it back after a restart). Under every
+	// policy the node keeps its tick reservation (node.ekv) in Dir, so it
+	// never reuses a tick after a crash.
 	Sync SyncPolicy `yaml:"sync"`
 	// SyncInterval is the group-commit period for the interval policy, a Go
 	// duration such as "100ms" (the default).
