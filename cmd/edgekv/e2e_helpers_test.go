@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 )
 
@@ -720,4 +721,22 @@ func isolate(proxies map[[2]int]*tcpProxy, n int, cut bool) {
 			}
 		}
 	}
+}
+
+// waitIdentical waits until the nodes on ports hold identical trees (every
+// entry but the status entries, which keep changing) and returns it.
+func waitIdentical(t *testing.T, cfgs []e2eCfg, ports []int) map[string]entry {
+	t.Helper()
+	var final map[string]entry
+	eventually(t, convergeWait, "identical trees after the heal", func() error {
+		first := withoutStatus(dumpEntries(t, ports[0], "kv/#"))
+		for i := 1; i < len(ports); i++ {
+			if diff := cmp.Diff(first, withoutStatus(dumpEntries(t, ports[i], "kv/#"))); diff != "" {
+				return fmt.Errorf("%s and %s differ (-%s +%s):\n%.3000s", cfgs[0].name, cfgs[i].name, cfgs[0].name, cfgs[i].name, diff)
+			}
+		}
+		final = first
+		return nil
+	})
+	return final
 }

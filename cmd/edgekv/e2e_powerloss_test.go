@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // writer publishes QoS 1 writes kv/pl/<node>/<i> = i to one node until
@@ -126,21 +124,7 @@ func powerLoss(t *testing.T, sync string) {
 	acked1, acked3 := ws[0].stop(), ws[2].stop()
 
 	isolate(proxies, 1, false)
-	var final map[string]entry
-	eventually(t, convergeWait, "identical trees after the heal", func() error {
-		d := []map[string]entry{
-			withoutStatus(dumpEntries(t, ports[0], "kv/#")),
-			withoutStatus(dumpEntries(t, ports[1], "kv/#")),
-			withoutStatus(dumpEntries(t, ports[2], "kv/#")),
-		}
-		for i := 1; i < 3; i++ {
-			if diff := cmp.Diff(d[0], d[i]); diff != "" {
-				return fmt.Errorf("board1 and %s differ (-board1 +%s):\n%.2000s", cfgs[i].name, cfgs[i].name, diff)
-			}
-		}
-		final = d[0]
-		return nil
-	})
+	final := waitIdentical(t, cfgs, ports)
 	for _, k := range after {
 		want := `"after"`
 		if !strings.Contains(k, "/after/") {

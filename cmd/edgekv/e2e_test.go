@@ -429,21 +429,7 @@ func TestE2EPartition(t *testing.T) {
 	// Heal.
 	isolate(proxies, 1, false)
 
-	var final map[string]entry
-	eventually(t, convergeWait, "identical trees after the heal", func() error {
-		d := []map[string]entry{
-			withoutStatus(dumpEntries(t, p1, "kv/#")),
-			withoutStatus(dumpEntries(t, p2, "kv/#")),
-			withoutStatus(dumpEntries(t, p3, "kv/#")),
-		}
-		for i := 1; i < 3; i++ {
-			if diff := cmp.Diff(d[0], d[i]); diff != "" {
-				return fmt.Errorf("board1 and %s differ (-board1 +%s):\n%s", cfgs[i].name, cfgs[i].name, diff)
-			}
-		}
-		final = d[0]
-		return nil
-	})
+	final := waitIdentical(t, cfgs, []int{p1, p2, p3})
 	for _, k := range keys {
 		w := want[k]
 		e, ok := final[k]

@@ -64,14 +64,7 @@ func DecodeHeads(b []byte) (Heads, error) {
 	var h Heads
 	e := decodeFlat(b, []flatKey{
 		{"node", true, nameInto(&h.Node)},
-		{"reply", true, func(v []byte) ([]byte, *Error) {
-			x, rest, err := msgp.ReadBoolBytes(v)
-			if err != nil {
-				return v, fail(v, "want bool, got %s", Describe(v))
-			}
-			h.Reply = x
-			return rest, nil
-		}},
+		{"reply", true, boolInto(&h.Reply)},
 		{"nodes", true, rangeSetMapInto(&h.Nodes)},
 	})
 	if e != nil {
@@ -427,6 +420,17 @@ func decodeFlatIn(b []byte, keys []flatKey) ([]byte, *Error) {
 		}
 	}
 	return rest, nil
+}
+
+func boolInto(dst *bool) func([]byte) ([]byte, *Error) {
+	return func(v []byte) ([]byte, *Error) {
+		x, rest, err := msgp.ReadBoolBytes(v)
+		if err != nil {
+			return v, fail(v, "want bool, got %s", Describe(v))
+		}
+		*dst = x
+		return rest, nil
+	}
 }
 
 func uintInto(dst *uint64) func([]byte) ([]byte, *Error) {

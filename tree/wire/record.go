@@ -93,14 +93,7 @@ func readState(b []byte) (State, []byte, *Error) {
 		{"superseded", false, rangeSetMapInto(&sup)},
 		{"deleted", false, rangeSetMapInto(&st.Deleted)},
 		{"skipped", false, rangeSetMapInto(&st.Skipped)},
-		{"purged", false, func(v []byte) ([]byte, *Error) {
-			x, rest, err := msgp.ReadBoolBytes(v)
-			if err != nil {
-				return v, fail(v, "want bool, got %s", Describe(v))
-			}
-			st.Purged = x
-			return rest, nil
-		}},
+		{"purged", false, boolInto(&st.Purged)},
 	})
 	if e != nil {
 		return State{}, b, e
