@@ -100,7 +100,7 @@ sim:
 SOAK_SEEDS ?= 20000
 SOAK_OPS ?= 1000
 soak:
-	SIM_SEEDS=$(SOAK_SEEDS) SIM_OPS=$(SOAK_OPS) $(GO) test -count=1 -run TestRandom -timeout 2h -v ./tree/sim/ | tail -n 5
+	SIM_SEEDS=$(SOAK_SEEDS) SIM_OPS=$(SOAK_OPS) $(GO) test -count=1 -run TestRandom -timeout 2h -v ./tree/sim/
 
 clean:
 	rm -rf bin dist

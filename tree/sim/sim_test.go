@@ -181,7 +181,8 @@ func envInt(name string, def int) int {
 }
 
 // TestRandom runs SIM_SEEDS random seeds (default 2000; `make race` uses
-// fewer). SIM_SEED runs just that one, with a trace; SIM_OPS sets the length.
+// fewer) from SIM_FROM (default 1). SIM_SEED runs just that one, with a
+// trace; SIM_OPS sets the length.
 func TestRandom(t *testing.T) {
 	ops := envInt("SIM_OPS", 150)
 	if s := os.Getenv("SIM_SEED"); s != "" {
@@ -200,12 +201,13 @@ func TestRandom(t *testing.T) {
 	if testing.Short() {
 		n = min(n, 200)
 	}
+	first := uint64(envInt("SIM_FROM", 1)) // the first seed (to split a soak)
 	failed := 0
 	var sum Result
 	topos := map[Topology]int{}
 	policies := map[store.SyncPolicy]int{}
 	deleter, bothDial := 0, 0
-	for seed := uint64(1); seed <= uint64(n); seed++ {
+	for seed := first; seed < first+uint64(n); seed++ {
 		res, err := Run(Options{Seed: seed, Ops: ops})
 		if err != nil {
 			t.Error(err)
