@@ -483,7 +483,10 @@ func (e *Engine) fail(err error) error {
 	err = fmt.Errorf("node %s: store: %w", e.name, err)
 	e.failed = err
 	e.log.Error("the store failed: stopping", "error", err)
-	e.answerWaiters(fmt.Errorf("%w: %v", tree.ErrUnavailable, err))
+	// Its record may have reached the disk before the failure: the
+	// outcome of these writes is unknown, as after a crash before the
+	// answer.
+	e.answerWaiters(fmt.Errorf("%w: %v (the write may or may not have been kept)", tree.ErrUnavailable, err))
 	return err
 }
 

@@ -669,6 +669,21 @@ func (w *World) write(name string, p tree.Path, value []byte, c tree.Cond) (tree
 		res, err = nd.stp.Delete(p, node.Cond{Cond: c})
 	}
 	if serr := nd.stp.Err(); serr != nil {
+		// The disk failed under the write: it was not acknowledged, but
+		// its record may have reached the disk before the failure (a torn
+		// write can keep it), so it may still show up. Keep it as a write
+		// that may or may not survive, and its tick as issued.
+		t := nd.stp.Replica().Tree()
+		if e := t.Get(p); e != nil && len(e.Chain()) > 0 {
+			h := e.Chain()[0]
+			if _, seen := w.issued[h]; !seen && h.Node == name && h.Tick == t.Node(name).Tick() {
+				v, _ := e.Value()
+				ev := tree.Event{Path: p, Value: v, Chain: e.Chain(), Tock: e.Tock()}
+				w.issued[h] = ev
+				w.acks = append(w.acks, acked{node: name, ev: ev, lost: true})
+				w.tracef("%s's write %s = %s (%s, tock %d) failed on its disk", name, p, showValue(v), ev.Chain, ev.Tock)
+			}
+		}
 		w.fault(i, serr)
 		return tree.Event{}, fmt.Errorf("%w: %v", errDown, serr)
 	}
