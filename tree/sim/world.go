@@ -672,14 +672,16 @@ func (w *World) write(name string, p tree.Path, value []byte, c tree.Cond) (tree
 		// The disk failed under the write: it was not acknowledged, but
 		// its record may have reached the disk before the failure (a torn
 		// write can keep it), so it may still show up. Keep it as a write
-		// that may or may not survive, and its tick as issued.
+		// that may or may not survive. (Its tick is not counted as issued:
+		// if the reservation that covers it did not reach the disk, its
+		// record did not either, and the tick is used again after the
+		// restart, rightly.)
 		t := nd.stp.Replica().Tree()
 		if e := t.Get(p); e != nil && len(e.Chain()) > 0 {
 			h := e.Chain()[0]
 			if _, seen := w.issued[h]; !seen && h.Node == name && h.Tick == t.Node(name).Tick() {
 				v, _ := e.Value()
 				ev := tree.Event{Path: p, Value: v, Chain: e.Chain(), Tock: e.Tock()}
-				w.issued[h] = ev
 				w.acks = append(w.acks, acked{node: name, ev: ev, lost: true})
 				w.tracef("%s's write %s = %s (%s, tock %d) failed on its disk", name, p, showValue(v), ev.Chain, ev.Tock)
 			}
