@@ -61,14 +61,16 @@ func BenchmarkApplyUpdate(b *testing.B) {
 			src.Ready()
 		}
 	}
-	i := 0
+	i, writers := 0, 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		if i == n {
 			b.StopTimer()
-			// Start over with fresh ticks from a new writer.
-			src = replica.New(replica.Config{Node: fmt.Sprintf("other%d", b.N)})
+			// Start over with fresh ticks from a new writer (a new
+			// name each time: the same name would replay known ticks).
+			writers++
+			src = replica.New(replica.Config{Node: fmt.Sprintf("other%d", writers)})
 			for j := range ups {
 				ev, _, _ := src.Set(benchPath(j*13%100_000), v, tree.Cond{})
 				ups[j] = wire.AppendUpdate(nil, ev)
