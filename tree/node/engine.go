@@ -149,6 +149,14 @@ type Engine struct {
 	lastStats replica.Stats
 	failed    error // the store failed: the engine stops
 	snapping  bool  // a snapshot is being written
+	held      []heldMsg
+}
+
+// heldMsg is a message that vouches for state (replica.Message.Vouch)
+// waiting until the store has synced the records appended before it.
+type heldMsg struct {
+	replica.Message
+	mark uint64 // store.Appended when it was made
 }
 
 // Open opens the store in cfg.FS and restores the replica from it. It
@@ -338,6 +346,8 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 			}
 		case <-e.in.wake:
 			e.drainInbox()
+		case <-e.st.SyncedNotify():
+			e.releaseHeld()
 		case <-tick.C:
 			e.r.Tick()
 		case <-status.C:
@@ -451,16 +461,25 @@ func (e *Engine) flush() error {
 			return e.fail(fmt.Errorf("persisting %d records: %w", len(rd.Records), err))
 		}
 	}
+	e.answerWaiters(nil)
+	msgs := rd.Messages
 	if rd.MustSync && e.cfg.Store.Sync == store.SyncInterval {
-		// A heartbeat or a superseded claim goes out: what it vouches
-		// for must survive a crash (a no-op if the group commit has
-		// synced everything already).
-		if err := e.st.Flush(); err != nil {
-			return e.fail(fmt.Errorf("syncing before a heartbeat: %w", err))
+		// A heartbeat or a superseded claim vouches for state that must
+		// survive a crash: it waits for the group commit that syncs it
+		// (never an fsync on this goroutine); the rest goes now.
+		if mark := e.st.Appended(); e.st.SyncedThrough() < mark {
+			msgs = make([]replica.Message, 0, len(rd.Messages))
+			for _, m := range rd.Messages {
+				if m.Vouch {
+					e.held = append(e.held, heldMsg{m, mark})
+				} else {
+					msgs = append(msgs, m)
+				}
+			}
 		}
 	}
-	e.answerWaiters(nil)
-	e.sendAll(rd.Messages)
+	e.sendAll(msgs)
+	e.releaseHeld()
 	for _, c := range rd.Changes {
 		if !isStatusPath(c.Path) {
 			e.syncDirty = true
@@ -476,6 +495,25 @@ func (e *Engine) flush() error {
 		}
 	}
 	return nil
+}
+
+// releaseHeld sends the held messages whose state the store has synced.
+func (e *Engine) releaseHeld() {
+	if len(e.held) == 0 {
+		return
+	}
+	synced := e.st.SyncedThrough()
+	var out []replica.Message
+	keep := e.held[:0]
+	for _, h := range e.held {
+		if h.mark <= synced {
+			out = append(out, h.Message)
+		} else {
+			keep = append(keep, h)
+		}
+	}
+	e.held = keep
+	e.sendAll(out)
 }
 
 // fail records a store failure: the engine stops.

@@ -180,6 +180,7 @@ func (s *Stepper) FlushStore() error {
 		s.e.stop(err)
 		return err
 	}
+	s.e.releaseHeld()
 	return nil
 }
 

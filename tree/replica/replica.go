@@ -95,11 +95,14 @@ func (c *Config) setDefaults() {
 }
 
 // Message is one message to send on a link. Data must not be modified; it
-// may be shared between messages.
+// may be shared between messages. Vouch marks a message that makes a claim
+// which must hold after a crash (this node's heartbeat, an info{known}):
+// it may leave only once what it vouches for is durable (Ready.MustSync).
 type Message struct {
-	Link LinkID
-	Kind wire.Kind
-	Data []byte
+	Link  LinkID
+	Kind  wire.Kind
+	Data  []byte
+	Vouch bool
 }
 
 // Change tells local watchers that the entry at Path changed: a new value,
@@ -126,10 +129,11 @@ type Ready struct {
 	Messages   []Message
 	Records    [][]byte
 	Changes    []Change
-	// MustSync: Messages make claims that must hold after a crash (this
-	// node's heartbeat says what it has seen; info{known} says ticks are
-	// superseded), so everything persisted so far, Records included, must
-	// be durable (fsynced) before they are sent.
+	// MustSync: some Messages (those marked Vouch) make claims that must
+	// hold after a crash (this node's heartbeat says what it has seen;
+	// info{known} says ticks are superseded), so everything persisted so
+	// far, Records included, must be durable (fsynced) before they are
+	// sent. The others may go at once.
 	MustSync bool
 }
 
@@ -750,6 +754,7 @@ func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
 	if len(superseded) > 0 {
 		r.out.MustSync = true
 		r.send(id, wire.KindInfo, wire.AppendInfo(nil, wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Known: superseded}))
+		r.out.Messages[len(r.out.Messages)-1].Vouch = true
 	}
 }
 
@@ -835,7 +840,10 @@ func (r *Replica) heartbeat() {
 	own := r.t.Node(r.cfg.Node).Skipped().Ranges()
 	hb.Skipped = tree.RangeSetOf(own[max(0, len(own)-k):]...)
 	r.out.MustSync = true
-	r.broadcast(wire.KindHeartbeat, wire.AppendHeartbeat(nil, hb), -1)
+	n := r.broadcast(wire.KindHeartbeat, wire.AppendHeartbeat(nil, hb), -1)
+	for i := len(r.out.Messages) - n; i < len(r.out.Messages); i++ {
+		r.out.Messages[i].Vouch = true
+	}
 }
 
 // Missing returns, per node, the ticks known to exist but not seen here.

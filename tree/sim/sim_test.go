@@ -315,9 +315,10 @@ func TestReservationMatters(t *testing.T) {
 		if p != store.SyncAlways && without == 0 {
 			t.Errorf("sync %s: no seed failed without the reservation: the test shows nothing", p)
 		}
-		if example != nil {
-			first, _, _ := strings.Cut(example.Error(), "\n  last steps")
-			t.Logf("sync %s: the first failure without it: %s", p, first)
+		var f *Failure
+		if errors.As(example, &f) && len(f.Errs) > 0 {
+			first, _, _ := strings.Cut(f.Errs[0].Error(), "\n")
+			t.Logf("sync %s, seed %d without it: %s", p, f.Result.Seed, first)
 		}
 	}
 }

@@ -35,6 +35,8 @@ type Store struct {
 	nodeMu    sync.Mutex   // serialises SaveNodeRecord
 	nodeSaves atomic.Int64 // node records saved
 
+	syncedCh chan struct{} // gets a token after each fsync of the log (capacity 1)
+
 	flushMu   sync.Mutex // guards the segment fields below and all log I/O
 	seg       File       // open segment for the generation mu.gen; nil until written
 	segExists bool       // the file for mu.gen exists (found by Open)
@@ -54,7 +56,8 @@ type Store struct {
 }
 
 func newStore(fsys FS, opts Options) *Store {
-	return &Store{fs: fsys, opts: opts, log: opts.Logger, done: make(chan struct{}), writeBehind: writeBehindBytes}
+	return &Store{fs: fsys, opts: opts, log: opts.Logger, done: make(chan struct{}), writeBehind: writeBehindBytes,
+		syncedCh: make(chan struct{}, 1)}
 }
 
 // checkRecord validates one record's size.
@@ -202,6 +205,10 @@ func (s *Store) flush(seq uint64, sync bool) error {
 	s.written = upto
 	if sync {
 		s.synced = upto
+		select {
+		case s.syncedCh <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -255,12 +262,34 @@ func (s *Store) openSegment(name string) error {
 }
 
 // Synced reports whether every record appended so far is durable (under
-// SyncNone: never, unless nothing was appended).
+// SyncNone: never).
 func (s *Store) Synced() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.synced >= s.seq && s.opts.Sync != SyncNone
 }
+
+// Appended returns how many records have been appended so far: a mark
+// to compare with SyncedThrough.
+func (s *Store) Appended() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// SyncedThrough returns how many of the records appended so far are
+// durable (written and fsynced): all records up to that mark.
+func (s *Store) SyncedThrough() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
+
+// SyncedNotify gets a token after each fsync of the log (a group commit of
+// Run, a Flush, an Append under SyncAlways). It has capacity 1: one token
+// may stand for several fsyncs; compare SyncedThrough with a mark from
+// Appended to know what is durable.
+func (s *Store) SyncedNotify() <-chan struct{} { return s.syncedCh }
 
 // LogBytes is the size, in framed bytes, of the log records appended (or
 // loaded) since the last snapshot began, including buffered ones. Under
