@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/replica"
 	"github.com/edgekv/edgekv/tree/store"
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 // Observer sees every change of the tree, on the engine's goroutine, after
@@ -465,15 +467,23 @@ func (e *Engine) flush() error {
 	msgs := rd.Messages
 	if rd.MustSync && e.cfg.Store.Sync == store.SyncInterval {
 		// A heartbeat or a superseded claim vouches for state that must
-		// survive a crash: it waits for the group commit that syncs it
-		// (never an fsync on this goroutine); the rest goes now.
+		// survive a crash. A claim answers a peer catching up, which
+		// should not wait: sync now. A heartbeat (once a second) waits
+		// for the group commit that syncs what it says, so that no write
+		// waits behind an fsync on this goroutine; the rest goes now.
 		if mark := e.st.Appended(); e.st.SyncedThrough() < mark {
-			msgs = make([]replica.Message, 0, len(rd.Messages))
-			for _, m := range rd.Messages {
-				if m.Vouch {
-					e.held = append(e.held, heldMsg{m, mark})
-				} else {
-					msgs = append(msgs, m)
+			if slices.ContainsFunc(rd.Messages, func(m replica.Message) bool { return m.Vouch && m.Kind != wire.KindHeartbeat }) {
+				if err := e.st.Flush(); err != nil {
+					return e.fail(fmt.Errorf("syncing before a superseded claim: %w", err))
+				}
+			} else {
+				msgs = make([]replica.Message, 0, len(rd.Messages))
+				for _, m := range rd.Messages {
+					if m.Vouch {
+						e.held = append(e.held, heldMsg{m, mark})
+					} else {
+						msgs = append(msgs, m)
+					}
 				}
 			}
 		}
