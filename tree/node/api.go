@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/edgekv/edgekv/tree"
@@ -18,6 +19,15 @@ import (
 type request struct {
 	state atomic.Int32 // 0 queued, 1 taken, 2 abandoned
 	run   func(e *Engine)
+	write *writeOp // a local write (then run is nil): one allocation less per write
+}
+
+// writeOp is a local write handed to the loop.
+type writeOp struct {
+	p     tree.Path
+	value []byte // nil: delete
+	cond  Cond
+	reply chan writeResult
 }
 
 func (q *request) take() bool    { return q.state.CompareAndSwap(0, 1) }
@@ -25,9 +35,14 @@ func (q *request) abandon() bool { return q.state.CompareAndSwap(0, 2) }
 
 // take runs q on the loop unless its caller gave up.
 func (e *Engine) take(q *request) {
-	if q.take() {
-		q.run(e)
+	if !q.take() {
+		return
 	}
+	if w := q.write; w != nil {
+		e.applyWrite(w.p, w.value, w.cond, w.reply)
+		return
+	}
+	q.run(e)
 }
 
 // submit queues q for the loop.
@@ -144,10 +159,16 @@ func (e *Engine) Delete(ctx context.Context, p tree.Path, c Cond) (Result, error
 	return e.write(ctx, p, nil, c)
 }
 
+// replies recycles the reply channels of local writes: a channel comes
+// back to the pool empty (its one answer received, or never sent because
+// the request was abandoned before the engine took it).
+var replies = sync.Pool{New: func() any { return make(chan writeResult, 1) }}
+
 func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (Result, error) {
-	reply := make(chan writeResult, 1)
-	q := &request{run: func(e *Engine) { e.applyWrite(p, value, c, reply) }}
+	reply := replies.Get().(chan writeResult)
+	q := &request{write: &writeOp{p: p, value: value, cond: c, reply: reply}}
 	if err := e.submit(ctx, q); err != nil {
+		replies.Put(reply)
 		return Result{}, err
 	}
 	var wr writeResult
@@ -155,15 +176,18 @@ func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (
 	case wr = <-reply:
 	case <-ctx.Done():
 		if q.abandon() {
+			replies.Put(reply)
 			return Result{}, ctx.Err()
 		}
 		wr = <-reply // taken: answered after the next flush
 	case <-e.stopping:
 		if q.abandon() {
+			replies.Put(reply)
 			return Result{}, e.unavailable("stopped")
 		}
 		wr = <-reply
 	}
+	replies.Put(reply)
 	return wr.res, wr.err
 }
 

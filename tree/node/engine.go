@@ -312,16 +312,34 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 	if err := e.flush(); err != nil { // the reservation of Restore
 		return err
 	}
+	// One ticker drives the replica's clock, the status entries and the
+	// snapshot check (fewer channels for the select below to look at).
 	tick := time.NewTicker(e.cfg.TickEvery)
 	defer tick.Stop()
-	status := time.NewTicker(e.cfg.StatusEvery)
-	defer status.Stop()
-	snap := time.NewTicker(e.cfg.SnapshotCheck)
-	defer snap.Stop()
+	statusEvery := max(1, int(e.cfg.StatusEvery/e.cfg.TickEvery))
+	snapEvery := max(1, int(e.cfg.SnapshotCheck/e.cfg.TickEvery))
+	ticks := 0
 	replay := e.valuedEntries()
 	ready := make(chan struct{})
 	close(ready)
+	fast := 0 // requests taken in a row without looking at the other inputs
 	for {
+		// The fast path: under load, requests come back to back; take
+		// them without the full select over every input (ten channels),
+		// but look at the others at least every 32 rounds.
+		if fast < 32 {
+			select {
+			case q := <-e.reqs:
+				fast++
+				e.takeMore(q)
+				if err := e.flush(); err != nil {
+					return err
+				}
+				continue
+			default:
+			}
+		}
+		fast = 0
 		var republish <-chan struct{} // nil blocks; ready is always ready
 		if len(replay) > 0 {
 			republish = ready
@@ -336,26 +354,18 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 			storeErr <- err
 			return fmt.Errorf("node: store: %w", err)
 		case q := <-e.reqs:
-			e.take(q)
-			for range 256 { // take what else waits, then flush once
-				select {
-				case q := <-e.reqs:
-					e.take(q)
-					continue
-				default:
-				}
-				break
-			}
+			e.takeMore(q)
 		case <-e.in.wake:
 			e.drainInbox()
 		case <-e.st.SyncedNotify():
 			e.releaseHeld()
 		case <-tick.C:
+			ticks++
 			e.r.Tick()
-		case <-status.C:
-			e.writeStatus()
-		case <-snap.C:
-			if !e.snapping && e.st.SnapshotDue() {
+			if ticks%statusEvery == 0 {
+				e.writeStatus()
+			}
+			if ticks%snapEvery == 0 && !e.snapping && e.st.SnapshotDue() {
 				e.snapping = true
 				snapWG.Add(1)
 				go func() {
@@ -373,6 +383,20 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 		}
 		if err := e.flush(); err != nil {
 			return err
+		}
+	}
+}
+
+// takeMore takes q and whatever else waits (at most 256 more), so that
+// one flush answers them all.
+func (e *Engine) takeMore(q *request) {
+	e.take(q)
+	for range 256 {
+		select {
+		case q := <-e.reqs:
+			e.take(q)
+		default:
+			return
 		}
 	}
 }

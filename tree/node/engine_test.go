@@ -589,7 +589,7 @@ func TestFreshStart(t *testing.T) {
 	stp2, _ := e2.Stepper()
 	stp2.Start()
 	res2, _ := stp2.Set(pth("y"), str("v"), Cond{})
-	if res2.Chain[0].Tick <= tick || res2.Chain[0].Tick > tick+1<<17 {
+	if res2.Chain[0].Tick <= tick || res2.Chain[0].Tick > tick+1<<21 {
 		t.Fatalf("after a restart: %s, want a little above %d", res2.Chain, tick)
 	}
 	stp2.Close()

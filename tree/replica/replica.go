@@ -41,7 +41,7 @@ type Config struct {
 	// stayed up (a dropped message) is repaired.
 	DigestTicks int
 	// TickReserve and TockReserve: how many ticks and tocks one
-	// reservation covers (defaults 1<<16 and 1<<20). See Reservation.
+	// reservation covers (defaults 1<<20 each). See Reservation.
 	TickReserve uint64
 	TockReserve uint64
 	// HeartbeatRanges bounds the range sets in each heartbeat (default 8,
@@ -87,7 +87,7 @@ func (c *Config) setDefaults() {
 	def(&c.DigestTicks, 300)
 	def(&c.HeartbeatRanges, 8)
 	if c.TickReserve == 0 {
-		c.TickReserve = 1 << 16
+		c.TickReserve = 1 << 20
 	}
 	if c.TockReserve == 0 {
 		c.TockReserve = 1 << 20
