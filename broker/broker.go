@@ -240,7 +240,7 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
-		Logger:                 log.With("component", "mqtt"),
+		Logger:                 slog.New(mochiLog{log.Handler()}).With("component", "mqtt"),
 		SysTopicResendInterval: sysInterval,
 		InlineClient:           true,
 	})
