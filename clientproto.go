@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edgekv/edgekv/boards"
@@ -110,30 +112,85 @@ func (k kvTree) NodeTicks(ctx context.Context, nodeName string, max int, current
 	return k.eng().NodeTicks(ctx, nodeName, max, current)
 }
 
-// Save implements kvproto.Saver: a MoaT-KV save file named name in the
-// node's data directory (a plain file name, nothing else, and never one of
-// the store's own files), written from one consistent state; full includes
-// the meta tree.
-func (k kvTree) Save(ctx context.Context, name string, full bool) (int, error) {
-	if name != filepath.Base(name) || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
-		return 0, fmt.Errorf("%w: save: %q must be a file name inside the data directory", tree.ErrInvalidValue, name)
+// Save implements kvproto.Saver: a MoaT-KV save file named name (a plain
+// file name) in the dump directory (data.dumps: never among the store's
+// files), written from one consistent state; full includes the meta tree.
+// An existing file is kept unless replace is set; the file is fsynced
+// before it takes its name, and a full disk is an error that leaves
+// nothing behind.
+func (k kvTree) Save(ctx context.Context, name string, full, replace bool) (int, error) {
+	if name != filepath.Base(name) || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || strings.HasPrefix(name, ".") {
+		return 0, fmt.Errorf("%w: save: %q must be a plain file name (no directory, not starting with a dot)", tree.ErrInvalidValue, name)
 	}
 	if strings.HasSuffix(name, ".ekv") || strings.HasSuffix(name, ".ekv.tmp") {
-		return 0, fmt.Errorf("%w: save: %q: names ending in .ekv belong to the node's own store", tree.ErrInvalidValue, name)
+		return 0, fmt.Errorf("%w: save: %q: names ending in .ekv are the store's", tree.ErrInvalidValue, name)
 	}
 	b, n, err := k.eng().SaveFile(ctx, full)
 	if err != nil {
 		return 0, err
 	}
-	dir := k.n.cfg.Data.Dir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := writeDump(k.n.cfg.Data.DumpDir(), name, b, replace); err != nil {
 		return 0, err
+	}
+	return n, nil
+}
+
+// writeDump writes b as dir/name: to a temporary file, fsynced, then
+// renamed (replace) or linked (never over an existing file), and the
+// directory fsynced.
+func writeDump(dir, name string, b []byte, replace bool) (err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save: dump directory %s: %w", dir, err)
 	}
 	dst := filepath.Join(dir, name)
-	if err := os.WriteFile(dst+".tmp", b, 0o644); err != nil {
-		return 0, err
+	if _, err := os.Lstat(dst); err == nil && !replace {
+		return fmt.Errorf("%w: save: %s exists (send replace: true to overwrite it)", tree.ErrConflict, dst)
 	}
-	return n, os.Rename(dst+".tmp", dst)
+	f, err := os.CreateTemp(dir, ".save-*.tmp")
+	if err != nil {
+		return diskError(dst, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return diskError(dst, err)
+	}
+	if replace {
+		err = os.Rename(tmp, dst)
+	} else if err = os.Link(tmp, dst); err == nil {
+		os.Remove(tmp)
+	} else if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: save: %s exists (send replace: true to overwrite it)", tree.ErrConflict, dst)
+	}
+	if err != nil {
+		return diskError(dst, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		derr = d.Sync()
+		d.Close()
+		if derr != nil {
+			return diskError(dst, derr)
+		}
+	}
+	return nil
+}
+
+// diskError words a failed save: a full disk says so.
+func diskError(dst string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: save %s: the disk is full: %v", tree.ErrUnavailable, dst, err)
+	}
+	return fmt.Errorf("save %s: %w", dst, err)
 }
 
 // BusRoot implements kvproto.Messenger: a msg_send/msg_monitor topic

@@ -5,6 +5,7 @@ import (
 	_ "embed" // for the embedded default config
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -64,6 +65,18 @@ type Data struct {
 	// SyncInterval is the group-commit period for the interval policy, a Go
 	// duration such as "100ms" (the default).
 	SyncInterval Duration `yaml:"sync_interval"`
+	// Dumps is the directory where clients' save requests (MoaT-KV's save
+	// action) write their files, each a plain file name; never the data
+	// directory itself. Default Dir/dumps.
+	Dumps string `yaml:"dumps"`
+}
+
+// DumpDir returns where save requests write: Dumps, or Dir/dumps.
+func (d Data) DumpDir() string {
+	if d.Dumps != "" {
+		return d.Dumps
+	}
+	return filepath.Join(d.Dir, "dumps")
 }
 
 // Listen lists the node's listening addresses, each "host:port". An empty

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +85,9 @@ func (v *validator) data(requireNode bool) {
 	}
 	if d.Sync == SyncInterval && d.SyncInterval <= 0 {
 		v.add("data.sync_interval", "%s is not positive (sync: interval needs a period)", d.SyncInterval)
+	}
+	if d.Dumps != "" && d.Dir != "" && filepath.Clean(d.Dumps) == filepath.Clean(d.Dir) {
+		v.add("data.dumps", "%q is the data directory: save requests must not write among the store's files", d.Dumps)
 	}
 }
 

@@ -38,6 +38,7 @@ var parseCases = []struct {
 	{"bad sync policy", "data:\n  sync: sometimes\n", "data.sync", 2, `"sometimes" is not a sync policy (want always, interval or none)`},
 	{"sync interval without unit", "data:\n  sync_interval: 100\n", "data.sync_interval", 2, `"100" has no unit`},
 	{"sync interval not a duration", "data:\n  sync_interval: soon\n", "data.sync_interval", 2, `"soon" is not a duration`},
+	{"dumps in the data directory", "data:\n  dir: /var/lib/e\n  dumps: /var/lib/e/\n", "data.dumps", 3, `is the data directory`},
 	{"sync interval zero", "data:\n  sync: interval\n  sync_interval: 0s\n", "data.sync_interval", 3, "0s is not positive"},
 	{"sync interval empty", "data:\n  sync_interval:\n", "data.sync_interval", 2, "want a duration such as 100ms or 1s, got nothing"},
 

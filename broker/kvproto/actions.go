@@ -249,10 +249,11 @@ type TickLookup interface {
 	ByTick(ctx context.Context, node string, tick uint64) (tree.Path, Entry, error)
 }
 
-// Saver is implemented by a Tree that can write a MoaT-KV save file into
-// its own data directory (the save action); full includes the meta tree.
+// Saver is implemented by a Tree that can write a MoaT-KV save file (the
+// save action) into the directory its configuration gives for that; full
+// includes the meta tree; replace allows overwriting a file of that name.
 type Saver interface {
-	Save(ctx context.Context, name string, full bool) (entries int, err error)
+	Save(ctx context.Context, name string, full, replace bool) (entries int, err error)
 }
 
 // strKey reads a string key of a request map ("" if absent).
@@ -349,8 +350,9 @@ func (s *Server) deleteTree(ctx context.Context, req Request) ([]byte, error) {
 	return appendResult(nil, "changed", func(b []byte) []byte { return msgp.AppendInt(b, count) }, req.Seq, tock, true), nil
 }
 
-// save serves {action: save, path: file name, full}: a MoaT-KV save file
-// written by the node into its data directory; {result: true, tock, seq}.
+// save serves {action: save, path: file name, full, replace}: a MoaT-KV
+// save file written by the node into its dump directory (replace, an
+// edgekv key, allows overwriting); {result: true, tock, seq}.
 func (s *Server) save(ctx context.Context, req Request) ([]byte, error) {
 	sv, ok := s.Tree.(Saver)
 	if !ok {
@@ -360,7 +362,7 @@ func (s *Server) save(ctx context.Context, req Request) ([]byte, error) {
 	if !ok || name == "" {
 		return nil, invalid(req, "save: path must be a file name (a string)")
 	}
-	if _, err := sv.Save(ctx, name, boolKey(req.Raw, "full")); err != nil {
+	if _, err := sv.Save(ctx, name, boolKey(req.Raw, "full"), boolKey(req.Raw, "replace")); err != nil {
 		return nil, err
 	}
 	tock, _ := s.Tree.Tock(ctx)

@@ -167,7 +167,7 @@ func (f *fuzzTree) ImportInfo(ctx context.Context, ticks map[string]uint64, know
 }
 
 // Save counts the entries a save would write; it writes nothing.
-func (f *fuzzTree) Save(ctx context.Context, name string, full bool) (int, error) {
+func (f *fuzzTree) Save(ctx context.Context, name string, full, replace bool) (int, error) {
 	f.wmu.Lock()
 	f.saves = append(f.saves, name)
 	f.wmu.Unlock()

@@ -316,12 +316,13 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); r["error"] == nil || r["kind"] != "not found" {
 		t.Fatalf("get_value by an unknown tick: %v", r)
 	}
-	// save: a MoaT-KV save file in the data directory, and nowhere else.
+	// save: a MoaT-KV save file in the dump directory, and nowhere else;
+	// never over an existing file unless asked, never a store file.
 	send("path", "backup.dkv", "action", "save", "seq", 18)
 	if r := next(); r["result"] != true {
 		t.Fatalf("save: %v", r)
 	}
-	data, err := os.ReadFile(filepath.Join(n.cfg.Data.Dir, "backup.dkv"))
+	data, err := os.ReadFile(filepath.Join(n.cfg.Data.DumpDir(), "backup.dkv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,9 +330,17 @@ func TestClientProtocol(t *testing.T) {
 	if rec, err := rd2.Next(); err != nil || rec.Kind != wire.RecordState {
 		t.Fatalf("save file starts with %v %v", rec.Kind, err)
 	}
-	send("path", "../escape.dkv", "action", "save", "seq", 19)
-	if r := next(); r["error"] == nil {
-		t.Fatalf("save outside the data directory: %v", r)
+	for i, bad := range []struct {
+		path, kind string
+	}{{"../escape.dkv", "invalid"}, {"log-000000000001.ekv", "invalid"}, {"node.ekv", "invalid"}, {".hidden", "invalid"}, {"backup.dkv", "conflict"}} {
+		send("path", bad.path, "action", "save", "seq", 100+i)
+		if r := next(); r["error"] == nil || r["kind"] != bad.kind {
+			t.Fatalf("save %s: %v, want a %s error", bad.path, r, bad.kind)
+		}
+	}
+	send("path", "backup.dkv", "action", "save", "replace", true, "seq", 19)
+	if r := next(); r["result"] != true {
+		t.Fatalf("save with replace: %v", r)
 	}
 	// delete_tree: every value below cap.
 	send("path", tree.Path{tree.Str("cap")}, "action", "delete_tree", "seq", 20)
