@@ -80,13 +80,15 @@ func (k kvTree) State(ctx context.Context) (kvproto.State, error) {
 	}
 	out := kvproto.State{Node: st.Node, Tock: st.Tock, Ticks: map[string]uint64{},
 		Known: map[string]tree.RangeSet{}, Present: map[string]tree.RangeSet{},
-		Deleted: map[string]tree.RangeSet{}, Missing: map[string]tree.RangeSet{}}
+		Deleted: map[string]tree.RangeSet{}, Missing: map[string]tree.RangeSet{},
+		Skipped: map[string]tree.RangeSet{}}
 	for name, ns := range st.Nodes {
 		out.Ticks[name] = ns.Tick
 		out.Known[name] = ns.Superseded
 		out.Present[name] = ns.Present
 		out.Deleted[name] = ns.Deleted
 		out.Missing[name] = ns.Missing
+		out.Skipped[name] = ns.Skipped
 	}
 	return out, nil
 }

@@ -224,3 +224,32 @@ func (c *Client) MsgMonitorSeq(ctx context.Context, filter []string, raw bool) i
 		}
 	}
 }
+
+// Save asks the node to write a save file called name into its dump
+// directory (the save action): with full, the whole tree with node state;
+// without, only the entries. An existing file is an error (a conflict)
+// unless replace is set.
+func (c *Client) Save(ctx context.Context, name string, full, replace bool) error {
+	_, err := c.call(ctx, 4, func(b []byte) []byte {
+		b = msgp.AppendString(appendPair(b, "path"), name)
+		b = msgp.AppendBool(appendPair(b, "full"), full)
+		b = msgp.AppendBool(appendPair(b, "replace"), replace)
+		return msgp.AppendString(appendPair(b, "action"), "save")
+	})
+	return err
+}
+
+// DeleteTree deletes every value at and below p (delete_tree; p must not
+// be the root) and returns how many were deleted. Entries the node keeps
+// for itself (its status entries) stay.
+func (c *Client) DeleteTree(ctx context.Context, p tree.Path) (int, error) {
+	r, err := c.call(ctx, 2, func(b []byte) []byte {
+		b = tree.AppendPath(appendPair(b, "path"), p)
+		return msgp.AppendString(appendPair(b, "action"), "delete_tree")
+	})
+	if err != nil {
+		return 0, err
+	}
+	n, _ := r.uint("changed")
+	return int(n), nil
+}

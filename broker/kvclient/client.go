@@ -424,21 +424,23 @@ type State struct {
 	Ticks   map[string]uint64
 	Missing map[string]tree.RangeSet
 	Known   map[string]tree.RangeSet // superseded ticks
+	Skipped map[string]tree.RangeSet // ticks their nodes declared skipped
 }
 
 // State asks the node for its name, tock, every node's tick and the ticks
-// it is missing.
+// it is missing, has superseded, or that were declared skipped.
 func (c *Client) State(ctx context.Context) (State, error) {
-	r, err := c.call(ctx, 4, func(b []byte) []byte {
+	r, err := c.call(ctx, 5, func(b []byte) []byte {
 		b = msgp.AppendBool(appendPair(b, "nodes"), true)
 		b = msgp.AppendBool(appendPair(b, "missing"), true)
 		b = msgp.AppendBool(appendPair(b, "known"), true)
+		b = msgp.AppendBool(appendPair(b, "skipped"), true)
 		return msgp.AppendString(appendPair(b, "action"), "get_state")
 	})
 	if err != nil {
 		return State{}, err
 	}
-	st := State{Node: r.str("node"), Ticks: map[string]uint64{}, Missing: map[string]tree.RangeSet{}, Known: map[string]tree.RangeSet{}}
+	st := State{Node: r.str("node"), Ticks: map[string]uint64{}, Missing: map[string]tree.RangeSet{}, Known: map[string]tree.RangeSet{}, Skipped: map[string]tree.RangeSet{}}
 	st.Tock, _ = r.uint("tock")
 	if v, ok := r.get("nodes"); ok {
 		n, rest, err := msgp.ReadMapHeaderBytes(v)
@@ -454,7 +456,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 			return st, fmt.Errorf("kvclient: get_state nodes: %w", err)
 		}
 	}
-	for key, dst := range map[string]map[string]tree.RangeSet{"missing": st.Missing, "known": st.Known} {
+	for key, dst := range map[string]map[string]tree.RangeSet{"missing": st.Missing, "known": st.Known, "skipped": st.Skipped} {
 		v, ok := r.get(key)
 		if !ok {
 			continue

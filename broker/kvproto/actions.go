@@ -322,7 +322,9 @@ func (s *Server) getByTick(ctx context.Context, req Request) ([]byte, error) {
 }
 
 // deleteTree serves delete_tree: every value at and below path is deleted;
-// {changed: count, tock, seq}.
+// {changed: count, tock, seq}. Entries the tree refuses to let a client
+// delete (a node's status entries: a permission error) are left and not
+// counted; any other error ends the request.
 func (s *Server) deleteTree(ctx context.Context, req Request) ([]byte, error) {
 	w, ok := s.Tree.(Walker)
 	if !ok {
@@ -340,9 +342,12 @@ func (s *Server) deleteTree(ctx context.Context, req Request) ([]byte, error) {
 	}
 	count := 0
 	for _, p := range paths {
-		if _, err := s.Tree.Delete(ctx, p, Cond{}); err == nil {
+		_, err := s.Tree.Delete(ctx, p, Cond{})
+		switch {
+		case err == nil:
 			count++
-		} else if !errors.Is(err, tree.ErrNotFound) {
+		case errors.Is(err, tree.ErrNotFound), tree.KindOf(err) == tree.KindPermission:
+		default:
 			return nil, err
 		}
 	}

@@ -20,6 +20,7 @@ type State struct {
 	Present map[string]tree.RangeSet // on some current chain
 	Deleted map[string]tree.RangeSet // on tombstones
 	Missing map[string]tree.RangeSet // known to exist, not seen here
+	Skipped map[string]tree.RangeSet // declared skipped by their nodes (edgekv)
 }
 
 // Stater is implemented by a Tree that can report its state.
@@ -28,9 +29,10 @@ type Stater interface {
 }
 
 // getState serves get_state: {node, tock, nodes?, known?, present?,
-// deleted?, missing?, seq} with the keys the request's flags ask for
-// (MoaT-KV: nodes, known/superseded, present, deleted, missing); empty
-// sets are left out.
+// deleted?, missing?, skipped?, seq} with the keys the request's flags ask
+// for (MoaT-KV: nodes, known/superseded, present, deleted, missing;
+// edgekv adds skipped: ticks a node declared it never made); empty sets
+// are left out.
 func (s *Server) getState(ctx context.Context, req Request) ([]byte, error) {
 	st, ok := s.Tree.(Stater)
 	if !ok {
@@ -57,6 +59,9 @@ func (s *Server) getState(ctx context.Context, req Request) ([]byte, error) {
 	}
 	if flag("missing") {
 		parts = append(parts, part{"missing", state.Missing})
+	}
+	if flag("skipped") {
+		parts = append(parts, part{"skipped", state.Skipped})
 	}
 	withNodes := flag("nodes")
 	n := uint32(3 + len(parts))

@@ -49,7 +49,7 @@ func newDumpSaveCmd() *cobra.Command {
 			if err != nil {
 				return asServerError(err)
 			}
-			b := wire.AppendState(nil, wire.State{Node: st.Node, Tock: st.Tock, Ticks: st.Ticks, Known: st.Known})
+			b := wire.AppendState(nil, wire.State{Node: st.Node, Tock: st.Tock, Ticks: st.Ticks, Known: st.Known, Skipped: nonEmpty(st.Skipped)})
 			var w wire.DKVWriter
 			n := 0
 			err = c.Tree(cmd.Context(), nil, func(it kvclient.Item) error {
@@ -113,29 +113,40 @@ applied. On a terminal, a progress bar shows the records applied.`,
 			}
 			defer c.Close()
 			progress := progressTo(cmd.ErrOrStderr(), len(recs))
-			applied, known := 0, 0
-			for i, rec := range recs {
-				switch rec.Kind {
-				case wire.RecordState:
-					err = c.ImportInfo(cmd.Context(), "dump", rec.State.Ticks, rec.State.Known)
-				case wire.RecordInfo:
-					err = c.ImportInfo(cmd.Context(), "dump", rec.Info.Ticks, rec.Info.Known)
-				case wire.RecordEntry, wire.RecordEvent:
-					if len(rec.Event.Chain) == 0 {
-						break // an entry without a version cannot be applied
+			// Entries and events first, then node state: a state record may
+			// name ticks of nodes this node knows only from the file's
+			// events, and the node accepts ticks of an unknown node only
+			// with the ticks of it that are known.
+			applied, known, done := 0, 0, 0
+			for pass := range 2 {
+				for i, rec := range recs {
+					isState := rec.Kind == wire.RecordState || rec.Kind == wire.RecordInfo
+					if isState != (pass == 1) {
+						continue
 					}
-					var fresh bool
-					if fresh, err = c.Import(cmd.Context(), rec.Event); fresh {
-						applied++
-					} else if err == nil {
-						known++
+					switch rec.Kind {
+					case wire.RecordState:
+						err = c.ImportInfo(cmd.Context(), "dump", rec.State.Ticks, withSkipped(rec.State.Known, rec.State.Skipped))
+					case wire.RecordInfo:
+						err = c.ImportInfo(cmd.Context(), "dump", rec.Info.Ticks, rec.Info.Known)
+					case wire.RecordEntry, wire.RecordEvent:
+						if len(rec.Event.Chain) == 0 {
+							break // an entry without a version cannot be applied
+						}
+						var fresh bool
+						if fresh, err = c.Import(cmd.Context(), rec.Event); fresh {
+							applied++
+						} else if err == nil {
+							known++
+						}
 					}
+					if err != nil {
+						progress(-1) // the message goes on a line of its own
+						return asServerError(fmt.Errorf("%s: record %d (%s): %w", args[0], i+1, rec.Kind, err))
+					}
+					done++
+					progress(done)
 				}
-				if err != nil {
-					progress(-1) // the message goes on a line of its own
-					return asServerError(fmt.Errorf("%s: record %d (%s): %w", args[0], i+1, rec.Kind, err))
-				}
-				progress(i + 1)
 			}
 			progress(-1)
 			fmt.Fprintf(cmd.ErrOrStderr(), "loaded %s: %d records, %d changes applied, %d already known\n", args[0], len(recs), applied, known)
@@ -144,6 +155,40 @@ applied. On a terminal, a progress bar shows the records applied.`,
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// withSkipped returns known with the ticks each node declared skipped
+// added: for the node loading the file, a tick nobody will ever send is as
+// settled as a superseded one (fake_info has no skipped set of its own).
+func withSkipped(known, skipped map[string]tree.RangeSet) map[string]tree.RangeSet {
+	if len(skipped) == 0 {
+		return known
+	}
+	out := make(map[string]tree.RangeSet, len(known)+len(skipped))
+	for n, rs := range known {
+		out[n] = rs.Clone()
+	}
+	for n, rs := range skipped {
+		k := out[n]
+		k.AddSet(rs)
+		out[n] = k
+	}
+	return out
+}
+
+// nonEmpty returns m without its empty sets (nil if none is left), so that
+// a save file has no skipped key when no node skipped a tick.
+func nonEmpty(m map[string]tree.RangeSet) map[string]tree.RangeSet {
+	var out map[string]tree.RangeSet
+	for n, rs := range m {
+		if !rs.IsEmpty() {
+			if out == nil {
+				out = map[string]tree.RangeSet{}
+			}
+			out[n] = rs
+		}
+	}
+	return out
 }
 
 // badRecord says what is wrong with record i (counted from 0) of a save

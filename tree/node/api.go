@@ -199,6 +199,10 @@ func (e *Engine) applyWrite(p tree.Path, value []byte, c Cond, reply chan<- writ
 		reply <- writeResult{err: e.unavailable("stopped")}
 		return
 	}
+	if p.HasPrefix(replica.StatusPrefix) {
+		reply <- writeResult{err: fmt.Errorf("%w: %s: status entries are written by their nodes alone", tree.ErrPermission, p)}
+		return
+	}
 	var res Result
 	cur := e.r.Tree().Get(p)
 	if cur != nil {
@@ -376,8 +380,11 @@ func (e *Engine) Import(ctx context.Context, ev tree.Event) (fresh bool, err err
 // ImportInfo applies node state from a client or a save file: ticks raise
 // what is known of nodes, known marks ticks as seen and superseded.
 func (e *Engine) ImportInfo(ctx context.Context, ticks map[string]uint64, known map[string]tree.RangeSet) error {
-	_, err := call(e, ctx, func(e *Engine) struct{} { e.r.ImportInfo(ticks, known); return struct{}{} })
-	return err
+	ierr, err := call(e, ctx, func(e *Engine) error { return e.r.ImportInfo(ticks, known) })
+	if err != nil {
+		return err
+	}
+	return ierr
 }
 
 // ByTick returns the entry whose chain holds node's tick, with its path.

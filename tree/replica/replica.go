@@ -946,8 +946,20 @@ func sortedKeys[V any](m map[string]V) []string {
 // Import applies an event given by a client (MoaT-KV's update action, or a
 // save file being loaded) exactly as if a peer had sent it: with its own
 // chain and tock, persisted and relayed to every link. It reports whether
-// the event was new here.
+// the event was new here. A client cannot speak for this node: an event
+// whose chain holds a link of this node above its own tick, or that would
+// change this node's status entries, is refused with tree.ErrPermission
+// and changes nothing.
 func (r *Replica) Import(ev tree.Event) (bool, error) {
+	own := r.t.Node(r.cfg.Node).Tick()
+	for _, l := range ev.Chain {
+		if l.Node == r.cfg.Node && l.Tick > own {
+			return false, fmt.Errorf("%w: %s would take this node's tick past %d: only the node itself makes its changes", tree.ErrPermission, l, own)
+		}
+	}
+	if OwnStatus(r.cfg.Node, ev.Path) {
+		return false, fmt.Errorf("%w: %s: the node's status entries are written by the node alone", tree.ErrPermission, ev.Path)
+	}
 	if ev.Value != nil {
 		ev.Value = slices.Clone(ev.Value)
 	}
@@ -958,13 +970,41 @@ func (r *Replica) Import(ev tree.Event) (bool, error) {
 	return r.stats.Duplicate == before, nil
 }
 
+// StatusPrefix is where nodes keep their status entries: (".edgekv",
+// "status", node, …).
+var StatusPrefix = tree.Path{tree.Str(".edgekv"), tree.Str("status")}
+
+// OwnStatus reports whether p is among node's status entries.
+func OwnStatus(node string, p tree.Path) bool {
+	return len(p) >= 3 && p.HasPrefix(StatusPrefix) && p[2] == tree.Str(node)
+}
+
 // ImportInfo applies node state from a client or a save file: ticks raise
-// what is known of nodes, known marks ticks as seen and superseded.
-func (r *Replica) ImportInfo(ticks map[string]uint64, known map[string]tree.RangeSet) {
+// what is known of nodes, known marks ticks as seen and superseded. It
+// checks everything first and changes nothing if it refuses: a client
+// cannot move this node's own tick or mark its ticks above it, nor raise
+// the tick of a node unknown here without saying which of its ticks it
+// knows (that would plant ticks nobody made, missing forever).
+func (r *Replica) ImportInfo(ticks map[string]uint64, known map[string]tree.RangeSet) error {
+	own := r.t.Node(r.cfg.Node).Tick()
+	for _, name := range sortedKeys(ticks) {
+		switch t := ticks[name]; {
+		case name == r.cfg.Node && t > own:
+			return fmt.Errorf("%w: tick %d of this node is past its own tick %d: only the node itself makes its changes", tree.ErrPermission, t, own)
+		case r.t.LookupNode(name) == nil && known[name].IsEmpty() && t > 0:
+			return fmt.Errorf("%w: node %q is not known here: give the ticks of it that are known with its tick", tree.ErrInvalidValue, name)
+		}
+	}
+	for _, name := range sortedKeys(known) {
+		if name == r.cfg.Node && known[name].Max() > own {
+			return fmt.Errorf("%w: ticks %s of this node go past its own tick %d", tree.ErrPermission, known[name], own)
+		}
+	}
 	for _, name := range sortedKeys(ticks) {
 		r.raiseTick(name, ticks[name])
 	}
 	for _, name := range sortedKeys(known) {
 		r.markKnown(name, known[name])
 	}
+	return nil
 }

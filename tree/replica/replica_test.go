@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -438,8 +440,79 @@ func TestImport(t *testing.T) {
 	if _, err := a.Import(tree.Event{Path: path("x"), Value: str("v"), Tock: 1}); err == nil {
 		t.Fatal("an event without a chain was imported")
 	}
-	a.ImportInfo(map[string]uint64{"old": 5}, map[string]tree.RangeSet{"old": tree.RangeSetOf(tree.Range{Start: 1, End: 3})})
+	if err := a.ImportInfo(map[string]uint64{"old": 5}, map[string]tree.RangeSet{"old": tree.RangeSetOf(tree.Range{Start: 1, End: 3})}); err != nil {
+		t.Fatal(err)
+	}
 	if m := a.Missing()["old"]; m.String() != "[[4 6]]" {
 		t.Fatalf("missing after ImportInfo: %v", a.Missing())
+	}
+}
+
+// A client cannot speak for the node: imported events and node state that
+// would move its own tick, touch its status entries, or plant ticks of a
+// node nobody knows are refused as a whole, and nothing changes.
+func TestImportCannotForge(t *testing.T) {
+	a := New(Config{Node: "a"})
+	a.LinkUp(1)
+	a.Ready()
+	if _, _, err := a.Set(path("mine"), str("v"), tree.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	a.Ready()
+	own := a.Tree().Node("a").Tick()
+	state := func() string {
+		var b strings.Builder
+		for _, n := range a.Tree().Nodes() {
+			fmt.Fprintf(&b, "%s:%d %v %v %v;", n.Name(), n.Tick(), n.Known(), n.Missing(), n.Skipped())
+		}
+		return b.String()
+	}
+	before := state()
+	events := []tree.Event{
+		{Path: path("x"), Value: str("forged"), Chain: tree.Chain{{Node: "a", Tick: 1 << 53}}, Tock: 9},
+		{Path: path("x"), Value: str("forged"), Chain: tree.Chain{{Node: "p", Tick: 2}, {Node: "a", Tick: own + 1}}, Tock: 9},
+		{Path: append(slices.Clone(StatusPrefix), tree.Str("a"), tree.Str("up")), Value: str("forged"), Chain: tree.Chain{{Node: "p", Tick: 2}}, Tock: 9},
+		{Path: append(slices.Clone(StatusPrefix), tree.Str("a")), Value: str("forged"), Chain: tree.Chain{{Node: "p", Tick: 3}}, Tock: 9},
+	}
+	for _, ev := range events {
+		if _, err := a.Import(ev); !errors.Is(err, tree.ErrPermission) {
+			t.Errorf("import %s %v: %v, want a permission error", ev.Path, ev.Chain, err)
+		}
+	}
+	infos := []struct {
+		ticks map[string]uint64
+		known map[string]tree.RangeSet
+		want  error
+	}{
+		{map[string]uint64{"a": own + 1}, nil, tree.ErrPermission},
+		{map[string]uint64{"b": 7, "a": 1 << 53}, nil, tree.ErrPermission},
+		{nil, map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 1, End: own + 2})}, tree.ErrPermission},
+		{map[string]uint64{"ghost": 999_999_999}, nil, tree.ErrInvalidValue},
+	}
+	for _, in := range infos {
+		if err := a.ImportInfo(in.ticks, in.known); !errors.Is(err, in.want) {
+			t.Errorf("ImportInfo(%v, %v): %v, want %v", in.ticks, in.known, err, in.want)
+		}
+	}
+	if rd := a.Ready(); len(rd.Records) != 0 || len(rd.Messages) != 0 || state() != before {
+		t.Fatalf("refused imports changed something: %d records, %d messages\n%s\nvs\n%s", len(rd.Records), len(rd.Messages), state(), before)
+	}
+	if got := a.Tree().Get(path("x")); got != nil {
+		t.Fatalf("a forged event left an entry: %+v", got)
+	}
+	// What sync accepts is still accepted: the node's own ticks up to its
+	// tick, other nodes' status entries from a save file, and an unknown
+	// node with the ticks of it that are known.
+	if _, err := a.Import(tree.Event{Path: path("mine"), Value: str("older"), Chain: tree.Chain{{Node: "a", Tick: own}}, Tock: 1}); err != nil {
+		t.Fatalf("the node's own event back from a save file: %v", err)
+	}
+	if _, err := a.Import(tree.Event{Path: append(slices.Clone(StatusPrefix), tree.Str("p"), tree.Str("up")), Value: str("1"), Chain: tree.Chain{{Node: "p", Tick: 4}}, Tock: 9}); err != nil {
+		t.Fatalf("a peer's status entry: %v", err)
+	}
+	if err := a.ImportInfo(map[string]uint64{"a": own, "new": 9}, map[string]tree.RangeSet{"new": tree.RangeSetOf(tree.Range{Start: 1, End: 10})}); err != nil {
+		t.Fatalf("a valid info: %v", err)
+	}
+	if n := a.Tree().LookupNode("new"); n == nil || n.Tick() != 9 || !n.Missing().IsEmpty() {
+		t.Fatalf("node new after a valid info: %+v", n)
 	}
 }
