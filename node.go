@@ -14,6 +14,7 @@ import (
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker"
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/internal/memtrim"
 	"github.com/edgekv/edgekv/tree/node"
 	"github.com/edgekv/edgekv/tree/store"
 )
@@ -246,6 +247,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return stop(err)
 	}
 	start("client protocol", func(ctx context.Context) error { return n.serveClients(ctx, lns) })
+	start("memory trimmer", memtrim.New(memtrim.Config{}).Run)
 	n.readyOnce.Do(func() { close(n.ready) })
 	for _, l := range n.links {
 		start("link "+l.Name(), l.Run)

@@ -24,12 +24,14 @@ type tasks struct {
 	mu      sync.Mutex
 	running map[uint64]task
 	next    uint64 // numbers the tasks
+	streams int    // running tasks that are streams
 }
 
 type task struct {
 	id      uint64
 	cancel  context.CancelFunc
 	endless bool // a stream that ends only when stopped (watch, msg_monitor)
+	stream  bool // a stream (watch, get_tree, msg_monitor)
 }
 
 func newTasks() *tasks { return &tasks{running: make(map[uint64]task)} }
@@ -37,21 +39,40 @@ func newTasks() *tasks { return &tasks{running: make(map[uint64]task)} }
 // start registers request seq and returns its context and the function
 // that ends it. That function may be called more than once; it forgets
 // only this request, not a later one with the same seq.
-func (t *tasks) start(ctx context.Context, seq uint64, endless bool) (context.Context, func()) {
+func (t *tasks) start(ctx context.Context, seq uint64, endless, stream bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	t.mu.Lock()
 	t.next++
 	id := t.next
-	t.running[seq] = task{id: id, cancel: cancel, endless: endless}
+	t.running[seq] = task{id: id, cancel: cancel, endless: endless, stream: stream}
+	if stream {
+		t.streams++
+	}
 	t.mu.Unlock()
 	return ctx, func() {
 		t.mu.Lock()
-		if t.running[seq].id == id {
-			delete(t.running, seq)
+		if tk, ok := t.running[seq]; ok && tk.id == id {
+			t.forget(seq, tk)
 		}
 		t.mu.Unlock()
 		cancel()
 	}
+}
+
+// forget removes running task tk (under mu).
+func (t *tasks) forget(seq uint64, tk task) {
+	delete(t.running, seq)
+	if tk.stream {
+		t.streams--
+	}
+}
+
+// openStreams returns the number of running streams: a stopped one no
+// longer counts, though its goroutine may take a moment to end.
+func (t *tasks) openStreams() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.streams
 }
 
 // stop cancels request seq and reports whether it was running. The seq
@@ -59,7 +80,9 @@ func (t *tasks) start(ctx context.Context, seq uint64, endless bool) (context.Co
 func (t *tasks) stop(seq uint64) bool {
 	t.mu.Lock()
 	tk, ok := t.running[seq]
-	delete(t.running, seq)
+	if ok {
+		t.forget(seq, tk)
+	}
 	t.mu.Unlock()
 	if ok {
 		tk.cancel()

@@ -10,16 +10,23 @@ import (
 // stream may have at most qlen messages beyond the highest wseq the client
 // acknowledged ({seq, state: ack, ack: wseq}). Without a qlen from the
 // client there is no limit.
+//
+// Only open streams have state here: an ack for a seq that names no open
+// stream is dropped, so what a connection holds is bounded by the streams
+// it may open, whatever it sends.
 type window struct {
-	mu    sync.Mutex
-	qlen  uint64
-	open  bool              // no more acks can come: no limit (see unlimit)
-	acked map[uint64]uint64 // stream seq → highest acknowledged wseq
-	wake  chan struct{}     // closed and replaced on every ack
+	mu      sync.Mutex
+	qlen    uint64
+	open    bool                // no more acks can come: no limit (see unlimit)
+	streams map[uint64]*flowPos // open stream seq → its position
+	wake    chan struct{}       // closed and replaced on every ack
 }
 
+// flowPos is one open stream's highest acknowledged wseq.
+type flowPos struct{ acked uint64 }
+
 func newWindow() *window {
-	return &window{acked: make(map[uint64]uint64), wake: make(chan struct{})}
+	return &window{streams: make(map[uint64]*flowPos), wake: make(chan struct{})}
 }
 
 func (w *window) setQLen(q uint64) {
@@ -28,22 +35,33 @@ func (w *window) setQLen(q uint64) {
 	w.mu.Unlock()
 }
 
-// ack records the client's acknowledgement of stream seq up to wseq.
+// begin opens stream seq (a later stream reusing the seq replaces it) and
+// returns its position, for wait and end.
+func (w *window) begin(seq uint64) *flowPos {
+	p := &flowPos{}
+	w.mu.Lock()
+	w.streams[seq] = p
+	w.mu.Unlock()
+	return p
+}
+
+// ack records the client's acknowledgement of stream seq up to wseq; an
+// ack for no open stream is dropped.
 func (w *window) ack(seq, wseq uint64) {
 	w.mu.Lock()
-	if wseq > w.acked[seq] {
-		w.acked[seq] = wseq
+	if p := w.streams[seq]; p != nil && wseq > p.acked {
+		p.acked = wseq
+		close(w.wake)
+		w.wake = make(chan struct{})
 	}
-	close(w.wake)
-	w.wake = make(chan struct{})
 	w.mu.Unlock()
 }
 
-// wait blocks until stream seq may send message wseq, or ctx ends.
-func (w *window) wait(ctx context.Context, seq, wseq uint64) error {
+// wait blocks until the stream at p may send message wseq, or ctx ends.
+func (w *window) wait(ctx context.Context, p *flowPos, wseq uint64) error {
 	for {
 		w.mu.Lock()
-		if acked := w.acked[seq]; w.qlen == 0 || w.open || wseq <= acked || wseq-acked <= w.qlen {
+		if acked := p.acked; w.qlen == 0 || w.open || wseq <= acked || wseq-acked <= w.qlen {
 			w.mu.Unlock()
 			return nil
 		}
@@ -68,21 +86,30 @@ func (w *window) unlimit() {
 	w.mu.Unlock()
 }
 
-// end forgets stream seq.
-func (w *window) end(seq uint64) {
+// end closes stream seq, if p is still what it names.
+func (w *window) end(seq uint64, p *flowPos) {
 	w.mu.Lock()
-	delete(w.acked, seq)
+	if w.streams[seq] == p {
+		delete(w.streams, seq)
+	}
 	w.mu.Unlock()
+}
+
+// size returns the number of open streams (for tests).
+func (w *window) size() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.streams)
 }
 
 // streamSend sends a stream message with its wseq once the window allows.
 type streamSend func(wseq uint64, msg []byte)
 
-// flowSend wraps send with the connection's window for stream seq.
-func flowSend(ctx context.Context, w *window, seq uint64, send func([]byte)) streamSend {
+// flowSend wraps send with the connection's window for the stream at p.
+func flowSend(ctx context.Context, w *window, p *flowPos, send func([]byte)) streamSend {
 	return func(wseq uint64, msg []byte) {
 		// A stopped stream sends nothing more, window or not.
-		if ctx.Err() == nil && w.wait(ctx, seq, wseq) == nil {
+		if ctx.Err() == nil && w.wait(ctx, p, wseq) == nil {
 			send(msg)
 		}
 	}

@@ -67,8 +67,15 @@ type Server struct {
 	// MaxMessage bounds one request in bytes (0: DefaultMaxMessage).
 	MaxMessage int
 	// MaxInFlight bounds the requests one connection may have running at
-	// once; reading pauses while it is reached (0: 64).
+	// once, streams aside; reading pauses while it is reached (0: 64).
 	MaxInFlight int
+	// MaxStreams bounds the streams (watch, get_tree, msg_monitor) one
+	// connection may have open at once; one more is refused with an error
+	// of kind unavailable (0: DefaultMaxStreams). Streams do not count
+	// towards MaxInFlight: a stream may wait on the client for ever (its
+	// acks, its stop), and the reader must go on reading, to see acks,
+	// stops and the client's close.
+	MaxStreams int
 	// Logger receives connection-level problems (nil: discard).
 	Logger *slog.Logger
 }
@@ -147,6 +154,14 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	return err
 }
 
+// DefaultMaxStreams is Server.MaxStreams's default.
+const DefaultMaxStreams = 256
+
+// isStream reports whether action answers with a stream of messages.
+func isStream(action string) bool {
+	return action == "watch" || action == "get_tree" || action == "msg_monitor"
+}
+
 func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, send func([]byte), wg *sync.WaitGroup, log *slog.Logger) error {
 	h, err := s.Tree.Hello(ctx)
 	if err != nil {
@@ -158,6 +173,10 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 
 	r := NewReader(conn, s.MaxMessage)
 	sem := make(chan struct{}, inflight)
+	maxStreams := s.MaxStreams
+	if maxStreams <= 0 {
+		maxStreams = DefaultMaxStreams
+	}
 	tasks := newTasks()
 	win := newWindow()
 	// Once nothing more is read no ack or stop can come: watches and
@@ -216,24 +235,41 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			send(s.handle(ctx, req, err))
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 		if err == nil {
 			req, root, err = reroot(req, root)
 		}
 		if err == nil {
 			req = internalize(req)
 		}
+		stream := err == nil && isStream(req.Action)
+		var pos *flowPos
+		if stream {
+			if tasks.openStreams() >= maxStreams {
+				send(s.handle(ctx, req, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable,
+					Msg: fmt.Sprintf("%s: this connection has %d streams open, the most allowed: stop one first", req.Action, maxStreams)}))
+				continue
+			}
+			// Opened here, before the next request is read, so that an
+			// ack that follows at once finds it.
+			pos = win.begin(req.Seq)
+		} else {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		wg.Add(1)
 		endless := err == nil && (req.Action == "watch" || req.Action == "msg_monitor")
-		tctx, done := tasks.start(ctx, req.Seq, endless)
+		tctx, done := tasks.start(ctx, req.Seq, endless, stream)
 		tctx = withRoot(tctx, root)
 		pool.run(func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			if stream {
+				defer win.end(req.Seq, pos)
+			} else {
+				defer func() { <-sem }()
+			}
 			defer done()
 			// A single reply goes out after the request is forgotten, so
 			// that a client may reuse its seq as soon as it has the reply.
@@ -245,14 +281,11 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			case err != nil:
 				reply(s.handle(tctx, req, err))
 			case req.Action == "watch":
-				defer win.end(req.Seq)
-				s.watch(tctx, req, flowSend(tctx, win, req.Seq, send))
+				s.watch(tctx, req, flowSend(tctx, win, pos, send))
 			case req.Action == "get_tree":
-				defer win.end(req.Seq)
-				s.getTree(tctx, req, flowSend(tctx, win, req.Seq, send))
+				s.getTree(tctx, req, flowSend(tctx, win, pos, send))
 			case req.Action == "msg_monitor":
-				defer win.end(req.Seq)
-				s.msgMonitor(tctx, req, flowSend(tctx, win, req.Seq, send))
+				s.msgMonitor(tctx, req, flowSend(tctx, win, pos, send))
 			case req.Action == "stop":
 				reply(s.stop(tctx, req, tasks))
 			default:

@@ -294,7 +294,7 @@ func (e *Engine) stop(cause error) {
 		e.answerWaiters(e.unavailable("stopped"))
 		close(e.stopping)
 		for w := range e.watchers {
-			close(w.ch)
+			w.end()
 			delete(e.watchers, w)
 		}
 	})

@@ -3,16 +3,68 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/replica"
 )
 
-// watcher is one watch: changes at or below prefix go to ch. The loop
-// closes ch when the watcher cannot keep up, or when the engine stops.
+// watcher is one watch: changes at or below prefix queue up in q for the
+// watch's goroutine. The queue grows as it fills, up to Config.WatchQueue
+// items, and shrinks again once drained: an idle watch costs a few hundred
+// bytes, not a queue allocated up front.
 type watcher struct {
 	prefix tree.Path
-	ch     chan Item
+	max    int
+	signal chan struct{} // capacity 1: something was queued, or the watch ended
+
+	mu    sync.Mutex
+	q     []Item
+	ended bool // by overflow or the engine's stop; set on the loop
+}
+
+func newWatcher(p tree.Path, max int) *watcher {
+	return &watcher{prefix: p.Clone(), max: max, signal: make(chan struct{}, 1)}
+}
+
+// push queues it; it reports false, and ends the watch, if the queue is
+// full.
+func (w *watcher) push(it Item) bool {
+	w.mu.Lock()
+	ok := len(w.q) < w.max
+	if ok {
+		w.q = append(w.q, it)
+	} else {
+		w.ended = true
+	}
+	w.mu.Unlock()
+	w.wake()
+	return ok
+}
+
+// end ends the watch (the engine stops).
+func (w *watcher) end() {
+	w.mu.Lock()
+	w.ended = true
+	w.mu.Unlock()
+	w.wake()
+}
+
+func (w *watcher) wake() {
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+// take returns what is queued, leaving spare (emptied) as the new queue,
+// and whether the watch has ended.
+func (w *watcher) take(spare []Item) ([]Item, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	items := w.q
+	w.q = spare[:0]
+	return items, w.ended
 }
 
 // ErrWatchOverflow ends a watch that fell more than Config.WatchQueue
@@ -27,7 +79,7 @@ var ErrWatchOverflow = fmt.Errorf("%w: watcher fell too many changes behind; wat
 // the current state and the registration happen in one step, so no change
 // is missed or sent twice. send runs on the caller's goroutine.
 func (e *Engine) Watch(ctx context.Context, p tree.Path, fetch bool, send func(Item) error) error {
-	w := &watcher{prefix: p.Clone(), ch: make(chan Item, e.cfg.WatchQueue)}
+	w := newWatcher(p, e.cfg.WatchQueue)
 	initial, err := call(e, ctx, func(e *Engine) []Item {
 		var items []Item
 		if fetch {
@@ -45,29 +97,46 @@ func (e *Engine) Watch(ctx context.Context, p tree.Path, fetch bool, send func(I
 			return err
 		}
 	}
+	initial = nil
 	if fetch {
 		if err := send(Item{UpToDate: true}); err != nil {
 			return err
 		}
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case it, ok := <-w.ch:
-			if !ok {
-				select {
-				case <-e.stopping:
-					return e.unavailable("stopped")
-				default:
-					return ErrWatchOverflow
-				}
-			}
+	var spare []Item
+	for ctx.Err() == nil {
+		items, ended := w.take(spare)
+		for _, it := range items {
 			if err := send(it); err != nil {
 				return err
 			}
 		}
+		if ended {
+			select {
+			case <-e.stopping:
+				return e.unavailable("stopped")
+			default:
+				return ErrWatchOverflow
+			}
+		}
+		// Keep the drained queue for the next round, unless a burst grew
+		// it large: then let it go, and the queue grows again if needed.
+		clear(items)
+		if cap(items) <= 256 {
+			spare = items
+		} else {
+			spare = nil
+		}
+		if len(items) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.signal:
+		}
 	}
+	return nil
 }
 
 // unwatch removes w on the loop (if it still runs).
@@ -86,10 +155,7 @@ func (e *Engine) notifyWatchers(c replica.Change) {
 		if !c.Path.HasPrefix(w.prefix) {
 			continue
 		}
-		select {
-		case w.ch <- Item{Path: c.Path, Entry: Entry{Value: c.Value, Chain: c.Chain, Tock: c.Tock}}:
-		default:
-			close(w.ch)
+		if !w.push(Item{Path: c.Path, Entry: Entry{Value: c.Value, Chain: c.Chain, Tock: c.Tock}}) {
 			delete(e.watchers, w)
 			e.watchOverflows.Add(1)
 			e.log.Warn("a watcher fell behind; its watch ended", "path", w.prefix.String())
