@@ -13,8 +13,8 @@ import (
 
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker"
-	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/internal/memtrim"
+	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/node"
 	"github.com/edgekv/edgekv/tree/store"
 )
