@@ -67,6 +67,40 @@ func (k kvTree) Watch(ctx context.Context, p tree.Path, fetch bool, send func(kv
 	return k.eng().Watch(ctx, p, fetch, func(it node.Item) error { return send(watchItem(it)) })
 }
 
+// Subscribe implements kvproto.Subscriber: the connection's watches are
+// served by one goroutine.
+func (k kvTree) Subscribe(ctx context.Context, p tree.Path, fetch bool, notify func()) (kvproto.Subscription, error) {
+	s, err := k.eng().Subscribe(ctx, p, fetch, notify)
+	if err != nil {
+		return nil, err
+	}
+	sub := &subscription{s: s}
+	sub.itemFn = sub.item
+	return sub, nil
+}
+
+// subscription adapts a node.Subscription to kvproto.Subscription. Its
+// callback is made once: the pump drains a watch at every change, and a
+// Drain should allocate nothing.
+type subscription struct {
+	s      *node.Subscription
+	fn     func(kvproto.WatchItem) bool // the current Drain's
+	itemFn func(node.Item) bool         // item, as a value
+}
+
+func (s *subscription) item(it node.Item) bool { return s.fn(watchItem(it)) }
+
+func (s *subscription) Drain(fn func(kvproto.WatchItem) bool) error {
+	s.fn = fn
+	err := s.s.Drain(s.itemFn)
+	s.fn = nil
+	return err
+}
+
+func (s *subscription) Close() { s.s.Close() }
+
+func (s *subscription) Tock() uint64 { return s.s.Tock() }
+
 // Walk implements kvproto.Walker.
 func (k kvTree) Walk(ctx context.Context, p tree.Path, fn func(kvproto.WatchItem) error) error {
 	return k.eng().Walk(ctx, p, func(it node.Item) error { return fn(watchItem(it)) })
@@ -353,6 +387,7 @@ func (n *Node) accept(ctx context.Context, srv *kvproto.Server, ln net.Listener)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer n.trim.Poke()
 			if err := srv.ServeConn(ctx, conn); err != nil && ctx.Err() == nil && !isStopped(err) {
 				n.log.Info("client connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 			}

@@ -36,6 +36,7 @@ type Node struct {
 	br     *broker.Broker
 	links  []*broker.PeerLink
 	client []clientListener // plain first (if any), then TLS
+	trim   *memtrim.Trimmer // told when clients leave
 
 	ready     chan struct{} // closed once every listener is open (or Run failed)
 	readyOnce sync.Once
@@ -56,7 +57,7 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log.With("node", cfg.Node), ready: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log.With("node", cfg.Node), ready: make(chan struct{}), trim: memtrim.New(memtrim.Config{})}
 
 	var err error
 	if cfg.Listen.Client != "" {
@@ -77,6 +78,7 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 		PeerUsers:       make(map[string]string),
 		AllowAnonymous:  true, // loopback only, until the security issue lands
 		Logger:          log,
+		ClientGone:      n.trim.Poke,
 	}
 	for _, u := range cfg.PeerUsers {
 		bcfg.PeerUsers[u.Username] = u.Password
@@ -247,7 +249,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return stop(err)
 	}
 	start("client protocol", func(ctx context.Context) error { return n.serveClients(ctx, lns) })
-	start("memory trimmer", memtrim.New(memtrim.Config{}).Run)
+	start("memory trimmer", n.trim.Run)
 	n.readyOnce.Do(func() { close(n.ready) })
 	for _, l := range n.links {
 		start("link "+l.Name(), l.Run)

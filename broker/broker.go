@@ -87,6 +87,9 @@ type Config struct {
 	AllowAnonymous bool
 	// Logger receives the broker's and mochi's logs (default: discarded).
 	Logger *slog.Logger
+	// ClientGone, if set, is called (on mochi's goroutine; it must not
+	// block) whenever a client's connection has ended.
+	ClientGone func()
 }
 
 // DefaultConfig returns a Config with the default prefixes and limits and

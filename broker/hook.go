@@ -235,10 +235,14 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnDisconnect reports a peer's ready connection gone.
+// OnDisconnect reports a peer's ready connection gone, and any client's
+// end to Config.ClientGone.
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	if peer, ok := h.peerOf(cl); ok {
 		h.b.peers.down(peer, cl)
+	}
+	if f := h.b.cfg.ClientGone; f != nil {
+		f()
 	}
 }
 

@@ -29,7 +29,7 @@ type tasks struct {
 
 type task struct {
 	id      uint64
-	cancel  context.CancelFunc
+	cancel  func()
 	endless bool // a stream that ends only when stopped (watch, msg_monitor)
 	stream  bool // a stream (watch, get_tree, msg_monitor)
 }
@@ -41,6 +41,16 @@ func newTasks() *tasks { return &tasks{running: make(map[uint64]task)} }
 // only this request, not a later one with the same seq.
 func (t *tasks) start(ctx context.Context, seq uint64, endless, stream bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
+	end := t.startFunc(seq, endless, stream, cancel)
+	return ctx, func() {
+		end()
+		cancel()
+	}
+}
+
+// startFunc registers request seq, which stop ends by calling cancel, and
+// returns the function that forgets it (see start).
+func (t *tasks) startFunc(seq uint64, endless, stream bool, cancel func()) func() {
 	t.mu.Lock()
 	t.next++
 	id := t.next
@@ -49,13 +59,12 @@ func (t *tasks) start(ctx context.Context, seq uint64, endless, stream bool) (co
 		t.streams++
 	}
 	t.mu.Unlock()
-	return ctx, func() {
+	return func() {
 		t.mu.Lock()
 		if tk, ok := t.running[seq]; ok && tk.id == id {
 			t.forget(seq, tk)
 		}
 		t.mu.Unlock()
-		cancel()
 	}
 }
 

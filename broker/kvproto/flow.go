@@ -23,7 +23,10 @@ type window struct {
 }
 
 // flowPos is one open stream's highest acknowledged wseq.
-type flowPos struct{ acked uint64 }
+type flowPos struct {
+	acked  uint64
+	notify func() // called (outside the lock) when acked moves; see onAck
+}
 
 func newWindow() *window {
 	return &window{streams: make(map[uint64]*flowPos), wake: make(chan struct{})}
@@ -48,12 +51,25 @@ func (w *window) begin(seq uint64) *flowPos {
 // ack records the client's acknowledgement of stream seq up to wseq; an
 // ack for no open stream is dropped.
 func (w *window) ack(seq, wseq uint64) {
+	var notify func()
 	w.mu.Lock()
 	if p := w.streams[seq]; p != nil && wseq > p.acked {
 		p.acked = wseq
+		notify = p.notify
 		close(w.wake)
 		w.wake = make(chan struct{})
 	}
+	w.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+}
+
+// onAck makes every ack that moves the stream at p call notify (which
+// must not block).
+func (w *window) onAck(p *flowPos, notify func()) {
+	w.mu.Lock()
+	p.notify = notify
 	w.mu.Unlock()
 }
 
@@ -61,7 +77,7 @@ func (w *window) ack(seq, wseq uint64) {
 func (w *window) wait(ctx context.Context, p *flowPos, wseq uint64) error {
 	for {
 		w.mu.Lock()
-		if acked := p.acked; w.qlen == 0 || w.open || wseq <= acked || wseq-acked <= w.qlen {
+		if w.qlen == 0 || w.open || wseq <= p.acked || wseq-p.acked <= w.qlen {
 			w.mu.Unlock()
 			return nil
 		}
@@ -73,6 +89,13 @@ func (w *window) wait(ctx context.Context, p *flowPos, wseq uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// allows reports whether the stream at p may send message wseq now.
+func (w *window) allows(p *flowPos, wseq uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.qlen == 0 || w.open || wseq <= p.acked || wseq-p.acked <= w.qlen
 }
 
 // unlimit lifts the limit for good: once the client has closed its side

@@ -2,10 +2,17 @@ package kvproto
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/tree"
 )
@@ -124,5 +131,183 @@ func TestMaxStreams(t *testing.T) {
 	c.send(req("path", tree.Path{tree.Str("k")}, "action", "get_value", "seq", 7))
 	if m := decode(t, c.recv()); m["seq"] != int64(7) {
 		t.Fatalf("get_value beside three streams: %v", m)
+	}
+}
+
+// subTree is a fakeTree that serves watches as a Subscriber: changes are
+// pushed by the test with change.
+type subTree struct {
+	*fakeTree
+	mu   sync.Mutex
+	subs map[*fakeSub]bool
+}
+
+type fakeSub struct {
+	t       *subTree
+	prefix  tree.Path
+	notify  func()
+	mu      sync.Mutex
+	q       []WatchItem
+	initial []WatchItem
+}
+
+func newSubTree() *subTree {
+	return &subTree{fakeTree: newFakeTree("n", 1, 1), subs: map[*fakeSub]bool{}}
+}
+
+func (t *subTree) Subscribe(ctx context.Context, p tree.Path, fetch bool, notify func()) (Subscription, error) {
+	s := &fakeSub{t: t, prefix: p, notify: notify}
+	if fetch {
+		t.fakeTree.mu.Lock()
+		t.fakeTree.t.Walk(p, func(e *tree.Entry) bool {
+			if v, ok := e.Value(); ok {
+				s.initial = append(s.initial, WatchItem{Path: e.Path(), Value: v, Tock: e.Tock()})
+			}
+			return true
+		})
+		t.fakeTree.mu.Unlock()
+		s.initial = append(s.initial, WatchItem{UpToDate: true})
+	}
+	t.mu.Lock()
+	t.subs[s] = true
+	t.mu.Unlock()
+	return s, nil
+}
+
+// change queues a change for every watch below whose prefix p lies.
+func (t *subTree) change(p tree.Path, v string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.subs {
+		if p.HasPrefix(s.prefix) {
+			s.mu.Lock()
+			s.q = append(s.q, WatchItem{Path: p, Value: msgp.AppendString(nil, v), Tock: 1})
+			s.mu.Unlock()
+			s.notify()
+		}
+	}
+}
+
+func (t *subTree) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.subs)
+}
+
+func (s *fakeSub) Drain(fn func(WatchItem) bool) error {
+	for len(s.initial) > 0 {
+		if !fn(s.initial[0]) {
+			return nil
+		}
+		s.initial = s.initial[1:]
+	}
+	for {
+		s.mu.Lock()
+		if len(s.q) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		it := s.q[0]
+		s.mu.Unlock()
+		if !fn(it) {
+			return nil
+		}
+		s.mu.Lock()
+		s.q = s.q[1:]
+		s.mu.Unlock()
+	}
+}
+
+func (s *fakeSub) Tock() uint64 { return 1 }
+
+func (s *fakeSub) Close() {
+	s.t.mu.Lock()
+	delete(s.t.subs, s)
+	s.t.mu.Unlock()
+}
+
+// Watches of a Subscriber tree run on the connection's pump, not on a
+// goroutine each: 200 watches on one connection add a handful of
+// goroutines; each still gets start, its initial state, uptodate and its
+// changes in order, within its flow-control window; the client's close
+// ends them all.
+func TestSubscribedWatches(t *testing.T) {
+	tr := newSubTree()
+	for i := range 3 {
+		tr.Set(context.Background(), tree.Path{tree.Str("w"), tree.Int(int64(i))}, msgp.AppendInt(nil, i), Cond{})
+	}
+	g0 := runtime.NumGoroutine()
+	c, done := serveTCP(t, &Server{Tree: tr})
+	rd := NewReader(c, 0)
+	next := func() map[string]any {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := rd.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decode(t, b)
+	}
+	next() // greeting
+	if _, err := c.Write(AppendQLenReply(nil, 5)); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	for seq := 1; seq <= 200; seq++ {
+		b = append(b, req("path", tree.Path{tree.Str("w")}, "fetch", true, "action", "watch", "seq", seq)...)
+	}
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	// Each watch: start, 3 entries, uptodate = wseq 1..5, the whole window.
+	got := map[int64][]string{}
+	for range 200 * 5 {
+		m := next()
+		seq, _ := strconv.ParseInt(fmt.Sprint(m["seq"]), 10, 64)
+		what := fmt.Sprint(m["state"])
+		if m["state"] == nil {
+			what = fmt.Sprint(m["value"])
+		}
+		got[seq] = append(got[seq], what)
+	}
+	for seq := int64(1); seq <= 200; seq++ {
+		if s := strings.Join(got[seq], " "); s != "start 0 1 2 uptodate" {
+			t.Fatalf("watch %d: %s", seq, s)
+		}
+	}
+	if n := runtime.NumGoroutine() - g0; n > 20 {
+		t.Errorf("%d goroutines more with 200 watches open", n)
+	}
+	// A change: beyond the window of 5, it waits for the ack.
+	tr.change(tree.Path{tree.Str("w"), tree.Str("x")}, "changed")
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if b, err := rd.Next(); err == nil {
+		t.Fatalf("a message beyond the window: %v", decode(t, b))
+	}
+	c.SetReadDeadline(time.Time{})
+	rd = NewReader(c, 0) // the timed-out read left the old reader unusable
+	if _, err := c.Write(req("seq", 7, "state", "ack", "ack", 1)); err != nil {
+		t.Fatal(err)
+	}
+	next = func() map[string]any {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := rd.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decode(t, b)
+	}
+	if m := next(); fmt.Sprint(m["seq"]) != "7" || m["value"] != "changed" || fmt.Sprint(m["wseq"]) != "6" {
+		t.Fatalf("after the ack: %v", m)
+	}
+	c.Close()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the client's close went unseen")
+	}
+	if n := tr.open(); n != 0 {
+		t.Fatalf("%d watches still subscribed after the connection ended", n)
 	}
 }

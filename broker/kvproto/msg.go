@@ -227,7 +227,7 @@ func (s *Server) msgMonitor(ctx context.Context, req Request, send streamSend) {
 		fail(invalid(req, "msg_monitor: %v", err))
 		return
 	}
-	st := &stream{s: s, ctx: ctx, req: req, send: send}
+	st := &stream{s: s, ctx: ctx, seq: req.Seq, path: req.Path, send: send}
 	started := false
 	err = m.Monitor(ctx, filter, func() {
 		started = true

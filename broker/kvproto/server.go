@@ -110,20 +110,37 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		// Replies that are ready together go out in one write.
-		w := NewWriter(bufio.NewWriterSize(conn, 64<<10))
+		// Replies that are ready together go out in one write, through a
+		// buffer that the connection holds only while it has something
+		// to send: an idle connection holds none.
+		var bw *bufio.Writer
+		defer func() {
+			if bw != nil {
+				bw.Reset(nil)
+				writeBuffers.Put(bw)
+			}
+		}()
 		for msg := range out {
 			if writeErr != nil {
 				continue // drain
 			}
-			err := w.Write(msg)
+			if bw == nil {
+				bw = writeBuffers.Get().(*bufio.Writer)
+				bw.Reset(conn)
+			}
+			_, err := bw.Write(msg)
 			if err == nil && len(out) == 0 {
 				// Let the request goroutines that are about to reply
 				// (a node batch answers many at once) add theirs, so
 				// that one write carries them all.
 				runtime.Gosched()
 				if len(out) == 0 {
-					err = w.Flush()
+					err = bw.Flush()
+					if err == nil {
+						bw.Reset(nil)
+						writeBuffers.Put(bw)
+						bw = nil
+					}
 				}
 			}
 			if err != nil {
@@ -153,6 +170,10 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 	return err
 }
+
+// writeBuffers are the connections' write buffers, shared: a connection
+// takes one when it has something to send and gives it back once sent.
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 // DefaultMaxStreams is Server.MaxStreams's default.
 const DefaultMaxStreams = 256
@@ -189,6 +210,20 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	var root tree.Path // the connection's root (the root action); only this loop touches it
 	pool := newWorkers(8)
 	defer pool.close()
+	// Watches of a Subscriber tree are served by one goroutine, the pump;
+	// when the connection ends it closes them all (its stop is deferred
+	// last, so it runs first).
+	sub, subscribes := s.Tree.(Subscriber)
+	var pm *pump
+	if subscribes {
+		pm = newPump(win, send)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pm.run()
+		}()
+		defer pm.stop()
+	}
 	for {
 		msg, err := r.Next()
 		if err != nil {
@@ -259,39 +294,50 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 				return ctx.Err()
 			}
 		}
-		wg.Add(1)
+		if err == nil && req.Action == "watch" && subscribes {
+			// Subscribed here, on the reader (a short call to the tree),
+			// not on a goroutine of its own, and without a context of its
+			// own: a client opening hundreds of watches at once costs no
+			// goroutine each. The pump owns the watch from here.
+			s.subscribe(ctx, req, sub, pm, pos, tasks)
+			continue
+		}
 		endless := err == nil && (req.Action == "watch" || req.Action == "msg_monitor")
 		tctx, done := tasks.start(ctx, req.Seq, endless, stream)
 		tctx = withRoot(tctx, root)
-		pool.run(func() {
-			defer wg.Done()
-			if stream {
-				defer win.end(req.Seq, pos)
-			} else {
-				defer func() { <-sem }()
-			}
-			defer done()
-			// A single reply goes out after the request is forgotten, so
-			// that a client may reuse its seq as soon as it has the reply.
-			reply := func(msg []byte) {
-				done()
-				send(msg)
-			}
-			switch {
-			case err != nil:
-				reply(s.handle(tctx, req, err))
-			case req.Action == "watch":
-				s.watch(tctx, req, flowSend(tctx, win, pos, send))
-			case req.Action == "get_tree":
-				s.getTree(tctx, req, flowSend(tctx, win, pos, send))
-			case req.Action == "msg_monitor":
-				s.msgMonitor(tctx, req, flowSend(tctx, win, pos, send))
-			case req.Action == "stop":
-				reply(s.stop(tctx, req, tasks))
-			default:
-				reply(s.handle(tctx, req, nil))
-			}
-		})
+		wg.Add(1)
+		{
+			req, err := req, err // the closure's own: the loop's stay on the stack
+			pool.run(func() {
+				defer wg.Done()
+				if stream {
+					defer win.end(req.Seq, pos)
+				} else {
+					defer func() { <-sem }()
+				}
+				defer done()
+				// A single reply goes out after the request is forgotten, so
+				// that a client may reuse its seq as soon as it has the reply.
+				reply := func(msg []byte) {
+					done()
+					send(msg)
+				}
+				switch {
+				case err != nil:
+					reply(s.handle(tctx, req, err))
+				case req.Action == "watch":
+					s.watch(tctx, req, flowSend(tctx, win, pos, send))
+				case req.Action == "get_tree":
+					s.getTree(tctx, req, flowSend(tctx, win, pos, send))
+				case req.Action == "msg_monitor":
+					s.msgMonitor(tctx, req, flowSend(tctx, win, pos, send))
+				case req.Action == "stop":
+					reply(s.stop(tctx, req, tasks))
+				default:
+					reply(s.handle(tctx, req, nil))
+				}
+			})
+		}
 	}
 }
 

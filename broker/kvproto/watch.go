@@ -86,7 +86,8 @@ func parseWatchArgs(raw []byte) (watchArgs, error) {
 type stream struct {
 	s    *Server
 	ctx  context.Context
-	req  Request
+	seq  uint64    // the request's
+	path tree.Path // the request's
 	send streamSend
 	args watchArgs
 	// nchain: chain links per item
@@ -99,6 +100,15 @@ type stream struct {
 // tree cannot serve it or the request is malformed it sends the error
 // reply instead and returns nil.
 func (s *Server) openStream(ctx context.Context, req Request, send streamSend, supported bool) *stream {
+	st := s.newStream(ctx, req, send, supported)
+	if st != nil {
+		st.state("start")
+	}
+	return st
+}
+
+// newStream is openStream without the {state: start}.
+func (s *Server) newStream(ctx context.Context, req Request, send streamSend, supported bool) *stream {
 	fail := func(err error) *stream {
 		send(0, s.handle(ctx, req, err))
 		return nil
@@ -113,11 +123,10 @@ func (s *Server) openStream(ctx context.Context, req Request, send streamSend, s
 	if err != nil {
 		return fail(invalid(req, "%s: %v", req.Action, err))
 	}
-	st := &stream{s: s, ctx: ctx, req: req, send: send, args: args}
+	st := &stream{s: s, ctx: ctx, seq: req.Seq, path: req.Path, send: send, args: args}
 	if req.HasNChain {
 		st.nchain = req.NChain
 	}
-	st.state("start")
 	return st
 }
 
@@ -125,34 +134,50 @@ func (st *stream) tock() uint64 { t, _ := st.s.Tree.Tock(st.ctx); return t }
 
 // state sends {state, seq, wseq, tock}.
 func (st *stream) state(name string) {
+	st.send(st.wseq+1, st.stateMsg(name))
+}
+
+// stateMsg numbers and returns {state, seq, wseq, tock}.
+func (st *stream) stateMsg(name string) []byte {
 	st.wseq++
-	st.send(st.wseq, appendState(nil, name, st.req.Seq, st.wseq, st.tock()))
+	return appendState(make([]byte, 0, stateSize), name, st.seq, st.wseq, st.tock())
 }
 
 // item sends one entry, unless the depth limits or the meta tree (from
 // the root) leave it out.
 func (st *stream) item(it WatchItem) {
-	if len(st.req.Path) == 0 && it.Path.IsMeta() {
-		return // the meta tree only through the *_internal actions
+	if msg := st.itemMsg(it); msg != nil {
+		st.send(st.wseq, msg)
 	}
-	rel := it.Path[len(st.req.Path):]
+}
+
+// itemMsg numbers and returns the message for one entry; nil (and no
+// number taken) if the depth limits or the meta tree (from the root) leave
+// it out.
+func (st *stream) itemMsg(it WatchItem) []byte {
+	if len(st.path) == 0 && it.Path.IsMeta() {
+		return nil // the meta tree only through the *_internal actions
+	}
+	rel := it.Path[len(st.path):]
 	if len(rel) < st.args.minDepth || (st.args.maxDepth >= 0 && len(rel) > st.args.maxDepth) {
-		return
+		return nil
 	}
 	depth := 0
 	for depth < len(st.prev) && depth < len(rel) && st.prev[depth] == rel[depth] {
 		depth++
 	}
-	st.prev = rel.Clone()
+	st.prev = append(st.prev[:0], rel...)
 	st.wseq++
-	st.send(st.wseq, appendWatchItem(nil, it, rel[depth:], depth, st.nchain, st.req.Seq, st.wseq))
+	// One allocation of about the right size, not a growing append.
+	size := 64 + len(it.Value) + 16*len(rel[depth:]) + 24*min(len(it.Chain), max(st.nchain, 0))
+	return appendWatchItem(make([]byte, 0, size), it, rel[depth:], depth, st.nchain, st.seq, st.wseq)
 }
 
 // fail sends the error that ended the stream (unless the connection or
 // the task ended it).
 func (st *stream) fail(err error) {
 	if err != nil && st.ctx.Err() == nil {
-		st.send(0, AppendError(nil, st.req.Seq, tree.KindOf(err), err.Error(), st.tock()))
+		st.send(0, AppendError(nil, st.seq, tree.KindOf(err), err.Error(), st.tock()))
 	}
 }
 
@@ -178,6 +203,9 @@ func (s *Server) watch(ctx context.Context, req Request, send streamSend) {
 		st.state("end")
 	}
 }
+
+// stateSize is the most a {state, seq, wseq, tock} message takes.
+const stateSize = 1 + 6 + 9 + 4 + 9 + 5 + 9 + 5 + 9
 
 // appendState appends {state, seq, wseq, tock} in MoaT-KV's key order.
 func appendState(b []byte, state string, seq, wseq, tock uint64) []byte {

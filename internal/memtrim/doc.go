@@ -6,13 +6,14 @@
 // big walk ends), the memory they held is garbage, but nothing collects
 // it until the program allocates again, and the scavenger then returns
 // it to the system slowly (it is paced to a small share of one CPU). The
-// trimmer watches two cheap signals (the number of goroutines, which
-// falls as connections and their streams end, and the heap memory that is
-// free but still held) and, when either says that much was let go, runs
-// one collection that also returns the free memory to the system. It does
-// so at most once per MinGap.
+// trimmer is told when something ends (Poke: a connection closed) and
+// also sees the number of goroutines fall; if the heap has grown since its
+// last trim, it runs one collection that also returns the free memory to
+// the system (debug.FreeOSMemory). It also trims when much free memory is
+// held. It trims at most once per MinGap (1 s), so a client that connects
+// and leaves in a loop costs at most one collection a second.
 //
 // It owns nothing but its own figures and imports only the standard
-// library. A Trimmer is used by one goroutine (Run's); Run ends when its
-// context does.
+// library. Step and Run are for one goroutine (Run's); Poke and Trims may
+// be called from any. Run ends when its context does.
 package memtrim

@@ -8,41 +8,78 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Step trims when the goroutines fell by Config.Goroutines from their
-// peak, or when much free heap is held, and never twice within MinGap.
+// Step trims after something ended (a poke, or the goroutines fell by
+// Config.Goroutines from their peak) if the heap grew since the last trim,
+// or when much free heap is held; never twice within MinGap.
 func TestStep(t *testing.T) {
-	tr := New(Config{Goroutines: 100, FreeBytes: 1000, MinGap: time.Second})
-	var g int
-	var free uint64
+	tr := New(Config{Goroutines: 100, Grown: 1000, FreeBytes: 50_000, MinGap: time.Second, Settle: 200 * time.Millisecond})
+	var f figures
 	freed := 0
-	tr.readFunc = func() (int, uint64) { return g, free }
-	tr.freeOS = func() { freed++ }
+	tr.readFn = func() figures { return f }
+	tr.freeOS = func() { freed++; f.held, f.free = 10_000, 0 }
+	tr.base = 10_000
 	t0 := time.Unix(1000, 0)
-	step := func(at time.Duration, goroutines int, f uint64) bool {
-		g, free = goroutines, f
+	step := func(at time.Duration, goroutines int, held, free uint64) bool {
+		f = figures{goroutines: goroutines, held: held, free: free}
 		return tr.Step(t0.Add(at))
 	}
-	if step(0, 10, 0) || step(time.Second, 500, 0) || step(2*time.Second, 450, 999) {
-		t.Fatal("trimmed with no fall and little free memory")
+	if step(0, 10, 10_000, 0) || step(time.Second, 500, 30_000, 0) || step(2*time.Second, 450, 30_000, 999) {
+		t.Fatal("trimmed with nothing ended and little free memory")
 	}
-	if !step(3*time.Second, 399, 0) {
-		t.Fatal("no trim after the goroutines fell by 101 from their peak")
+	if step(3*time.Second, 399, 30_000, 0) {
+		t.Fatal("trimmed at once as the goroutines fell, before it settled")
 	}
-	if step(3500*time.Millisecond, 10, 5000) {
+	if !step(3300*time.Millisecond, 399, 30_000, 0) {
+		t.Fatal("no trim after the goroutines fell by 101 from their peak with the heap grown")
+	}
+	tr.Poke()
+	if step(3500*time.Millisecond, 10, 30_000, 0) {
 		t.Fatal("trimmed twice within MinGap")
 	}
-	if !step(4500*time.Millisecond, 10, 5000) {
-		t.Fatal("no trim with 5000 free bytes held (threshold 1000)")
+	if !step(4500*time.Millisecond, 10, 30_000, 0) {
+		t.Fatal("a poke within MinGap was forgotten")
 	}
-	if step(6*time.Second, 10, 0) {
-		t.Fatal("trimmed with nothing let go since the last trim")
+	// A crowd leaving: trimmed once it has settled.
+	tr.Poke()
+	if step(5600*time.Millisecond, 10, 30_000, 0) {
+		t.Fatal("trimmed at once, with clients still leaving")
 	}
-	if freed != 2 || tr.Trims() != 2 {
+	tr.Poke()
+	if step(5700*time.Millisecond, 10, 30_000, 0) {
+		t.Fatal("trimmed with clients still leaving")
+	}
+	if !step(6*time.Second, 10, 30_000, 0) {
+		t.Fatal("no trim once the leaving settled")
+	}
+	// Clients leaving without end: trimmed after MinGap all the same.
+	for i := range 20 {
+		tr.Poke()
+		if step(7100*time.Millisecond+time.Duration(i)*100*time.Millisecond, 10, 30_000, 0) {
+			if i < 9 {
+				t.Fatalf("trimmed after %d pokes in a row", i+1)
+			}
+			break
+		}
+		if i == 19 {
+			t.Fatal("endless pokes put the trim off for ever")
+		}
+	}
+	tr.Poke()
+	if step(9500*time.Millisecond, 10, 10_500, 0) || step(9800*time.Millisecond, 10, 10_500, 0) {
+		t.Fatal("trimmed after a poke with the heap not grown by a quarter")
+	}
+	if step(11*time.Second, 10, 30_000, 0) {
+		t.Fatal("trimmed on growth alone, with nothing ended since")
+	}
+	if !step(12*time.Second, 10, 30_000, 60_000) {
+		t.Fatal("no trim with 60,000 free bytes held (threshold 50,000)")
+	}
+	if freed != 5 || tr.Trims() != 5 {
 		t.Fatalf("%d trims, %d calls", tr.Trims(), freed)
 	}
 	// The real figures can be read.
-	if g, _ := New(Config{}).read(); g < 1 {
-		t.Fatalf("%d goroutines read from runtime/metrics", g)
+	if f := New(Config{}).read(); f.goroutines < 1 || f.held == 0 {
+		t.Fatalf("figures read from runtime/metrics: %+v", f)
 	}
 }
 

@@ -16,15 +16,15 @@ import (
 type watcher struct {
 	prefix tree.Path
 	max    int
-	signal chan struct{} // capacity 1: something was queued, or the watch ended
+	notify func() // something was queued, or the watch ended; must not block
 
 	mu    sync.Mutex
 	q     []Item
 	ended bool // by overflow or the engine's stop; set on the loop
 }
 
-func newWatcher(p tree.Path, max int) *watcher {
-	return &watcher{prefix: p.Clone(), max: max, signal: make(chan struct{}, 1)}
+func newWatcher(p tree.Path, max int, notify func()) *watcher {
+	return &watcher{prefix: p.Clone(), max: max, notify: notify}
 }
 
 // push queues it; it reports false, and ends the watch, if the queue is
@@ -38,7 +38,7 @@ func (w *watcher) push(it Item) bool {
 		w.ended = true
 	}
 	w.mu.Unlock()
-	w.wake()
+	w.notify()
 	return ok
 }
 
@@ -47,14 +47,7 @@ func (w *watcher) end() {
 	w.mu.Lock()
 	w.ended = true
 	w.mu.Unlock()
-	w.wake()
-}
-
-func (w *watcher) wake() {
-	select {
-	case w.signal <- struct{}{}:
-	default:
-	}
+	w.notify()
 }
 
 // take returns what is queued, leaving spare (emptied) as the new queue,
@@ -77,66 +70,141 @@ var ErrWatchOverflow = fmt.Errorf("%w: watcher fell too many changes behind; wat
 // error) or the watch falls behind (ErrWatchOverflow). With fetch it first
 // sends every entry holding a value below p, then an Item with UpToDate;
 // the current state and the registration happen in one step, so no change
-// is missed or sent twice. send runs on the caller's goroutine.
+// is missed or sent twice. send runs on the caller's goroutine. Watch is
+// Subscribe for a caller that gives the watch a goroutine of its own.
 func (e *Engine) Watch(ctx context.Context, p tree.Path, fetch bool, send func(Item) error) error {
-	w := newWatcher(p, e.cfg.WatchQueue)
-	initial, err := call(e, ctx, func(e *Engine) []Item {
-		var items []Item
-		if fetch {
-			items = e.collect(p)
+	signal := make(chan struct{}, 1)
+	s, err := e.Subscribe(ctx, p, fetch, func() {
+		select {
+		case signal <- struct{}{}:
+		default:
 		}
-		e.watchers[w] = struct{}{}
-		return items
 	})
 	if err != nil {
 		return err
 	}
-	defer e.unwatch(w)
-	for _, it := range initial {
-		if err := send(it); err != nil {
-			return err
-		}
-	}
-	initial = nil
-	if fetch {
-		if err := send(Item{UpToDate: true}); err != nil {
-			return err
-		}
-	}
-	var spare []Item
-	for ctx.Err() == nil {
-		items, ended := w.take(spare)
-		for _, it := range items {
-			if err := send(it); err != nil {
-				return err
+	defer s.Close()
+	var serr error
+	for {
+		err := s.Drain(func(it Item) bool {
+			if ctx.Err() != nil {
+				return false
 			}
-		}
-		if ended {
-			select {
-			case <-e.stopping:
-				return e.unavailable("stopped")
-			default:
-				return ErrWatchOverflow
-			}
-		}
-		// Keep the drained queue for the next round, unless a burst grew
-		// it large: then let it go, and the queue grows again if needed.
-		clear(items)
-		if cap(items) <= 256 {
-			spare = items
-		} else {
-			spare = nil
-		}
-		if len(items) > 0 {
-			continue
+			serr = send(it)
+			return serr == nil
+		})
+		switch {
+		case serr != nil:
+			return serr
+		case err != nil:
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-w.signal:
+		case <-signal:
 		}
 	}
-	return nil
+}
+
+// Subscription is a watch whose changes its owner takes when told, rather
+// than on a goroutine of the watch's own: a server with thousands of
+// watches serves them from a few goroutines. Drain and Close are for one
+// goroutine at a time.
+type Subscription struct {
+	e        *Engine
+	w        *watcher
+	tock     uint64 // when it was registered
+	initial  []Item // with fetch: the entries at the start, not yet taken
+	upToDate bool   // with fetch: the UpToDate item is still to come
+	cur      []Item // taken from the queue, cur[pos:] not yet given out
+	pos      int
+	closed   bool
+}
+
+// Subscribe registers a watch of the changes at or below p, like Watch,
+// and returns at once. notify is called, on the engine's goroutine, each
+// time the watch has something new to give (a change queued, or its end)
+// and must not block; the owner then calls Drain. Call Drain once after
+// Subscribe (with fetch, the current entries are waiting), and Close when
+// done.
+func (e *Engine) Subscribe(ctx context.Context, p tree.Path, fetch bool, notify func()) (*Subscription, error) {
+	s := &Subscription{e: e, w: newWatcher(p, e.cfg.WatchQueue, notify), upToDate: fetch}
+	_, err := call(e, ctx, func(e *Engine) struct{} {
+		if fetch {
+			s.initial = e.collect(p)
+		}
+		s.tock = e.r.Tree().Tock()
+		e.watchers[s.w] = struct{}{}
+		return struct{}{}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Tock returns the tock when the watch was registered.
+func (s *Subscription) Tock() uint64 { return s.tock }
+
+// Drain calls fn with what the watch has, in order (with fetch, first the
+// entries at the start and the UpToDate item), until fn returns false (the
+// item it was given stays for the next Drain) or nothing is left. It
+// returns nil, or, once everything before it has been given out, the error
+// that ended the watch: ErrWatchOverflow, or one wrapping
+// tree.ErrUnavailable when the engine stopped.
+func (s *Subscription) Drain(fn func(Item) bool) error {
+	for len(s.initial) > 0 {
+		if !fn(s.initial[0]) {
+			return nil
+		}
+		s.initial[0] = Item{}
+		s.initial = s.initial[1:]
+	}
+	s.initial = nil
+	if s.upToDate {
+		if !fn(Item{UpToDate: true}) {
+			return nil
+		}
+		s.upToDate = false
+	}
+	for {
+		for s.pos < len(s.cur) {
+			if !fn(s.cur[s.pos]) {
+				return nil
+			}
+			s.cur[s.pos] = Item{}
+			s.pos++
+		}
+		// Hand the drained batch back as the next queue, unless a burst
+		// grew it large: then let it go; the queue grows again if needed.
+		spare := s.cur[:0]
+		if cap(spare) > 256 {
+			spare = nil
+		}
+		items, ended := s.w.take(spare)
+		s.cur, s.pos = items, 0
+		if len(items) > 0 {
+			continue
+		}
+		if !ended {
+			return nil
+		}
+		select {
+		case <-s.e.stopping:
+			return s.e.unavailable("stopped")
+		default:
+			return ErrWatchOverflow
+		}
+	}
+}
+
+// Close ends the watch; it may be called more than once.
+func (s *Subscription) Close() {
+	if !s.closed {
+		s.closed = true
+		s.e.unwatch(s.w)
+	}
 }
 
 // unwatch removes w on the loop (if it still runs).
