@@ -213,6 +213,7 @@ type Broker struct {
 	inline *mqtt.Client
 	hook   *hook
 	peers  *peerTracker
+	fill   *filler // retained messages for new subscriptions (retained.go)
 
 	ready   chan struct{} // closed once Run has opened its listeners (or failed)
 	addrs   []net.Addr    // written before ready is closed
@@ -263,6 +264,7 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 		ready:  make(chan struct{}),
 	}
 	b.hook = newHook(b, t, sh)
+	b.fill = newFiller(srv, b.hook.OnACLCheck, b.hook.context)
 	if err := srv.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: adding hook: %w", err)
 	}
@@ -310,6 +312,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		_ = b.srv.Close()
+		b.fill.wait() // closed connections end every retained delivery
 		close(done)
 	}()
 	select {

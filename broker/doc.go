@@ -50,6 +50,12 @@
 // empty payload, which clears the retained message. The meta tree (nil
 // first element) has no topics.
 //
+// A new subscription gets every matching retained message, however many:
+// the broker sends them itself (retained.go) instead of mochi, paced by
+// the client (TCP flow control at QoS 0, at most 256 unacknowledged and
+// never more than a v5 client's receive maximum at QoS 1/2), where mochi
+// dropped all beyond its queues.
+//
 // Levels follow MoaT-KV's v3 topic plan (path syntax with '/' as separator),
 // adapted so that every level is a valid MQTT topic level and the mapping is
 // a bijection:

@@ -441,6 +441,12 @@ type rawClient struct {
 
 func dialRaw(t *testing.T, addr string, version byte, cp packets.ConnectParams) (*rawClient, packets.Packet) {
 	t.Helper()
+	return dialRawProps(t, addr, version, cp, packets.Properties{})
+}
+
+// dialRawProps is dialRaw with CONNECT properties (v5).
+func dialRawProps(t *testing.T, addr string, version byte, cp packets.ConnectParams, props packets.Properties) (*rawClient, packets.Packet) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -451,7 +457,7 @@ func dialRaw(t *testing.T, addr string, version byte, cp packets.ConnectParams) 
 	if cp.Keepalive == 0 {
 		cp.Keepalive = 30
 	}
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: cp})
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: cp, Properties: props})
 	ack, err := c.read()
 	if err != nil || ack.FixedHeader.Type != packets.Connack {
 		t.Fatalf("no CONNACK: %v %+v", err, ack)
@@ -471,6 +477,10 @@ func (c *rawClient) send(pk packets.Packet) {
 		err = pk.PublishEncode(buf)
 	case packets.Pubrel:
 		err = pk.PubrelEncode(buf)
+	case packets.Puback:
+		err = pk.PubackEncode(buf)
+	case packets.Unsubscribe:
+		err = pk.UnsubscribeEncode(buf)
 	case packets.Subscribe:
 		err = pk.SubscribeEncode(buf)
 	case packets.Disconnect:
@@ -524,6 +534,8 @@ func (c *rawClient) readWithin(d time.Duration) (packets.Packet, error) {
 		err = pk.PublishDecode(body)
 	case packets.Suback:
 		err = pk.SubackDecode(body)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(body)
 	case packets.Disconnect:
 		err = pk.DisconnectDecode(body)
 	default:

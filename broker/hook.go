@@ -76,7 +76,8 @@ func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPacketProcessed, mqtt.OnQosComplete,
 		mqtt.OnPublish, mqtt.OnPublishDropped:
 		return true
 	}
@@ -207,8 +208,28 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnSubscribed makes a peer ready when it subscribes to its sync topic.
+// OnSubscribe hands the retained messages of new subscriptions to the
+// filler (retained.go) instead of mochi.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	return h.b.fill.subscribe(cl, pk)
+}
+
+// OnPacketProcessed starts the retained messages of a SUBSCRIBE once its
+// SUBACK has gone out.
+func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	if pk.FixedHeader.Type == packets.Subscribe {
+		h.b.fill.processed(cl, err)
+	}
+}
+
+// OnQosComplete lets a paced retained delivery go on (on the client's
+// reader goroutine: processPuback, processPubcomp).
+func (h *hook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) { h.b.fill.completed(cl) }
+
+// OnSubscribed makes a peer ready when it subscribes to its sync topic,
+// and tells the filler which filters were granted.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.b.fill.subscribed(cl, codes)
 	peer, ok := h.peerOf(cl)
 	if !ok {
 		return
@@ -238,6 +259,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnDisconnect reports a peer's ready connection gone, and any client's
 // end to Config.ClientGone.
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.b.fill.disconnected(cl)
 	if peer, ok := h.peerOf(cl); ok {
 		h.b.peers.down(peer, cl)
 	}
