@@ -312,7 +312,6 @@ func (b *Broker) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		_ = b.srv.Close()
-		b.fill.wait() // closed connections end every retained delivery
 		close(done)
 	}()
 	select {

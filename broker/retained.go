@@ -24,10 +24,11 @@ import (
 // subscription; never shared subscriptions). Once the SUBACK has gone out
 // (OnPacketProcessed), the messages are sent paced by the client:
 //
-//   - a QoS 0 subscription gets its messages from one goroutine per client
-//     that writes each straight to the connection, so a client that reads
-//     slowly slows its own delivery (TCP flow control) instead of
-//     overflowing a queue;
+//   - a QoS 0 subscription gets its messages on the client's reader
+//     goroutine, each written straight to the connection, so a client that
+//     reads slowly slows its own delivery (TCP flow control) instead of
+//     overflowing a queue, and, as with mochi, they have all been sent
+//     before the client's next packet is handled;
 //   - a QoS 1/2 subscription has at most fillWindow messages (and never
 //     more than a v5 client's receive maximum) unacknowledged at a time.
 //     These are sent on the client's own reader goroutine: after the
@@ -50,7 +51,6 @@ type filler struct {
 	ctx     func() context.Context
 	maxQos  byte
 	clients sync.Map // *mqtt.Client → *fillClient
-	running sync.WaitGroup
 }
 
 // fillClient is one client's pending and running deliveries.
@@ -59,11 +59,6 @@ type fillClient struct {
 	subPkt []fillJob // filters of the SUBSCRIBE being processed
 	acked  []fillJob // filters whose SUBACK is being written
 	gone   bool      // the client has disconnected
-
-	// QoS 0 subscriptions: the goroutine's queue.
-	queue0   []fillJob
-	running0 bool
-	done     chan struct{} // closed when the client disconnects
 
 	// QoS 1/2 subscriptions: served on the reader goroutine only.
 	queue1 []fillJob
@@ -94,7 +89,7 @@ func (f *filler) client(cl *mqtt.Client, create bool) *fillClient {
 	if !create {
 		return nil
 	}
-	v, _ := f.clients.LoadOrStore(cl, &fillClient{done: make(chan struct{})})
+	v, _ := f.clients.LoadOrStore(cl, &fillClient{})
 	return v.(*fillClient)
 }
 
@@ -148,23 +143,22 @@ func (f *filler) processed(cl *mqtt.Client, err error) {
 	if fc == nil {
 		return
 	}
+	var qos0 []fillJob
 	fc.mu.Lock()
 	if err == nil && !fc.gone {
 		for _, j := range fc.acked {
 			if j.sub.Qos == 0 {
-				fc.queue0 = append(fc.queue0, j)
+				qos0 = append(qos0, j)
 			} else {
 				fc.queue1 = append(fc.queue1, j)
 			}
 		}
 	}
 	fc.acked = fc.acked[:0]
-	if len(fc.queue0) > 0 && !fc.running0 {
-		fc.running0 = true
-		f.running.Add(1)
-		go f.run0(cl, fc)
-	}
 	fc.mu.Unlock()
+	for _, j := range qos0 {
+		f.fill0(cl, j.sub)
+	}
 	f.pump(cl, fc)
 }
 
@@ -184,16 +178,10 @@ func (f *filler) disconnected(cl *mqtt.Client) {
 	}
 	fc := v.(*fillClient)
 	fc.mu.Lock()
-	if !fc.gone {
-		fc.gone = true
-		fc.queue0, fc.queue1, fc.cur = nil, nil, nil
-		close(fc.done)
-	}
+	fc.gone = true
+	fc.queue1, fc.cur = nil, nil
 	fc.mu.Unlock()
 }
-
-// wait returns once every delivery goroutine has ended (after shutdown).
-func (f *filler) wait() { f.running.Wait() }
 
 // topics returns the names of the retained topics matching filter.
 func (f *filler) topics(filter string) []string {
@@ -235,37 +223,21 @@ func stillSubscribed(cl *mqtt.Client, filter string) bool {
 	return ok
 }
 
-// run0 sends the queued QoS 0 filters' retained messages, one filter at a
-// time, each message written straight to the connection.
-func (f *filler) run0(cl *mqtt.Client, fc *fillClient) {
-	defer f.running.Done()
+// fill0 sends the retained messages of a QoS 0 subscription, each written
+// straight to the connection.
+func (f *filler) fill0(cl *mqtt.Client, sub packets.Subscription) {
 	ctx := f.ctx()
-	for {
-		fc.mu.Lock()
-		if len(fc.queue0) == 0 || fc.gone {
-			fc.running0 = false
-			fc.mu.Unlock()
+	for _, topic := range f.topics(sub.Filter) {
+		if ctx.Err() != nil || cl.Closed() || !stillSubscribed(cl, sub.Filter) {
 			return
 		}
-		job := fc.queue0[0]
-		fc.queue0 = fc.queue0[1:]
-		fc.mu.Unlock()
-		for _, topic := range f.topics(job.sub.Filter) {
-			if ctx.Err() != nil || cl.Closed() {
-				break
-			}
-			if !stillSubscribed(cl, job.sub.Filter) {
-				break
-			}
-			pk, ok := f.current(cl, job.sub, topic)
-			if !ok {
-				continue
-			}
-			// An error is a closed connection (checked above on the next
-			// round) or a message too large for the client (skipped, as
-			// mochi does).
-			_ = cl.WritePacket(f.outgoing(cl, job.sub, pk))
+		pk, ok := f.current(cl, sub, topic)
+		if !ok {
+			continue
 		}
+		// An error is a closed connection (seen on the next round) or a
+		// message too large for the client (skipped, as mochi does).
+		_ = cl.WritePacket(f.outgoing(cl, sub, pk))
 	}
 }
 

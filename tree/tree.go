@@ -169,6 +169,11 @@ type Tree struct {
 	values   int
 	tombs    map[*Entry]struct{}
 	purged   bool // a tombstone was purged here (ever: see SetPurged)
+
+	// sorted holds the children of walked entries in canonical order,
+	// built on demand and dropped (never changed) when a child is added
+	// or removed: the walks of a large level share one copy and one sort.
+	sorted map[*Entry][]*Entry
 }
 
 // Purged reports whether this tree has ever purged a tombstone (as far as
@@ -190,7 +195,22 @@ func New(cfg Config) *Tree {
 		root:     &Entry{},
 		nodes:    make(map[string]*Node),
 		tombs:    make(map[*Entry]struct{}),
+		sorted:   make(map[*Entry][]*Entry),
 	}
+}
+
+// kids returns e's children in canonical order; the slice is shared
+// (see Tree.sorted) and must not be modified.
+func (t *Tree) kids(e *Entry) []*Entry {
+	if len(e.children) == 0 {
+		return nil
+	}
+	k, ok := t.sorted[e]
+	if !ok {
+		k = e.Children()
+		t.sorted[e] = k
+	}
+	return k
 }
 
 // Self returns the local node's name.
@@ -487,6 +507,9 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	}
 	if e == nil {
 		e = anc
+		if len(t.sorted) > 0 {
+			delete(t.sorted, anc) // it gains a child
+		}
 		for _, el := range ev.Path[depth:] {
 			e = e.child(el, true)
 		}
@@ -569,18 +592,18 @@ func (t *Tree) Walk(p Path, fn func(*Entry) bool) {
 	if e == nil {
 		return
 	}
-	walk(e, fn)
+	t.walk(e, fn)
 }
 
-func walk(e *Entry, fn func(*Entry) bool) bool {
+func (t *Tree) walk(e *Entry, fn func(*Entry) bool) bool {
 	if !fn(e) {
 		return false
 	}
 	if len(e.children) == 0 {
 		return true
 	}
-	for _, c := range e.Children() {
-		if !walk(c, fn) {
+	for _, c := range t.kids(e) {
+		if !t.walk(c, fn) {
 			return false
 		}
 	}
@@ -627,6 +650,10 @@ func (t *Tree) chop(e *Entry) {
 	for e.parent != nil && e.empty() {
 		p := e.parent
 		delete(p.children, e.name)
+		if len(t.sorted) > 0 {
+			delete(t.sorted, p)
+			delete(t.sorted, e)
+		}
 		if len(p.children) == 0 {
 			p.children = nil
 		}

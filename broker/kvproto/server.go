@@ -129,6 +129,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 				bw.Reset(conn)
 			}
 			_, err := bw.Write(msg)
+			putMsg(msg) // sent messages belong to the writer
 			if err == nil && len(out) == 0 {
 				// Let the request goroutines that are about to reply
 				// (a node batch answers many at once) add theirs, so
@@ -169,6 +170,40 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 		return nil
 	}
 	return err
+}
+
+// Message buffers. Every message handed to a connection's writer belongs
+// to it from then on (it is written later, on the writer's goroutine, so
+// no sender may touch it again); once written, buffers of the pooled sizes
+// are kept for the next messages. Streams of many small messages (a fetch
+// of a large subtree) then allocate little, which keeps the garbage, and
+// the heap the collector lets grow, small.
+var msgPools = [...]struct {
+	size int
+	pool sync.Pool
+}{{size: 256}, {size: 1024}, {size: 4096}}
+
+// msgBuf returns an empty buffer with room for size bytes.
+func msgBuf(size int) []byte {
+	for i := range msgPools {
+		if size <= msgPools[i].size {
+			if b, ok := msgPools[i].pool.Get().([]byte); ok {
+				return b[:0]
+			}
+			return make([]byte, 0, msgPools[i].size)
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+// putMsg keeps a written message's buffer if it has a pooled size.
+func putMsg(b []byte) {
+	for i := range msgPools {
+		if cap(b) == msgPools[i].size {
+			msgPools[i].pool.Put(b[:0]) //nolint:staticcheck // SA6002: a slice header per put, not per message byte
+			return
+		}
+	}
 }
 
 // writeBuffers are the connections' write buffers, shared: a connection

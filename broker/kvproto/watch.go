@@ -170,7 +170,7 @@ func (st *stream) itemMsg(it WatchItem) []byte {
 	st.wseq++
 	// One allocation of about the right size, not a growing append.
 	size := 64 + len(it.Value) + 16*len(rel[depth:]) + 24*min(len(it.Chain), max(st.nchain, 0))
-	return appendWatchItem(make([]byte, 0, size), it, rel[depth:], depth, st.nchain, st.seq, st.wseq)
+	return appendWatchItem(msgBuf(size), it, rel[depth:], depth, st.nchain, st.seq, st.wseq)
 }
 
 // fail sends the error that ended the stream (unless the connection or

@@ -16,9 +16,9 @@ import (
 	"github.com/edgekv/edgekv/tree"
 )
 
-// fillNode sets n entries p.<i> (an int each) through the client protocol
-// over 8 connections.
-func fillNode(t *testing.T, addr string, n int) {
+// fillNode sets n entries p.<i> (value(i), or the int i) through the
+// client protocol over 8 connections.
+func fillNode(t *testing.T, addr string, n int, value func(i int) []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -36,7 +36,11 @@ func fillNode(t *testing.T, addr string, n int) {
 			}
 			defer c.Close()
 			for i := w; i < n; i += conns {
-				if _, err := c.Set(ctx, tree.Path{tree.Str("p"), tree.Int(int64(i))}, msgp.AppendInt(nil, i), kvclient.WriteOpts{}); err != nil {
+				v := msgp.AppendInt(nil, i)
+				if value != nil {
+					v = value(i)
+				}
+				if _, err := c.Set(ctx, tree.Path{tree.Str("p"), tree.Int(int64(i))}, v, kvclient.WriteOpts{}); err != nil {
 					errs <- fmt.Errorf("set p.%d: %w", i, err)
 					return
 				}
@@ -59,7 +63,7 @@ func TestProbeRetainedOnSubscribe(t *testing.T) {
 	p, port, addr := probeNode(t, "ret", "")
 	const n = 50_000
 	start := time.Now()
-	fillNode(t, addr, n)
+	fillNode(t, addr, n, nil)
 	t.Logf("%d entries set in %v", n, time.Since(start).Round(time.Millisecond))
 	for _, tc := range []struct{ name, version, qos string }{
 		{"qos0-v5", "mqttv5", "0"},

@@ -2,9 +2,11 @@ package memtrim
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -30,6 +32,16 @@ type Config struct {
 	// FreeBytes: trim once the heap holds this much free memory not yet
 	// returned to the system, whatever else (default 32 MiB).
 	FreeBytes uint64
+	// Headroom is how far the heap may grow beyond what the last
+	// collection found live before the next collection is forced: the
+	// process's soft memory limit (debug.SetMemoryLimit) is kept at
+	// live + max(Headroom, live/2) + the runtime's own memory, retuned at
+	// every step, never above the limit the program had set (default
+	// 64 MiB; < 0, or GOMEMLIMIT set: leave the limit alone). Without it
+	// the heap may grow to (1 + GOGC/100) times the live heap, which a
+	// burst of short-lived garbage fills (128 streams of a large subtree:
+	// 365 MB of RSS for a live heap of about 110 MB at GOGC 200).
+	Headroom int64
 }
 
 func (c *Config) defaults() {
@@ -51,6 +63,9 @@ func (c *Config) defaults() {
 	if c.FreeBytes == 0 {
 		c.FreeBytes = 32 << 20
 	}
+	if c.Headroom == 0 {
+		c.Headroom = 64 << 20
+	}
 }
 
 // figures are what the trimmer reads from the runtime.
@@ -58,6 +73,13 @@ type figures struct {
 	goroutines int
 	held       uint64 // heap memory held from the system (mapped, not released)
 	free       uint64 // of which free: neither used nor garbage
+	live       uint64 // heap found live by the last collection
+	other      uint64 // the runtime's memory besides the heap (stacks, metadata…)
+}
+
+// limitFor is the soft memory limit for figures f and headroom h.
+func limitFor(f figures, h int64) int64 {
+	return int64(f.live) + max(h, int64(f.live/2)) + int64(f.other)
 }
 
 // Trimmer decides when to trim; Run drives it with the runtime's figures.
@@ -74,18 +96,28 @@ type Trimmer struct {
 	samples []metrics.Sample
 	freeOS  func()
 	readFn  func() figures
+	limit   int64             // the soft memory limit last set (0: none)
+	lives   []uint64          // live heap at the last steps, for tune's minimum
+	prevLim int64             // the limit before (restored when Run ends)
+	setLim  func(int64) int64 // debug.SetMemoryLimit
 }
 
 // New returns a Trimmer with cfg (defaults filled in).
 func New(cfg Config) *Trimmer {
 	cfg.defaults()
-	t := &Trimmer{cfg: cfg, freeOS: trim}
+	t := &Trimmer{cfg: cfg, freeOS: trim, setLim: debug.SetMemoryLimit, prevLim: debug.SetMemoryLimit(-1)}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.cfg.Headroom = -1 // the operator set the limit: keep it
+	}
 	for _, name := range []string{
 		"/sched/goroutines:goroutines",
 		"/memory/classes/heap/objects:bytes",
 		"/memory/classes/heap/unused:bytes",
 		"/memory/classes/heap/free:bytes",
 		"/memory/classes/heap/stacks:bytes",
+		"/gc/heap/live:bytes",
+		"/memory/classes/total:bytes",
+		"/memory/classes/heap/released:bytes",
 	} {
 		t.samples = append(t.samples, metrics.Sample{Name: name})
 	}
@@ -110,8 +142,42 @@ func (t *Trimmer) read() figures {
 		}
 		return 0
 	}
-	return figures{goroutines: int(v(0)), held: v(1) + v(2) + v(3) + v(4), free: v(3)}
+	f := figures{goroutines: int(v(0)), held: v(1) + v(2) + v(3) + v(4), free: v(3), live: v(5)}
+	if total, heap := v(6), v(1)+v(2)+v(3)+v(7); total > heap {
+		f.other = total - heap
+	}
+	return f
 }
+
+// tune keeps the soft memory limit at limitFor(f, Headroom), moving it
+// only when it is off by more than 1 MiB.
+func (t *Trimmer) tune(f figures) {
+	if t.cfg.Headroom < 0 || f.live == 0 {
+		return
+	}
+	// The live heap a collection reports includes what was allocated
+	// while it ran: a burst of garbage looks live for a while. The
+	// lowest figure of the last liveSteps steps is the one that counts,
+	// so that a burst cannot raise the limit that is there to hold it.
+	if len(t.lives) == liveSteps {
+		copy(t.lives, t.lives[1:])
+		t.lives = t.lives[:liveSteps-1]
+	}
+	t.lives = append(t.lives, f.live)
+	f.live = slices.Min(t.lives)
+	want := min(limitFor(f, t.cfg.Headroom), t.prevLim) // never above the limit the program set
+	if d := want - t.limit; d > 1<<20 || d < -(1<<20) {
+		t.setLim(want)
+		t.limit = want
+	}
+}
+
+// liveSteps is how many steps tune takes the lowest live heap of (4 s at
+// the default Every).
+const liveSteps = 16
+
+// Limit returns the soft memory limit the trimmer last set (0: none yet).
+func (t *Trimmer) Limit() int64 { return t.limit }
 
 // Poke tells the trimmer that something that held memory has ended (a
 // client's connection, say); it may be called from any goroutine.
@@ -121,6 +187,7 @@ func (t *Trimmer) Poke() { t.poked.Store(true) }
 // reports whether it trimmed.
 func (t *Trimmer) Step(now time.Time) bool {
 	f := t.readFn()
+	t.tune(f)
 	if t.poked.Swap(false) || t.peak-f.goroutines >= t.cfg.Goroutines {
 		if !t.ended {
 			t.first = now
@@ -156,6 +223,11 @@ func (t *Trimmer) Trims() int { return int(t.trims.Load()) }
 func (t *Trimmer) Run(ctx context.Context) error {
 	tk := time.NewTicker(t.cfg.Every)
 	defer tk.Stop()
+	defer func() {
+		if t.limit != 0 {
+			t.setLim(t.prevLim)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():

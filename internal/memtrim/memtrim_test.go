@@ -2,6 +2,8 @@ package memtrim
 
 import (
 	"context"
+	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -93,5 +95,66 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The soft memory limit follows the live heap: live + max(Headroom,
+// live/2) + the runtime's other memory, moved only by more than 1 MiB.
+func TestTuneLimit(t *testing.T) {
+	tr := New(Config{Headroom: 64 << 20})
+	if tr.cfg.Headroom < 0 {
+		t.Skip("GOMEMLIMIT is set: the trimmer leaves the limit alone")
+	}
+	var set []int64
+	tr.setLim = func(n int64) int64 { set = append(set, n); return 0 }
+	var f figures
+	tr.readFn = func() figures { return f }
+	steps := []struct {
+		live, other uint64
+		want        int64 // the limit after the step
+	}{
+		{0, 0, 0}, // no collection yet: nothing set
+		{100 << 20, 10 << 20, (100 + 64 + 10) << 20},         // small heap: fixed headroom
+		{100<<20 + 512<<10, 10 << 20, (100 + 64 + 10) << 20}, // off by < 1 MiB: unchanged
+		{1 << 30, 20 << 20, (100 + 64 + 20) << 20},           // a burst: the lowest of the last steps counts
+	}
+	for range liveSteps - 1 {
+		steps = append(steps, steps[len(steps)-1])
+	}
+	steps[len(steps)-1].want = (1024 + 512 + 20) << 20 // large for liveSteps steps: half of it
+	for i, s := range steps {
+		f = figures{live: s.live, other: s.other}
+		tr.Step(time.Unix(int64(i), 0))
+		if tr.Limit() != s.want {
+			t.Fatalf("step %d (live %d): limit %d, want %d", i, s.live, tr.Limit(), s.want)
+		}
+	}
+	if len(set) != 3 {
+		t.Fatalf("limit set %d times (%v), want 3", len(set), set)
+	}
+}
+
+// Run restores the limit it found when it ends.
+func TestRunRestoresLimit(t *testing.T) {
+	tr := New(Config{Every: time.Millisecond})
+	if tr.cfg.Headroom < 0 {
+		t.Skip("GOMEMLIMIT is set: the trimmer leaves the limit alone")
+	}
+	before := debug.SetMemoryLimit(-1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for debug.SetMemoryLimit(-1) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("Run set no memory limit within 5 s")
+		}
+		runtime.GC() // a collection gives the trimmer a live heap
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Fatalf("limit %d after Run, want %d as before", got, before)
 	}
 }

@@ -108,7 +108,9 @@ func entryOf(x *tree.Entry) Entry {
 }
 
 // Item is one entry with its path, as Walk and Watch deliver it. UpToDate
-// marks the end of a watch's initial entries (no path, no value).
+// marks the end of a watch's initial entries (no path, no value). The
+// Entry's Value and Chain are shared with the tree (which replaces them on
+// a change, never alters them): read them, never modify them.
 type Item struct {
 	Path     tree.Path
 	Entry    Entry
@@ -237,31 +239,63 @@ func (e *Engine) applyWrite(p tree.Path, value []byte, c Cond, reply chan<- writ
 	}
 }
 
+// walkChunk is how many entries a walk visits per turn of the engine.
+const walkChunk = 256
+
 // Walk calls fn for every entry holding a value at or below p, in
-// canonical order. The entries are copied on the engine's goroutine in one
-// step (a consistent state) and handed to fn afterwards, on the caller's.
+// canonical order. The engine visits walkChunk entries per turn and hands
+// them to fn on the caller's goroutine before it visits more, so a walk of
+// a large subtree neither holds the engine's goroutine nor copies the
+// subtree, and a caller that is slow to take entries (fn blocks) slows only
+// its own walk. Entries present from the start to the end of the walk are
+// each given once, as they are when their turn comes (tree.Iter); an entry
+// written meanwhile may be given with its newer value, one added meanwhile
+// may be left out.
 func (e *Engine) Walk(ctx context.Context, p tree.Path, fn func(Item) error) error {
-	items, err := call(e, ctx, func(e *Engine) []Item { return e.collect(p) })
-	if err != nil {
-		return err
-	}
-	for _, it := range items {
-		if err := fn(it); err != nil {
+	var it *tree.Iter
+	var buf []Item // reused from chunk to chunk: fn gets copies of the items
+	for {
+		c, err := call(e, ctx, func(e *Engine) walkStep {
+			if it == nil {
+				it = e.r.Tree().Iter(p)
+			}
+			return e.step(it, buf)
+		})
+		if err != nil {
 			return err
 		}
+		for _, x := range c.items {
+			if err := fn(x); err != nil {
+				return err
+			}
+		}
+		if !c.more {
+			return nil
+		}
+		clear(c.items)
+		buf = c.items[:0]
 	}
-	return nil
 }
 
-func (e *Engine) collect(p tree.Path) []Item {
-	var items []Item
-	e.r.Tree().Walk(p, func(x *tree.Entry) bool {
-		if x.HasValue() {
-			items = append(items, Item{Path: x.Path(), Entry: entryOf(x)})
+// walkStep is one turn's worth of a walk.
+type walkStep struct {
+	items []Item
+	more  bool
+}
+
+// step visits the next walkChunk entries of it, appending the items to
+// buf (which may be nil).
+func (e *Engine) step(it *tree.Iter, buf []Item) walkStep {
+	if buf == nil {
+		buf = make([]Item, 0, walkChunk)
+	}
+	c := walkStep{items: buf}
+	c.more = it.Next(walkChunk, func(x *tree.Entry) {
+		if v, ok := x.Value(); ok {
+			c.items = append(c.items, Item{Path: x.Path(), Entry: Entry{Value: v, Chain: x.Chain(), Tock: x.Tock()}})
 		}
-		return true
 	})
-	return items
+	return c
 }
 
 // Hello returns the node's name, its own tick and the current tock.

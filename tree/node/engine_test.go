@@ -666,3 +666,109 @@ func (r *running) watchers() int {
 	n, _ := call(r.e, context.Background(), func(e *Engine) int { return len(e.watchers) })
 	return n
 }
+
+// fillChunks sets n entries big.<i> and returns the path of the last one
+// in canonical order.
+func fillChunks(t *testing.T, r *running, n int) tree.Path {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		if _, err := r.e.Set(ctx, tree.Path{tree.Str("big"), tree.Int(int64(i))}, str("old"), Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tree.Path{tree.Str("big"), tree.Int(int64(n - 1))}
+}
+
+// TestWalkInChunks: a walk visits the tree a chunk per engine turn, so a
+// write made while the walk runs goes through at once, and an entry
+// written before the walk reaches it is given as it is then. Every entry
+// comes once.
+func TestWalkInChunks(t *testing.T) {
+	r := start(t, nil)
+	ctx := context.Background()
+	n := 3*walkChunk + 10
+	last := fillChunks(t, r, n)
+	seen := map[string]string{}
+	first := true
+	err := r.e.Walk(ctx, pth("big"), func(it Item) error {
+		if first {
+			first = false
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := r.e.Set(wctx, last, str("new"), Cond{}); err != nil {
+				return fmt.Errorf("write during the walk: %w", err)
+			}
+		}
+		if _, dup := seen[it.Path.String()]; dup {
+			return fmt.Errorf("%s given twice", it.Path)
+		}
+		seen[it.Path.String()] = string(it.Entry.Value)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n {
+		t.Fatalf("walk gave %d entries, want %d", len(seen), n)
+	}
+	if got := seen[last.String()]; got != string(str("new")) {
+		t.Fatalf("%s given as %q: the walk copied the tree in one step", last, got)
+	}
+}
+
+// TestWatchFetchInChunks: a fetch watch gives every entry once, an entry
+// written during the fetch with its newer value, then UpToDate, then the
+// change itself.
+func TestWatchFetchInChunks(t *testing.T) {
+	r := start(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 3*walkChunk + 10
+	last := fillChunks(t, r, n)
+	type res struct {
+		initial  int
+		lastSeen string
+		change   string
+		err      error
+	}
+	out := make(chan res, 1)
+	go func() {
+		var s res
+		upToDate := false
+		first := true
+		s.err = r.e.Watch(ctx, pth("big"), true, func(it Item) error {
+			switch {
+			case it.UpToDate:
+				upToDate = true
+			case !upToDate:
+				if first {
+					first = false
+					if _, err := r.e.Set(ctx, last, str("new"), Cond{}); err != nil {
+						return err
+					}
+				}
+				s.initial++
+				if it.Path.Equal(last) {
+					s.lastSeen = string(it.Entry.Value)
+				}
+			default:
+				if it.Path.Equal(last) {
+					s.change = string(it.Entry.Value)
+					out <- s
+					return errors.New("done")
+				}
+			}
+			return nil
+		})
+		out <- s
+	}()
+	select {
+	case s := <-out:
+		if s.initial != n || s.lastSeen != string(str("new")) || s.change != string(str("new")) {
+			t.Fatalf("fetch gave %d entries (want %d), last as %q, change %q (err %v)", s.initial, n, s.lastSeen, s.change, s.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fetch watch did not finish")
+	}
+}

@@ -114,10 +114,12 @@ func (e *Engine) Watch(ctx context.Context, p tree.Path, fetch bool, send func(I
 type Subscription struct {
 	e        *Engine
 	w        *watcher
-	tock     uint64 // when it was registered
-	initial  []Item // with fetch: the entries at the start, not yet taken
-	upToDate bool   // with fetch: the UpToDate item is still to come
-	cur      []Item // taken from the queue, cur[pos:] not yet given out
+	tock     uint64     // when it was registered
+	initial  []Item     // with fetch: entries visited, not yet taken
+	iter     *tree.Iter // with fetch: the walk, while entries are left
+	chunk    []Item     // with fetch: the buffer initial is a part of, reused
+	upToDate bool       // with fetch: the UpToDate item is still to come
+	cur      []Item     // taken from the queue, cur[pos:] not yet given out
 	pos      int
 	closed   bool
 }
@@ -132,7 +134,12 @@ func (e *Engine) Subscribe(ctx context.Context, p tree.Path, fetch bool, notify 
 	s := &Subscription{e: e, w: newWatcher(p, e.cfg.WatchQueue, notify), upToDate: fetch}
 	_, err := call(e, ctx, func(e *Engine) struct{} {
 		if fetch {
-			s.initial = e.collect(p)
+			s.iter = e.r.Tree().Iter(p)
+			c := e.step(s.iter, nil)
+			s.initial, s.chunk = c.items, c.items
+			if !c.more {
+				s.iter = nil
+			}
 		}
 		s.tock = e.r.Tree().Tock()
 		e.watchers[s.w] = struct{}{}
@@ -149,19 +156,38 @@ func (s *Subscription) Tock() uint64 { return s.tock }
 
 // Drain calls fn with what the watch has, in order (with fetch, first the
 // entries at the start and the UpToDate item), until fn returns false (the
-// item it was given stays for the next Drain) or nothing is left. It
+// item it was given stays for the next Drain) or nothing is left. With
+// fetch, the entries are visited a chunk at a time as fn takes them (see
+// Walk), each chunk in one turn of the engine that Drain waits for. It
 // returns nil, or, once everything before it has been given out, the error
 // that ended the watch: ErrWatchOverflow, or one wrapping
 // tree.ErrUnavailable when the engine stopped.
 func (s *Subscription) Drain(fn func(Item) bool) error {
-	for len(s.initial) > 0 {
-		if !fn(s.initial[0]) {
-			return nil
+	for {
+		for len(s.initial) > 0 {
+			if !fn(s.initial[0]) {
+				return nil
+			}
+			s.initial[0] = Item{}
+			s.initial = s.initial[1:]
 		}
-		s.initial[0] = Item{}
-		s.initial = s.initial[1:]
+		if s.iter == nil {
+			s.initial, s.chunk = nil, nil
+			break
+		}
+		// The next entries of the fetch: one turn of the engine, into
+		// the same buffer. The watch is registered, so whatever changes
+		// meanwhile is queued.
+		it, buf := s.iter, s.chunk[:0]
+		c, err := call(s.e, context.Background(), func(e *Engine) walkStep { return e.step(it, buf) })
+		if err != nil {
+			return err
+		}
+		s.initial, s.chunk = c.items, c.items
+		if !c.more {
+			s.iter = nil
+		}
 	}
-	s.initial = nil
 	if s.upToDate {
 		if !fn(Item{UpToDate: true}) {
 			return nil
