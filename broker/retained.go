@@ -217,7 +217,7 @@ func (f *filler) outgoing(cl *mqtt.Client, sub packets.Subscription, pk packets.
 	return out
 }
 
-// subscribed reports whether cl still holds a subscription to filter.
+// stillSubscribed reports whether cl still holds a subscription to filter.
 func stillSubscribed(cl *mqtt.Client, filter string) bool {
 	_, ok := cl.State.Subscriptions.Get(filter) // [MQTT-3.10.4-2]
 	return ok

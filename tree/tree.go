@@ -199,11 +199,13 @@ func New(cfg Config) *Tree {
 	}
 }
 
-// kids returns e's children in canonical order; the slice is shared
-// (see Tree.sorted) and must not be modified.
+// kids returns e's children in canonical order; the slice may be shared
+// (see Tree.sorted) and must not be modified. Only levels of at least
+// sharedKids children are kept: small ones cost less to sort again than
+// to remember for every interior entry a walk has passed.
 func (t *Tree) kids(e *Entry) []*Entry {
-	if len(e.children) == 0 {
-		return nil
+	if len(e.children) < sharedKids {
+		return e.Children()
 	}
 	k, ok := t.sorted[e]
 	if !ok {
@@ -212,6 +214,9 @@ func (t *Tree) kids(e *Entry) []*Entry {
 	}
 	return k
 }
+
+// sharedKids is the smallest level whose sorted children are kept.
+const sharedKids = 64
 
 // Self returns the local node's name.
 func (t *Tree) Self() string { return t.self }
