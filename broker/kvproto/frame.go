@@ -1,11 +1,15 @@
 package kvproto
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"time"
 
+	"github.com/edgekv/edgekv/internal/budget"
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
@@ -52,6 +56,51 @@ type Reader struct {
 	err   error // sticky
 	sc    scanner
 	chunk int
+
+	// With a budget (SetBudget): what the buffer holds beyond budget.Free
+	// is taken from bud; a message larger than that must keep coming at
+	// budget.MinRate (read deadlines on dl).
+	ctx   context.Context
+	bud   *budget.Budget
+	held  int64
+	dl    interface{ SetReadDeadline(time.Time) error }
+	start time.Time // when the current message outgrew budget.Free; zero: it has not
+}
+
+// SetBudget makes r take what its buffer holds beyond budget.Free from b,
+// waiting as b.Take does (until ctx is done at most), and hold a message
+// larger than that to budget.MinRate by read deadlines, if its reader has
+// SetReadDeadline. Call Release when done with r.
+func (r *Reader) SetBudget(ctx context.Context, b *budget.Budget) {
+	r.ctx, r.bud = ctx, b
+	r.dl, _ = r.r.(interface{ SetReadDeadline(time.Time) error })
+}
+
+// Release gives back what r holds of its budget; r must not be used after.
+func (r *Reader) Release() {
+	if r.bud != nil {
+		r.bud.Give(r.held)
+		r.held = 0
+	}
+	r.buf, r.n = nil, 0
+}
+
+// hold resizes r's share of the budget to a buffer of size bytes.
+func (r *Reader) hold(size int) error {
+	if r.bud == nil {
+		return nil
+	}
+	want := max(0, int64(size)-budget.Free)
+	switch {
+	case want > r.held:
+		if err := r.bud.Take(r.ctx, want-r.held); err != nil {
+			return fmt.Errorf("kvproto: message %d: %d bytes received, no room for more: %w", r.count, r.n, err)
+		}
+	case want < r.held:
+		r.bud.Give(r.held - want)
+	}
+	r.held = want
+	return nil
 }
 
 // NewReader returns a Reader over r accepting messages of at most
@@ -82,16 +131,37 @@ func (r *Reader) Next() ([]byte, error) {
 		}
 		if done {
 			end := r.sc.pos
-			msg := make([]byte, end)
-			copy(msg, r.buf[:end])
-			r.n = copy(r.buf, r.buf[end:r.n])
-			r.count++
-			if len(r.buf) > 16*r.chunk && r.n <= r.chunk {
-				// Do not keep a large message's buffer for the
-				// connection's lifetime.
-				nb := make([]byte, r.chunk)
-				r.n = copy(nb, r.buf[:r.n])
+			var msg []byte
+			if end > budget.Free {
+				// A large message keeps the buffer it came in (no
+				// second copy); reading goes on in a new one, and the
+				// budget is given back: the message is complete.
+				msg = r.buf[:end:end]
+				nb := make([]byte, max(r.chunk, r.n-end))
+				r.n = copy(nb, r.buf[end:r.n])
 				r.buf = nb
+			} else {
+				msg = make([]byte, end)
+				copy(msg, r.buf[:end])
+				r.n = copy(r.buf, r.buf[end:r.n])
+				if len(r.buf) > 16*r.chunk && r.n <= r.chunk {
+					// Do not keep a large message's buffer for the
+					// connection's lifetime.
+					nb := make([]byte, r.chunk)
+					r.n = copy(nb, r.buf[:r.n])
+					r.buf = nb
+				}
+			}
+			r.count++
+			if err := r.hold(len(r.buf)); err != nil { // only ever gives back here
+				r.err = err
+				return nil, err
+			}
+			if !r.start.IsZero() {
+				r.start = time.Time{}
+				if r.dl != nil {
+					_ = r.dl.SetReadDeadline(time.Time{})
+				}
 			}
 			return msg, nil
 		}
@@ -120,12 +190,27 @@ func (r *Reader) fill() error {
 			// before the buffer gets here.
 			return &FrameError{Msg: "message too large", Message: r.count, Offset: r.n}
 		}
+		if err := r.hold(size); err != nil {
+			return err
+		}
 		nb := make([]byte, size)
 		copy(nb, r.buf[:r.n])
 		r.buf = nb
 	}
+	if r.bud != nil && r.n > budget.Free {
+		if r.start.IsZero() {
+			r.start = time.Now()
+		}
+		if r.dl != nil {
+			_ = r.dl.SetReadDeadline(budget.Deadline(r.start, int64(r.n)))
+		}
+	}
 	for range 100 {
 		k, err := r.r.Read(r.buf[r.n:])
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() && !r.start.IsZero() {
+			err = fmt.Errorf("kvproto: message %d: %d bytes received in %s, slower than the %d KiB/s a message over %d KiB must keep up: %w",
+				r.count, r.n+k, time.Since(r.start).Round(time.Millisecond), budget.MinRate>>10, budget.Free>>10, err)
+		}
 		r.n += k
 		if k > 0 {
 			return nil

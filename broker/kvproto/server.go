@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/edgekv/edgekv/internal/budget"
 	"github.com/edgekv/edgekv/tree"
 )
 
@@ -76,9 +78,23 @@ type Server struct {
 	// acks, its stop), and the reader must go on reading, to see acks,
 	// stops and the client's close.
 	MaxStreams int
+	// Budget, if set, is shared by the node's connections: what their
+	// unfinished messages hold beyond budget.Free bytes each is taken from
+	// it; a connection that finds no room waits (unread), then is closed
+	// with a fatal error that says so. Such a message must also keep
+	// arriving at budget.MinRate.
+	Budget *budget.Budget
+	// MaxConns bounds the connections served at once (0: no bound); one
+	// more gets a fatal error naming the limit and is closed.
+	MaxConns int
 	// Logger receives connection-level problems (nil: discard).
 	Logger *slog.Logger
+
+	conns atomic.Int64
 }
+
+// ErrTooManyConns is returned by ServeConn for a connection over MaxConns.
+var ErrTooManyConns = errors.New("kvproto: too many connections")
 
 // ServeConn serves one connection until the client closes it, a fatal
 // error, or ctx ends, and closes conn. It sends the greeting, then reads
@@ -100,6 +116,15 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	if inflight <= 0 {
 		inflight = 64
 	}
+
+	if n := s.conns.Add(1); s.MaxConns > 0 && n > int64(s.MaxConns) {
+		s.conns.Add(-1)
+		msg := fmt.Sprintf("this node serves at most %d client connections (limits.client_connections); try again later", s.MaxConns)
+		_, _ = conn.Write(AppendFatal(nil, tree.KindUnavailable, msg))
+		conn.Close()
+		return fmt.Errorf("%w: %d open", ErrTooManyConns, s.MaxConns)
+	}
+	defer s.conns.Add(-1)
 
 	// Closing conn unblocks the reader when ctx ends.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -229,6 +254,10 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	send(AppendHello(nil, h))
 
 	r := NewReader(conn, s.MaxMessage)
+	if s.Budget != nil {
+		r.SetBudget(ctx, s.Budget)
+		defer r.Release()
+	}
 	sem := make(chan struct{}, inflight)
 	maxStreams := s.MaxStreams
 	if maxStreams <= 0 {
@@ -270,8 +299,13 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 				return ctx.Err()
 			}
 			var fe *FrameError
-			if errors.As(err, &fe) {
+			var ex *budget.ExhaustedError
+			var ne net.Error
+			switch {
+			case errors.As(err, &fe):
 				send(AppendFatal(nil, tree.KindInvalid, fe.Error()))
+			case errors.As(err, &ex), errors.As(err, &ne) && ne.Timeout():
+				send(AppendFatal(nil, tree.KindUnavailable, err.Error()))
 			}
 			log.Info("kvproto: closing connection", "error", err)
 			return err
