@@ -345,7 +345,8 @@ func (n *Node) listenClients() ([]net.Listener, error) {
 // serveClients serves every listener until ctx is done, then closes them
 // and waits for their connections to end.
 func (n *Node) serveClients(ctx context.Context, lns []net.Listener) error {
-	srv := &kvproto.Server{Tree: kvTree{n}, Logger: n.log}
+	srv := &kvproto.Server{Tree: kvTree{n}, Logger: n.log,
+		MaxConns: n.cfg.Limits.ClientConnections, MaxMessage: int(n.cfg.Limits.ClientMessage), Budget: n.recv}
 	var wg sync.WaitGroup
 	for _, ln := range lns {
 		wg.Add(1)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker"
+	"github.com/edgekv/edgekv/internal/budget"
 	"github.com/edgekv/edgekv/internal/memtrim"
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/node"
@@ -37,6 +38,7 @@ type Node struct {
 	links  []*broker.PeerLink
 	client []clientListener // plain first (if any), then TLS
 	trim   *memtrim.Trimmer // told when clients leave
+	recv   *budget.Budget   // limits.receiving: unfinished messages of all connections
 
 	ready     chan struct{} // closed once every listener is open (or Run failed)
 	readyOnce sync.Once
@@ -57,7 +59,8 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log.With("node", cfg.Node), ready: make(chan struct{}), trim: memtrim.New(memtrim.Config{})}
+	n := &Node{cfg: cfg, log: log.With("node", cfg.Node), ready: make(chan struct{}), trim: memtrim.New(memtrim.Config{}),
+		recv: budget.New("limits.receiving", int64(cfg.Limits.Receiving), cfg.Limits.ReceivingWait.Std())}
 
 	var err error
 	if cfg.Listen.Client != "" {
@@ -79,6 +82,12 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 		AllowAnonymous:  true, // loopback only, until the security issue lands
 		Logger:          log,
 		ClientGone:      n.trim.Poke,
+		MaxConns:        cfg.Limits.MQTTConnections,
+		MaxPacketBytes:  int(cfg.Limits.MQTTPacket),
+		Budget:          n.recv,
+		// 0 in the board config: no retained messages outside the tree
+		// (every message has at least one byte of topic and of payload).
+		MaxRetainedBytes: max(int64(cfg.Limits.Retained), 1),
 	}
 	for _, u := range cfg.PeerUsers {
 		bcfg.PeerUsers[u.Username] = u.Password

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,8 @@ type Config struct {
 	// PeerUsers are the credentials other nodes present when they dial this
 	// node's broker.
 	PeerUsers []PeerUser `yaml:"peer_users"`
+	// Limits bound what clients may take from the node.
+	Limits Limits `yaml:"limits"`
 
 	source string         // the name given to Parse or Load
 	lines  map[string]int // YAML path → line, from the parsed file
@@ -116,6 +119,37 @@ type KV struct {
 	// MaxPayloadBytes is the largest payload a client may publish to a KV
 	// topic, in bytes. Default 65536.
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+}
+
+// Limits bound what the node's clients (MQTT and the MoaT-KV client
+// protocol) may make it hold, so that a broken or hostile one cannot take
+// a small board's memory. The README's "Hostile and careless clients"
+// says what each costs.
+type Limits struct {
+	// MQTTConnections is the most MQTT connections at once, peers' links
+	// included; more get CONNACK "server busy". Default 256.
+	MQTTConnections int `yaml:"mqtt_connections"`
+	// ClientConnections is the most client-protocol connections at once;
+	// more get an error naming this setting. Default 256.
+	ClientConnections int `yaml:"client_connections"`
+	// ClientMessage is the largest client-protocol request. Default 16MiB.
+	ClientMessage Size `yaml:"client_message"`
+	// MQTTPacket is the largest MQTT packet a client may send; at least
+	// kv.max_payload_bytes. Default 4MiB.
+	MQTTPacket Size `yaml:"mqtt_packet"`
+	// Receiving is what all connections together may hold of messages
+	// still arriving (beyond 64 KiB each). A connection that finds no room
+	// waits ReceivingWait, unread, then is closed with a reason; a message
+	// over 64 KiB must also keep arriving at 64 KiB/s (after 10 s).
+	// At least ClientMessage and MQTTPacket. Default 64MiB.
+	Receiving Size `yaml:"receiving"`
+	// ReceivingWait is how long a connection waits for room in Receiving.
+	// Default 5s.
+	ReceivingWait Duration `yaml:"receiving_wait"`
+	// Retained bounds the retained MQTT messages (topic and payload bytes)
+	// on topics outside kv.prefix and sync.prefix; one that does not fit
+	// is refused; 0 allows none. Default 16MiB.
+	Retained Size `yaml:"retained"`
 }
 
 // Sync tunes the sync protocol (DESIGN.md §3).
@@ -206,6 +240,67 @@ var logLevels = map[LogLevel]slog.Level{
 // Slog returns l as a slog.Level; slog.LevelInfo for an unknown level.
 func (l LogLevel) Slog() slog.Level { return logLevels[l] }
 
+// Size is a number of bytes, written in YAML as an integer or with a unit:
+// 512KiB, 64MiB, 1GiB (powers of 1024), or kB, MB, GB (of 1000).
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+// String writes s in the largest binary unit that divides it.
+func (s Size) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if s != 0 && int64(s)%u.mult == 0 {
+			return fmt.Sprintf("%d%s", int64(s)/u.mult, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%d", int64(s))
+}
+
+// MarshalYAML writes s as String does.
+func (s Size) MarshalYAML() (any, error) {
+	if str := s.String(); !strings.ContainsAny(str, "KMG") {
+		return int64(s), nil
+	}
+	return s.String(), nil
+}
+
+// UnmarshalYAML reads a size; a bad value is reported with its line.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, msg := parseSize(n)
+	if msg != "" {
+		return fmt.Errorf("boards: line %d: %s", n.Line, msg)
+	}
+	*s = v
+	return nil
+}
+
+// parseSize reads a scalar node as a Size, or says what is wrong.
+func parseSize(n *yaml.Node) (Size, string) {
+	want := "want a size such as 65536, 512KiB or 64MiB, got "
+	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+		return 0, want + describe(n)
+	}
+	str := strings.TrimSpace(n.Value)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(str, u.suffix); ok {
+			str, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mult {
+		return 0, fmt.Sprintf("%q is not a size (want e.g. 65536, 512KiB, 64MiB)", n.Value)
+	}
+	return Size(v * mult), ""
+}
+
 // Duration is a time.Duration written in YAML as a Go duration string
 // ("100ms", "1s", "1m30s").
 type Duration time.Duration
@@ -257,6 +352,14 @@ const (
 	DefaultChainLength     = 5
 	DefaultSyncInterval    = 100 * time.Millisecond
 	DefaultHeartbeat       = time.Second
+
+	DefaultMQTTConnections   = 256
+	DefaultClientConnections = 256
+	DefaultClientMessage     = 16 << 20
+	DefaultMQTTPacket        = 4 << 20
+	DefaultReceiving         = 64 << 20
+	DefaultReceivingWait     = 5 * time.Second
+	DefaultRetained          = 16 << 20
 )
 
 // DefaultDataDir returns the default data directory of node: ./data/NODE.
@@ -282,6 +385,15 @@ func DefaultConfig(node string) *Config {
 		},
 		KV:   KV{Prefix: DefaultKVPrefix, MaxPayloadBytes: DefaultMaxPayloadBytes},
 		Sync: Sync{Prefix: DefaultSyncPrefix, ChainLength: DefaultChainLength, Heartbeat: Duration(DefaultHeartbeat)},
+		Limits: Limits{
+			MQTTConnections:   DefaultMQTTConnections,
+			ClientConnections: DefaultClientConnections,
+			ClientMessage:     DefaultClientMessage,
+			MQTTPacket:        DefaultMQTTPacket,
+			Receiving:         DefaultReceiving,
+			ReceivingWait:     Duration(DefaultReceivingWait),
+			Retained:          DefaultRetained,
+		},
 	}
 	if node != "" {
 		c.Data.Dir = DefaultDataDir(node)

@@ -148,7 +148,10 @@ type decoder struct {
 	overrun  bool // budget or depth exceeded (reported once)
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	sizeType     = reflect.TypeFor[Size]()
+)
 
 func (d *decoder) problem(path string, line int, format string, args ...any) {
 	d.problems = append(d.problems, Problem{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
@@ -197,6 +200,15 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, depth int) {
 			return
 		}
 		v.Set(reflect.ValueOf(dur))
+		return
+	}
+	if v.Type() == sizeType {
+		size, msg := parseSize(n)
+		if msg != "" {
+			d.typeError(path, n.Line, "%s", msg)
+			return
+		}
+		v.Set(reflect.ValueOf(size))
 		return
 	}
 	switch v.Kind() {

@@ -63,6 +63,7 @@ func (c *Config) check(requireNode bool) []Problem {
 	}
 	v.links()
 	v.peerUsers()
+	v.limits()
 	return v.problems
 }
 
@@ -73,6 +74,38 @@ type validator struct {
 
 func (v *validator) add(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{Path: path, Line: v.c.line(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) limits() {
+	l := v.c.Limits
+	count := func(path string, n int) {
+		if n < 1 || n > 65536 {
+			v.add(path, "%d is out of range (want 1 to 65536)", n)
+		}
+	}
+	count("limits.mqtt_connections", l.MQTTConnections)
+	count("limits.client_connections", l.ClientConnections)
+	size := func(path string, s, lo, hi Size) bool {
+		if s < lo || s > hi {
+			v.add(path, "%s is out of range (want %s to %s)", s, lo, hi)
+			return false
+		}
+		return true
+	}
+	okMsg := size("limits.client_message", l.ClientMessage, 64<<10, 256<<20)
+	okPkt := size("limits.mqtt_packet", l.MQTTPacket, 64<<10, 256<<20)
+	if kv := v.c.KV.MaxPayloadBytes; okPkt && kv <= MaxPayloadLimitBytes && l.MQTTPacket < Size(kv) {
+		v.add("limits.mqtt_packet", "%s is less than kv.max_payload_bytes (%d): raise it, or such writes could not arrive", l.MQTTPacket, kv)
+	}
+	if size("limits.receiving", l.Receiving, 1<<20, 1<<40) && okMsg && okPkt {
+		if biggest := max(l.ClientMessage, l.MQTTPacket); l.Receiving < biggest {
+			v.add("limits.receiving", "%s is less than the largest message allowed (%s): one could never be received", l.Receiving, biggest)
+		}
+	}
+	if l.ReceivingWait < 0 {
+		v.add("limits.receiving_wait", "%s is negative", l.ReceivingWait)
+	}
+	size("limits.retained", l.Retained, 0, 1<<40)
 }
 
 func (v *validator) data(requireNode bool) {

@@ -86,6 +86,15 @@ var parseCases = []struct {
 	{"max payload too big", "kv:\n  max_payload_bytes: 268435456\n", "kv.max_payload_bytes", 2, "out of range"},
 	{"max payload string", "kv:\n  max_payload_bytes: lots\n", "kv.max_payload_bytes", 2, `want an integer, got the string "lots"`},
 	{"max payload float", "kv:\n  max_payload_bytes: 1.5\n", "kv.max_payload_bytes", 2, "want an integer, got the number 1.5"},
+	{"size words", "limits:\n  receiving: lots\n", "limits.receiving", 2, `"lots" is not a size (want e.g. 65536, 512KiB, 64MiB)`},
+	{"size unit unknown", "limits:\n  retained: 5 parsecs\n", "limits.retained", 2, "is not a size"},
+	{"size negative", "limits:\n  retained: -1\n", "limits.retained", 2, "is not a size"},
+	{"size list", "limits:\n  retained: [1]\n", "limits.retained", 2, "want a size such as 65536, 512KiB or 64MiB, got a list"},
+	{"receiving below message", "limits:\n  receiving: 8MiB\n", "limits.receiving", 2, "8MiB is less than the largest message allowed (16MiB): one could never be received"},
+	{"client message too big", "limits:\n  client_message: 1GiB\n", "limits.client_message", 2, "1GiB is out of range (want 64KiB to 256MiB)"},
+	{"connections zero", "limits:\n  mqtt_connections: 0\n", "limits.mqtt_connections", 2, "0 is out of range (want 1 to 65536)"},
+	{"packet below payload", "kv: {max_payload_bytes: 8388608}\nlimits:\n  mqtt_packet: 4MiB\n", "limits.mqtt_packet", 3, "4MiB is less than kv.max_payload_bytes (8388608): raise it"},
+	{"wait negative", "limits:\n  receiving_wait: -1s\n", "limits.receiving_wait", 2, "-1s is negative"},
 	{"chain length zero", "sync:\n  chain_length: 0\n", "sync.chain_length", 2, "0 is out of range (want 1 to 64)"},
 	{"chain length too long", "sync:\n  chain_length: 65\n", "sync.chain_length", 2, "65 is out of range"},
 	{"chain length overflow", "sync:\n  chain_length: 99999999999999999999\n", "sync.chain_length", 2, "want an integer"},
@@ -122,7 +131,7 @@ var parseCases = []struct {
 
 	// keys and documents
 	{"unknown top-level key", "node: a\nnodes: b\n", "nodes", 2, `unknown key (did you mean "node"?)`},
-	{"unknown key far from all", "zzzzzz: 1\n", "zzzzzz", 1, "unknown key (known keys: board, data, hubs, kv, listen, log_level, node, peer_users, peers, sync)"},
+	{"unknown key far from all", "zzzzzz: 1\n", "zzzzzz", 1, "unknown key (known keys: board, data, hubs, kv, limits, listen, log_level, node, peer_users, peers, sync)"},
 	{"unknown nested key", "data:\n  directory: x\n", "data.directory", 2, "unknown key"},
 	{"duplicate key", "node: a\nboard: sim\nnode: b\n", "node", 3, "duplicate key (first at line 1)"},
 	{"non-string key", "[a]: 1\n", "", 1, "a key must be a string, got a list"},
@@ -245,6 +254,12 @@ var validCases = []struct {
 	{"durations", "data: {sync_interval: 1m30s}\nsync: {heartbeat: 250ms}\n", func(t *testing.T, c *Config) {
 		if c.Data.SyncInterval.Std().Seconds() != 90 || c.Sync.Heartbeat.Std().Milliseconds() != 250 {
 			t.Errorf("sync interval %v, heartbeat %v", c.Data.SyncInterval, c.Sync.Heartbeat)
+		}
+	}},
+	{"sizes", "limits: {receiving: 128MiB, retained: 1000000, client_message: 512 KiB, mqtt_packet: 2MB}\n", func(t *testing.T, c *Config) {
+		l := c.Limits
+		if l.Receiving != 128<<20 || l.Retained != 1e6 || l.ClientMessage != 512<<10 || l.MQTTPacket != 2e6 || l.ReceivingWait.Std() != DefaultReceivingWait {
+			t.Errorf("limits %+v", l)
 		}
 	}},
 	{"hex integer", "kv: {max_payload_bytes: 0x1000}\n", func(t *testing.T, c *Config) {

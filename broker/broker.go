@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/edgekv/edgekv/internal/budget"
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/wire"
 )
@@ -50,10 +51,11 @@ type TLSListener struct{ Addr, Cert, Key string }
 
 // Defaults for Config fields left zero.
 const (
-	DefaultKVPrefix        = "kv"
-	DefaultSyncPrefix      = "edgekv/sync"
-	DefaultMaxPayloadBytes = 64 << 10
-	DefaultMaxPacketBytes  = 4 << 20
+	DefaultKVPrefix         = "kv"
+	DefaultSyncPrefix       = "edgekv/sync"
+	DefaultMaxPayloadBytes  = 64 << 10
+	DefaultMaxPacketBytes   = 4 << 20
+	DefaultMaxRetainedBytes = 16 << 20
 )
 
 // Config configures a Broker. Zero fields take the defaults above.
@@ -87,6 +89,20 @@ type Config struct {
 	AllowAnonymous bool
 	// Logger receives the broker's and mochi's logs (default: discarded).
 	Logger *slog.Logger
+	// MaxConns bounds the MQTT connections at once (0: no bound): clients
+	// beyond it get a CONNACK "server busy" (v5) or "server unavailable"
+	// (v3.1.1), and beyond a few more the connection is closed at once.
+	MaxConns int
+	// Budget, if set, is the node's budget of unfinished packets, shared
+	// with its other listeners: a packet over budget.Free bytes is read
+	// only once its length fits (the connection waits, then is closed),
+	// and must arrive at budget.MinRate.
+	Budget *budget.Budget
+	// MaxRetainedBytes bounds the retained messages (topic and payload
+	// bytes) on topics outside KVPrefix and SyncPrefix (default 16 MiB;
+	// < 0: no bound). A retained publish that does not fit is refused
+	// with "quota exceeded" (MQTT v5) or dropped, and logged.
+	MaxRetainedBytes int64
 	// ClientGone, if set, is called (on mochi's goroutine; it must not
 	// block) whenever a client's connection has ended.
 	ClientGone func()
@@ -117,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPacketBytes == 0 {
 		c.MaxPacketBytes = max(DefaultMaxPacketBytes, c.MaxPayloadBytes)
 	}
+	if c.MaxRetainedBytes == 0 {
+		c.MaxRetainedBytes = DefaultMaxRetainedBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,6 +165,9 @@ func (c Config) Validate() error {
 	}
 	if kvOK && syncOK && (underPrefix(c.KVPrefix, c.SyncPrefix) || underPrefix(c.SyncPrefix, c.KVPrefix)) {
 		bad("SyncPrefix", fmt.Errorf("%q overlaps KVPrefix %q", c.SyncPrefix, c.KVPrefix))
+	}
+	if c.MaxConns < 0 {
+		bad("MaxConns", fmt.Errorf("negative (%d)", c.MaxConns))
 	}
 	if c.MaxPayloadBytes < 0 {
 		bad("MaxPayloadBytes", fmt.Errorf("negative (%d)", c.MaxPayloadBytes))
@@ -214,6 +236,8 @@ type Broker struct {
 	hook   *hook
 	peers  *peerTracker
 	fill   *filler // retained messages for new subscriptions (retained.go)
+	limits *connLimits
+	retain retainedBudget
 
 	ready   chan struct{} // closed once Run has opened its listeners (or failed)
 	addrs   []net.Addr    // written before ready is closed
@@ -241,6 +265,9 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 	caps.MaximumInflight = 8192                      // outbound QoS 1/2 messages held per client
 	caps.MaximumClientWritesPending = 8192           // outbound queue per client before dropping
 	caps.TopicAliasMaximum = 1024
+	if cfg.MaxConns > 0 {
+		caps.MaximumClients = int64(cfg.MaxConns)
+	}
 
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
@@ -262,6 +289,8 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 		inline: inline,
 		peers:  newPeerTracker(sh),
 		ready:  make(chan struct{}),
+		limits: &connLimits{max: cfg.MaxConns, budget: cfg.Budget, packet: int64(cfg.MaxPacketBytes), log: log},
+		retain: retainedBudget{max: cfg.MaxRetainedBytes},
 	}
 	b.hook = newHook(b, t, sh)
 	b.fill = newFiller(srv, b.hook.OnACLCheck, b.hook.context)

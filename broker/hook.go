@@ -292,6 +292,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return h.write(cl, pk)
 	case underPrefix(pk.TopicName, h.syncPrefix):
 		return h.syncIn(cl, pk)
+	case pk.FixedHeader.Retain:
+		if err := h.b.retain.admit(pk.TopicName, len(pk.Payload)); err != nil {
+			return h.refuse(cl, pk, packets.ErrQuotaExceeded, err)
+		}
 	}
 	return pk, nil
 }

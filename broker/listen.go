@@ -44,14 +44,14 @@ func (b *Broker) listen() ([]openListener, error) {
 		if err != nil {
 			return fail(fmt.Errorf("broker: MQTT listener: %w", err))
 		}
-		out = append(out, openListener{ln, newNetListener(fmt.Sprintf("tcp%d", i), "tcp", ln)})
+		out = append(out, openListener{ln, newNetListener(fmt.Sprintf("tcp%d", i), "tcp", ln, b.limits)})
 	}
 	for i, addr := range b.cfg.WebSocket {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fail(fmt.Errorf("broker: WebSocket listener: %w", err))
 		}
-		out = append(out, openListener{ln, newWSListener(fmt.Sprintf("ws%d", i), ln)})
+		out = append(out, openListener{ln, newWSListener(fmt.Sprintf("ws%d", i), ln, b.limits)})
 	}
 	for i, l := range b.cfg.TLS {
 		cert, err := tls.LoadX509KeyPair(l.Cert, l.Key)
@@ -66,7 +66,7 @@ func (b *Broker) listen() ([]openListener, error) {
 			Certificates: []tls.Certificate{cert},
 			MinVersion:   tls.VersionTLS12,
 		})
-		out = append(out, openListener{tln, newNetListener(fmt.Sprintf("tls%d", i), "tls", tln)})
+		out = append(out, openListener{tln, newNetListener(fmt.Sprintf("tls%d", i), "tls", tln, b.limits)})
 	}
 	return out, nil
 }
@@ -113,16 +113,25 @@ func (s *connSet) closeAll() {
 	}
 }
 
-// serveConn hands one connection to mochi, with a deadline for its
-// CONNECT packet, and logs how it ended at debug level (mochi's own
-// listeners log every ended connection as a warning).
-func serveConn(id string, c, deadlineConn net.Conn, conns *connSet, establish listeners.EstablishFn, log *slog.Logger) {
-	if !conns.add(c) {
+// serveConn hands one connection to mochi, counted against the broker's
+// connection limit and metered against its budget of unfinished packets
+// (meteredConn), with a deadline for its CONNECT packet, and logs how it
+// ended at debug level (mochi's own listeners log every ended connection
+// as a warning). Deadlines go to c (a wsConn passes them to its socket).
+func serveConn(id string, c net.Conn, lim *connLimits, conns *connSet, establish listeners.EstablishFn, log *slog.Logger) {
+	if !lim.admit() {
+		c.Close()
 		return
 	}
-	defer conns.remove(c)
-	_ = deadlineConn.SetDeadline(time.Now().Add(connectTimeout))
-	if err := establish(id, c); err != nil {
+	defer lim.release()
+	mc := newMeteredConn(c, lim)
+	defer mc.releaseBudget()
+	if !conns.add(mc) {
+		return
+	}
+	defer conns.remove(mc)
+	_ = mc.SetDeadline(time.Now().Add(connectTimeout))
+	if err := establish(id, mc); err != nil {
 		log.Debug("connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
 	}
 }
@@ -132,12 +141,13 @@ type netListener struct {
 	id, protocol string
 	ln           net.Listener
 	log          *slog.Logger
+	lim          *connLimits
 	conns        connSet
 	closed       atomic.Bool
 }
 
-func newNetListener(id, protocol string, ln net.Listener) *netListener {
-	return &netListener{id: id, protocol: protocol, ln: ln}
+func newNetListener(id, protocol string, ln net.Listener, lim *connLimits) *netListener {
+	return &netListener{id: id, protocol: protocol, ln: ln, lim: lim}
 }
 
 func (l *netListener) ID() string       { return l.id }
@@ -166,7 +176,7 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
-		go serveConn(l.id, c, c, &l.conns, establish, l.log)
+		go serveConn(l.id, c, l.lim, &l.conns, establish, l.log)
 	}
 }
 
@@ -189,14 +199,16 @@ type wsListener struct {
 	http     *http.Server
 	upgrader websocket.Upgrader
 	log      *slog.Logger
+	lim      *connLimits
 	conns    connSet
 	closed   atomic.Bool
 }
 
-func newWSListener(id string, ln net.Listener) *wsListener {
+func newWSListener(id string, ln net.Listener, lim *connLimits) *wsListener {
 	l := &wsListener{
-		id: id,
-		ln: ln,
+		id:  id,
+		ln:  ln,
+		lim: lim,
 		upgrader: websocket.Upgrader{
 			Subprotocols: []string{"mqtt"},
 			CheckOrigin:  func(*http.Request) bool { return true },
@@ -225,7 +237,7 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return // the upgrader has answered
 		}
-		serveConn(l.id, &wsConn{Conn: c.NetConn(), ws: c}, c.NetConn(), &l.conns, establish, l.log)
+		serveConn(l.id, &wsConn{Conn: c.NetConn(), ws: c}, l.lim, &l.conns, establish, l.log)
 	})
 	if err := l.http.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !l.closed.Load() {
 		l.log.Error("websocket listener failed", "listener", l.id, "error", err)
