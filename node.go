@@ -88,6 +88,8 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 		// 0 in the board config: no retained messages outside the tree
 		// (every message has at least one byte of topic and of payload).
 		MaxRetainedBytes: max(int64(cfg.Limits.Retained), 1),
+		MaxQueueBytes:    int64(cfg.Limits.MQTTQueue),
+		MaxSendingBytes:  int64(cfg.Limits.Sending),
 	}
 	for _, u := range cfg.PeerUsers {
 		bcfg.PeerUsers[u.Username] = u.Password

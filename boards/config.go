@@ -146,6 +146,15 @@ type Limits struct {
 	// ReceivingWait is how long a connection waits for room in Receiving.
 	// Default 5s.
 	ReceivingWait Duration `yaml:"receiving_wait"`
+	// MQTTQueue is what may wait to be sent to one MQTT client (payload,
+	// topic and 256 bytes per message): a client that does not read fast
+	// enough to stay under it is disconnected, and the reason logged.
+	// Default 16MiB.
+	MQTTQueue Size `yaml:"mqtt_queue"`
+	// Sending bounds all MQTT clients' queues together; a client whose
+	// message would go over it while it still has some waiting is
+	// disconnected. At least MQTTQueue. Default 128MiB.
+	Sending Size `yaml:"sending"`
 	// Retained bounds the retained MQTT messages (topic and payload bytes)
 	// on topics outside kv.prefix and sync.prefix; one that does not fit
 	// is refused; 0 allows none. Default 16MiB.
@@ -360,6 +369,8 @@ const (
 	DefaultReceiving         = 64 << 20
 	DefaultReceivingWait     = 5 * time.Second
 	DefaultRetained          = 16 << 20
+	DefaultMQTTQueue         = 16 << 20
+	DefaultSending           = 128 << 20
 )
 
 // DefaultDataDir returns the default data directory of node: ./data/NODE.
@@ -393,6 +404,8 @@ func DefaultConfig(node string) *Config {
 			Receiving:         DefaultReceiving,
 			ReceivingWait:     Duration(DefaultReceivingWait),
 			Retained:          DefaultRetained,
+			MQTTQueue:         DefaultMQTTQueue,
+			Sending:           DefaultSending,
 		},
 	}
 	if node != "" {

@@ -71,7 +71,7 @@ peers:
   - {name: c, addr: "10.0.0.3:1883"}
 hubs: [{name: site, addr: "hub:1883", username: u, password: "'quoted'"}]
 peer_users: [{username: b, password: "yes"}]
-limits: {mqtt_connections: 10, client_connections: 20, client_message: 1MiB, mqtt_packet: 1000000, receiving: 3GiB, receiving_wait: 1s, retained: 0}
+limits: {mqtt_connections: 10, client_connections: 20, client_message: 1MiB, mqtt_packet: 1000000, receiving: 3GiB, receiving_wait: 1s, retained: 0, mqtt_queue: 1MiB, sending: 2MiB}
 `)
 	c, err := Parse([]byte(src), "full.yaml")
 	if err != nil {

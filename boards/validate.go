@@ -106,6 +106,9 @@ func (v *validator) limits() {
 		v.add("limits.receiving_wait", "%s is negative", l.ReceivingWait)
 	}
 	size("limits.retained", l.Retained, 0, 1<<40)
+	if size("limits.mqtt_queue", l.MQTTQueue, 64<<10, 1<<40) && size("limits.sending", l.Sending, 1<<20, 1<<40) && l.Sending < l.MQTTQueue {
+		v.add("limits.sending", "%s is less than limits.mqtt_queue (%s)", l.Sending, l.MQTTQueue)
+	}
 }
 
 func (v *validator) data(requireNode bool) {

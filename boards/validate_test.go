@@ -94,6 +94,7 @@ var parseCases = []struct {
 	{"client message too big", "limits:\n  client_message: 1GiB\n", "limits.client_message", 2, "1GiB is out of range (want 64KiB to 256MiB)"},
 	{"connections zero", "limits:\n  mqtt_connections: 0\n", "limits.mqtt_connections", 2, "0 is out of range (want 1 to 65536)"},
 	{"packet below payload", "kv: {max_payload_bytes: 8388608}\nlimits:\n  mqtt_packet: 4MiB\n", "limits.mqtt_packet", 3, "4MiB is less than kv.max_payload_bytes (8388608): raise it"},
+	{"sending below queue", "limits:\n  mqtt_queue: 32MiB\n  sending: 16MiB\n", "limits.sending", 3, "16MiB is less than limits.mqtt_queue (32MiB)"},
 	{"wait negative", "limits:\n  receiving_wait: -1s\n", "limits.receiving_wait", 2, "-1s is negative"},
 	{"chain length zero", "sync:\n  chain_length: 0\n", "sync.chain_length", 2, "0 is out of range (want 1 to 64)"},
 	{"chain length too long", "sync:\n  chain_length: 65\n", "sync.chain_length", 2, "65 is out of range"},

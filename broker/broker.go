@@ -56,6 +56,8 @@ const (
 	DefaultMaxPayloadBytes  = 64 << 10
 	DefaultMaxPacketBytes   = 4 << 20
 	DefaultMaxRetainedBytes = 16 << 20
+	DefaultMaxQueueBytes    = 16 << 20
+	DefaultMaxSendingBytes  = 128 << 20
 )
 
 // Config configures a Broker. Zero fields take the defaults above.
@@ -103,6 +105,13 @@ type Config struct {
 	// < 0: no bound). A retained publish that does not fit is refused
 	// with "quota exceeded" (MQTT v5) or dropped, and logged.
 	MaxRetainedBytes int64
+	// MaxQueueBytes bounds what waits to be sent to one MQTT client
+	// (payload, topic and a fixed overhead per message; default 16 MiB): a
+	// client whose queue would go over it is disconnected. MaxSendingBytes
+	// bounds all clients' queues together (default 128 MiB). See
+	// fanout.go.
+	MaxQueueBytes   int64
+	MaxSendingBytes int64
 	// ClientGone, if set, is called (on mochi's goroutine; it must not
 	// block) whenever a client's connection has ended.
 	ClientGone func()
@@ -135,6 +144,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetainedBytes == 0 {
 		c.MaxRetainedBytes = DefaultMaxRetainedBytes
+	}
+	if c.MaxQueueBytes == 0 {
+		c.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if c.MaxSendingBytes == 0 {
+		c.MaxSendingBytes = DefaultMaxSendingBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -237,6 +252,7 @@ type Broker struct {
 	peers  *peerTracker
 	fill   *filler // retained messages for new subscriptions (retained.go)
 	limits *connLimits
+	out    *delivery // live delivery of publishes (fanout.go)
 	retain retainedBudget
 
 	ready   chan struct{} // closed once Run has opened its listeners (or failed)
@@ -294,6 +310,10 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 	}
 	b.hook = newHook(b, t, sh)
 	b.fill = newFiller(srv, b.hook.OnACLCheck, b.hook.context)
+	b.out = newDelivery(srv, inline, cfg.MaxQueueBytes, cfg.MaxSendingBytes, log)
+	b.out.acl = b.hook.OnACLCheck
+	b.out.isPeer = func(cl *mqtt.Client) bool { _, ok := b.hook.peerOf(cl); return ok }
+	b.fill.slotLock = b.out.slotLock
 	if err := srv.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: adding hook: %w", err)
 	}
@@ -341,6 +361,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		_ = b.srv.Close()
+		b.out.wait() // every client is gone: their writers end
 		close(done)
 	}()
 	select {

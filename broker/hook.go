@@ -201,6 +201,7 @@ func (h *hook) peerFilter(peer string) string { return h.toPrefix + peer + "/#" 
 // OnSessionEstablished makes a peer ready whose resumed session already
 // holds its sync subscription.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.out.established(cl)
 	if peer, ok := h.peerOf(cl); ok {
 		if _, ok := cl.State.Subscriptions.Get(h.peerFilter(peer)); ok {
 			h.b.peers.up(peer, cl)
@@ -222,9 +223,13 @@ func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) 
 	}
 }
 
-// OnQosComplete lets a paced retained delivery go on (on the client's
-// reader goroutine: processPuback, processPubcomp).
-func (h *hook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) { h.b.fill.completed(cl) }
+// OnQosComplete gives back a live message's bytes and window slot, and
+// lets a paced retained delivery go on (on the client's reader goroutine:
+// processPuback, processPubcomp).
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.b.out.completed(cl, pk.PacketID)
+	h.b.fill.completed(cl)
+}
 
 // OnSubscribed makes a peer ready when it subscribes to its sync topic,
 // and tells the filler which filters were granted.
@@ -260,6 +265,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // end to Config.ClientGone.
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.b.fill.disconnected(cl)
+	h.b.out.disconnected(cl)
 	if peer, ok := h.peerOf(cl); ok {
 		h.b.peers.down(peer, cl)
 	}
@@ -276,16 +282,20 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPublish turns client publishes on KV topics into tree writes and peer
-// publishes on sync topics into SyncHandler.Receive calls. Neither kind of
-// packet is retained or forwarded: the hook returns mochi's
-// CodeSuccessIgnore, with which mochi still acknowledges the packet (PUBACK
-// or PUBREC with success) but neither retains nor delivers it. Since mochi
-// calls OnPublish before it builds the acknowledgement, a QoS 1 PUBACK
-// leaves only after Tree.Write has returned. The inline client's publishes
-// (PublishEntry, SendToPeer) and all other topics pass through untouched.
+// publishes on sync topics into SyncHandler.Receive calls; every other
+// publish (the inline client's: entries, sync and bus messages; clients'
+// on other topics) is retained and delivered by edgekv itself (fanout.go).
+// Either way the hook returns mochi's CodeSuccessIgnore, with which mochi
+// still acknowledges the packet (PUBACK or PUBREC with success) but
+// neither retains nor delivers it. Since mochi calls OnPublish before it
+// builds the acknowledgement, a QoS 1 PUBACK leaves only after Tree.Write
+// has returned, or the message is in its subscribers' queues.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		return pk, nil
+		out := pk
+		out.Payload = clonePayload(pk.Payload)
+		h.b.out.forward(out, true)
+		return pk, packets.CodeSuccessIgnore
 	}
 	switch {
 	case underPrefix(pk.TopicName, h.kvPrefix):
@@ -297,7 +307,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return h.refuse(cl, pk, packets.ErrQuotaExceeded, err)
 		}
 	}
-	return pk, nil
+	h.b.out.forward(pk, true)
+	return pk, packets.CodeSuccessIgnore
 }
 
 // write applies a client publish on a KV topic; see doc.go.

@@ -46,11 +46,12 @@ const fillWindow = 256
 
 // filler tracks the clients with retained messages to deliver.
 type filler struct {
-	srv     *mqtt.Server
-	acl     func(cl *mqtt.Client, topic string, write bool) bool
-	ctx     func() context.Context
-	maxQos  byte
-	clients sync.Map // *mqtt.Client → *fillClient
+	srv      *mqtt.Server
+	slotLock func(*mqtt.Client) *sync.Mutex // fanout.go's delivery.slotLock
+	acl      func(cl *mqtt.Client, topic string, write bool) bool
+	ctx      func() context.Context
+	maxQos   byte
+	clients  sync.Map // *mqtt.Client → *fillClient
 }
 
 // fillClient is one client's pending and running deliveries.
@@ -241,6 +242,27 @@ func (f *filler) fill0(cl *mqtt.Client, sub packets.Subscription) {
 	}
 }
 
+// takeSlot puts out in flight under a new packet id if cl's window has
+// room, under the lock that live delivery takes too (fanout.go).
+func (f *filler) takeSlot(cl *mqtt.Client, win int, out *packets.Packet) bool {
+	if mu := f.slotLock(cl); mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	if cl.State.Inflight.Len() >= win {
+		return false
+	}
+	id, err := cl.NextPacketID()
+	if err != nil {
+		return false // every id in flight: wait for an acknowledgement
+	}
+	out.PacketID = uint16(id)
+	if cl.State.Inflight.Set(*out) {
+		atomic.AddInt64(&f.srv.Info.Inflight, 1)
+	}
+	return true
+}
+
 // window is how many QoS 1/2 messages cl may have unacknowledged.
 func window(cl *mqtt.Client) int {
 	if rm := int(cl.Properties.Props.ReceiveMaximum); cl.Properties.ProtocolVersion == 5 && rm > 0 && rm < fillWindow {
@@ -293,19 +315,8 @@ func (f *filler) pump(cl *mqtt.Client, fc *fillClient) {
 				continue
 			}
 			out := f.outgoing(cl, cur.sub, pk)
-			if out.FixedHeader.Qos > 0 {
-				if cl.State.Inflight.Len() >= win {
-					return // the next acknowledgement calls pump again
-				}
-				id, err := cl.NextPacketID()
-				if err != nil {
-					return // every id in flight: wait for an acknowledgement
-				}
-				out.PacketID = uint16(id)
-				if cl.State.Inflight.Set(out) {
-					atomic.AddInt64(&f.srv.Info.Inflight, 1)
-					cl.State.Inflight.DecreaseSendQuota()
-				}
+			if out.FixedHeader.Qos > 0 && !f.takeSlot(cl, win, &out) {
+				return // the next acknowledgement calls pump again
 			}
 			cur.next++
 			if err := cl.WritePacket(out); err != nil && out.FixedHeader.Qos > 0 {
@@ -313,7 +324,6 @@ func (f *filler) pump(cl *mqtt.Client, fc *fillClient) {
 				// the connection has closed.
 				if cl.State.Inflight.Delete(out.PacketID) {
 					atomic.AddInt64(&f.srv.Info.Inflight, -1)
-					cl.State.Inflight.IncreaseSendQuota()
 				}
 			}
 		}

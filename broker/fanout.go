@@ -1,0 +1,441 @@
+package broker
+
+import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Live delivery of publishes.
+//
+// mochi gives every subscriber its own copy of each payload and queues up
+// to 8,192 packets per client, whatever their size: five subscribers to
+// "#" that never read, and 240 MB published, held 1.48 GB. edgekv
+// therefore delivers publishes itself. OnPublish hands every publish that
+// is to be forwarded (the inline client's: entries, sync messages, bus
+// messages; clients' on topics outside the tree) to the delivery, and
+// returns mochi's CodeSuccessIgnore, with which mochi still acknowledges
+// the packet but neither retains nor forwards it. The delivery
+//
+//   - retains it, as mochi would, in mochi's retained store;
+//   - finds the subscribers as mochi does (shared subscriptions: one of
+//     each group; inline subscriptions called at once) and puts one
+//     shared packet, payload and all, in each subscriber's queue;
+//   - counts each queue in bytes (payload, topic and a fixed overhead).
+//     A client whose queue would go over its budget (limits.mqtt_queue),
+//     or over what the node allows all queues together (limits.sending),
+//     while it still has something waiting, is disconnected and the
+//     reason logged: a client that does not read cannot make the node
+//     hold more. A peer's link is not cut (sync recovers lost messages);
+//     the message is dropped and a warning logged, as mochi did when its
+//     queue was full;
+//   - writes each queue on a goroutine of its own that lives while the
+//     queue has something in it. QoS 1/2 messages are sent within the
+//     client's window (as retained delivery: at most fillWindow, and no
+//     more than a v5 client's receive maximum, unacknowledged) and keep
+//     their bytes counted until acknowledged. mochi's own accounting of a
+//     v5 client's receive maximum is turned off (its send quota set to 0
+//     at connect): it parks messages in the in-flight store and takes that
+//     store's read lock twice in a row (Inflight.NextImmediate), which
+//     deadlocks against a Set from another goroutine such as this writer.
+//
+// A client that is not connected but keeps its session gets QoS 1/2
+// messages stored for when it comes back, as with mochi, up to its queue
+// budget; QoS 0 messages are not kept for it.
+type delivery struct {
+	srv    *mqtt.Server
+	inline *mqtt.Client
+	acl    func(cl *mqtt.Client, topic string, write bool) bool
+	isPeer func(cl *mqtt.Client) bool
+	log    *slog.Logger
+
+	perClient int64 // a client's queue, in bytes
+	nodeMax   int64 // all queues together
+	total     atomic.Int64
+
+	mu      sync.Mutex
+	queues  map[*mqtt.Client]*outQueue
+	offline map[string]int64 // bytes stored for clients away, by client ID
+	wg      sync.WaitGroup   // writers
+}
+
+// itemOverhead is what a queued message costs beyond its payload and
+// topic: the packet, the queue slot, and the properties of a KV entry.
+const itemOverhead = 256
+
+// outQueue is one connected client's queue.
+type outQueue struct {
+	cl *mqtt.Client
+
+	mu       sync.Mutex
+	items    []outItem
+	head     int
+	bytes    int64            // queued and unacknowledged
+	inflight map[uint16]int64 // sent at QoS 1/2 and not yet acknowledged
+	running  bool             // a writer is at work
+	gone     bool             // disconnected (or cut off): take nothing more
+	dropped  int              // messages dropped since the last warning (peers)
+	slot     sync.Mutex       // check-and-take of a QoS 1/2 slot (also retained.go)
+	wake     chan struct{}    // an acknowledgement or the end: cap 1
+}
+
+type outItem struct {
+	pk   *packets.Packet // shared by every subscriber: read-only
+	sub  packets.Subscription
+	cost int64
+}
+
+func newDelivery(srv *mqtt.Server, inline *mqtt.Client, perClient, nodeMax int64, log *slog.Logger) *delivery {
+	return &delivery{
+		srv: srv, inline: inline, log: log, perClient: perClient, nodeMax: nodeMax,
+		queues: map[*mqtt.Client]*outQueue{}, offline: map[string]int64{},
+	}
+}
+
+// queue returns cl's queue, made on first use; nil once cl is gone.
+func (d *delivery) queue(cl *mqtt.Client, create bool) *outQueue {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := d.queues[cl]
+	if q == nil && create && !cl.Closed() {
+		q = &outQueue{cl: cl, wake: make(chan struct{}, 1), inflight: map[uint16]int64{}}
+		d.queues[cl] = q
+	}
+	return q
+}
+
+// established starts a client's session: mochi's send quota off (see the
+// top of this file); what was stored for it while away is now in flight
+// again, resent by mochi, and no longer counted.
+func (d *delivery) established(cl *mqtt.Client) {
+	cl.State.Inflight.ResetSendQuota(0)
+	d.mu.Lock()
+	delete(d.offline, cl.ID)
+	d.mu.Unlock()
+}
+
+// disconnected drops cl's queue and gives its bytes back.
+func (d *delivery) disconnected(cl *mqtt.Client) {
+	d.mu.Lock()
+	q := d.queues[cl]
+	delete(d.queues, cl)
+	d.mu.Unlock()
+	if q != nil {
+		d.drop(q)
+	}
+}
+
+// drop empties q for good.
+func (d *delivery) drop(q *outQueue) {
+	q.mu.Lock()
+	q.gone = true
+	freed := q.bytes
+	q.items, q.head, q.bytes, q.inflight = nil, 0, 0, nil
+	q.mu.Unlock()
+	d.total.Add(-freed)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// forward retains pk if it asks to be, then delivers it to every
+// subscriber. It runs on the publisher's goroutine and never blocks on a
+// subscriber.
+func (d *delivery) forward(pk packets.Packet, retain bool) {
+	if retain && pk.FixedHeader.Retain && d.srv.Options.Capabilities.RetainAvailable != 0 {
+		out := pk.Copy(false)
+		out.Payload = pk.Payload // one copy: the retained store shares it
+		d.srv.Topics.RetainMessage(out)
+		atomic.StoreInt64(&d.srv.Info.Retained, int64(d.srv.Topics.Retained.Len()))
+	}
+	if pk.Created == 0 {
+		pk.Created = time.Now().Unix()
+	}
+	if pk.Expiry == 0 && pk.Properties.MessageExpiryInterval > 0 {
+		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
+	}
+	subs := d.srv.Topics.Subscribers(pk.TopicName)
+	if len(subs.Shared) > 0 {
+		subs.SelectShared()
+		subs.MergeSharedSelected()
+	}
+	for _, in := range subs.InlineSubscriptions {
+		in.Handler(d.inline, in.Subscription, pk)
+	}
+	if len(subs.Subscriptions) == 0 {
+		return
+	}
+	shared := &pk
+	cost := int64(len(pk.Payload)+len(pk.TopicName)) + itemOverhead
+	for id, sub := range subs.Subscriptions {
+		if cl, ok := d.srv.Clients.Get(id); ok {
+			d.enqueue(cl, sub, shared, cost)
+		}
+	}
+}
+
+// enqueue puts pk in cl's queue, or stores it for cl's return, or refuses
+// it over budget.
+func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet, cost int64) {
+	if sub.NoLocal && pk.Origin == cl.ID { // [MQTT-3.8.3-3]
+		return
+	}
+	if !d.acl(cl, pk.TopicName, false) {
+		return
+	}
+	if cl.Closed() || cl.Net.Conn == nil {
+		d.storeAway(cl, sub, pk, cost)
+		return
+	}
+	q := d.queue(cl, true)
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	if q.gone {
+		q.mu.Unlock()
+		return
+	}
+	peer := d.isPeer != nil && d.isPeer(cl)
+	limit := d.perClient
+	if peer {
+		limit = d.nodeMax
+	}
+	if q.bytes > 0 && (q.bytes+cost > limit || d.total.Load()+cost > d.nodeMax) {
+		held, total := q.bytes, d.total.Load()
+		if peer {
+			q.dropped++
+			warn := q.dropped == 1
+			q.mu.Unlock()
+			if warn {
+				d.log.Warn("sync messages dropped: the peer does not take them fast enough (limits.sending)",
+					"client", cl.ID, "queued", held, "all_queues", total)
+			}
+			return
+		}
+		q.mu.Unlock()
+		what, lim := "limits.mqtt_queue", d.perClient
+		if held+cost <= d.perClient {
+			what, lim = "limits.sending (all clients' queues)", d.nodeMax
+		}
+		d.log.Warn("MQTT client disconnected: it does not read its messages fast enough",
+			"client", cl.ID, "remote", cl.Net.Remote, "queued", held, "limit", what, "bytes", lim, "all_queues", total)
+		d.drop(q)
+		cl.Stop(packets.ErrQuotaExceeded)
+		return
+	}
+	if q.dropped > 0 {
+		q.dropped = 0
+	}
+	q.items = append(q.items, outItem{pk: pk, sub: sub, cost: cost})
+	q.bytes += cost
+	d.total.Add(cost)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		d.wg.Add(1)
+		go d.write(q)
+	}
+}
+
+// storeAway keeps a QoS 1/2 message for a client that keeps its session
+// while away (mochi resends its in-flight messages when it returns), up
+// to its queue budget.
+func (d *delivery) storeAway(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet, cost int64) {
+	out := d.outgoing(cl, sub, pk)
+	if out.FixedHeader.Qos == 0 {
+		return
+	}
+	d.mu.Lock()
+	if d.offline[cl.ID]+cost > d.perClient {
+		d.mu.Unlock()
+		return
+	}
+	d.offline[cl.ID] += cost
+	d.mu.Unlock()
+	id, err := cl.NextPacketID()
+	if err != nil {
+		return
+	}
+	out.PacketID = uint16(id)
+	if cl.State.Inflight.Set(out) {
+		atomic.AddInt64(&d.srv.Info.Inflight, 1)
+	}
+}
+
+// outgoing is the packet cl receives for pk under sub, as mochi builds it
+// (publishToClient); the payload is pk's, not a copy.
+func (d *delivery) outgoing(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet) packets.Packet {
+	out := pk.Copy(false)
+	out.Payload = pk.Payload
+	if !sub.FwdRetainedFlag && ((cl.Properties.ProtocolVersion == 5 && !sub.RetainAsPublished) || cl.Properties.ProtocolVersion < 5) { // ![MQTT-3.3.1-13] [v3 MQTT-3.3.1-9]
+		out.FixedHeader.Retain = false // [MQTT-3.3.1-12]
+	}
+	if len(sub.Identifiers) > 0 { // [MQTT-3.3.4-3]
+		ids := make([]int, 0, len(sub.Identifiers))
+		for _, id := range sub.Identifiers {
+			ids = append(ids, id) // [MQTT-3.3.4-4] ![MQTT-3.3.4-5]
+		}
+		slices.Sort(ids)
+		out.Properties.SubscriptionIdentifier = ids
+	}
+	out.FixedHeader.Qos = min(out.FixedHeader.Qos, sub.Qos, d.srv.Options.Capabilities.MaximumQos) // [MQTT-3.2.2-9]
+	return out
+}
+
+// write sends q's messages until it is empty or gone.
+func (d *delivery) write(q *outQueue) {
+	defer d.wg.Done()
+	cl := q.cl
+	for {
+		q.mu.Lock()
+		if q.gone || q.head == len(q.items) {
+			q.running = false
+			q.items, q.head = q.items[:0], 0
+			q.mu.Unlock()
+			return
+		}
+		it := q.items[q.head]
+		q.items[q.head] = outItem{}
+		q.head++
+		if q.head > 64 && q.head*2 > len(q.items) { // keep the slice from growing for ever
+			n := copy(q.items, q.items[q.head:])
+			clear(q.items[n:])
+			q.items, q.head = q.items[:n], 0
+		}
+		q.mu.Unlock()
+
+		out := d.outgoing(cl, it.sub, it.pk)
+		if out.Expiry > 0 && out.Expiry < time.Now().Unix() {
+			d.release(q, it.cost)
+			continue // expired while queued
+		}
+		if cl.Properties.Props.TopicAliasMaximum > 0 {
+			var exists bool
+			out.Properties.TopicAlias, exists = cl.State.TopicAliases.Outbound.Set(out.TopicName)
+			if out.Properties.TopicAlias > 0 {
+				out.Properties.TopicAliasFlag = true
+				if exists {
+					out.TopicName = ""
+				}
+			}
+		}
+		if out.FixedHeader.Qos > 0 {
+			id, ok := d.takeSlot(q, &out)
+			if !ok {
+				d.release(q, it.cost)
+				continue // gone: the next round ends
+			}
+			q.mu.Lock()
+			if q.gone {
+				q.mu.Unlock()
+				continue
+			}
+			q.inflight[id] = it.cost
+			q.mu.Unlock()
+			if err := cl.WritePacket(out); err != nil {
+				// Too large for the client (skipped, as mochi does) or
+				// the connection has closed.
+				if cl.State.Inflight.Delete(id) {
+					atomic.AddInt64(&d.srv.Info.Inflight, -1)
+				}
+				d.completed(cl, id)
+			}
+			continue
+		}
+		_ = cl.WritePacket(out) // an error: too large (skipped) or closed (ends the queue)
+		d.release(q, it.cost)
+	}
+}
+
+// release gives back the bytes of a message that has left q.
+func (d *delivery) release(q *outQueue, cost int64) {
+	q.mu.Lock()
+	if !q.gone {
+		q.bytes -= cost
+		d.total.Add(-cost)
+	}
+	q.mu.Unlock()
+}
+
+// takeSlot waits until cl may have one more QoS 1/2 message
+// unacknowledged, then gives out a packet id and puts out in flight. It
+// reports false if the client has gone meanwhile.
+func (d *delivery) takeSlot(q *outQueue, out *packets.Packet) (uint16, bool) {
+	cl := q.cl
+	win := window(cl)
+	for {
+		q.slot.Lock()
+		if cl.State.Inflight.Len() < win {
+			id, err := cl.NextPacketID()
+			if err == nil {
+				out.PacketID = uint16(id)
+				if cl.State.Inflight.Set(*out) {
+					atomic.AddInt64(&d.srv.Info.Inflight, 1)
+				}
+				q.slot.Unlock()
+				return out.PacketID, true
+			}
+		}
+		q.slot.Unlock()
+		q.mu.Lock()
+		gone := q.gone
+		q.mu.Unlock()
+		if gone || cl.Closed() {
+			return 0, false
+		}
+		select {
+		case <-q.wake:
+		case <-time.After(time.Second): // a missed wake-up costs a second, not the queue
+		}
+	}
+}
+
+// completed notes an acknowledged (or abandoned) QoS 1/2 message of cl.
+// mochi calls OnQosComplete for outbound messages and for a client's own
+// QoS 1 publishes alike: an id that this queue did not send, or that is
+// still in flight, is ignored.
+func (d *delivery) completed(cl *mqtt.Client, id uint16) {
+	q := d.queue(cl, false)
+	if q == nil {
+		return
+	}
+	if _, still := cl.State.Inflight.Get(id); !still {
+		q.mu.Lock()
+		if cost, ok := q.inflight[id]; ok && !q.gone {
+			delete(q.inflight, id)
+			q.bytes -= cost
+			d.total.Add(-cost)
+		}
+		q.mu.Unlock()
+	}
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// slotLock returns the lock under which cl's QoS 1/2 slots are taken, so
+// that retained delivery and live delivery together keep to the window.
+func (d *delivery) slotLock(cl *mqtt.Client) *sync.Mutex {
+	if q := d.queue(cl, true); q != nil {
+		return &q.slot
+	}
+	return nil
+}
+
+// wait waits for the writers to end (after every client has gone).
+func (d *delivery) wait() { d.wg.Wait() }
+
+// clonePayload gives an inline publish a payload of its own: its caller
+// may reuse the slice once the publish returns, and subscribers' queues
+// keep it longer.
+func clonePayload(b []byte) []byte { return bytes.Clone(b) }
