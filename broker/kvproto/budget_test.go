@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,4 +170,52 @@ func TestMaxConns(t *testing.T) {
 		t.Fatalf("a connection after one closed: %v", m)
 	}
 	_ = b
+}
+
+// countingTree counts the gets it has served.
+type countingTree struct {
+	*fakeTree
+	gets atomic.Int32
+}
+
+func (c *countingTree) Get(ctx context.Context, p tree.Path) (Entry, error) {
+	c.gets.Add(1)
+	return c.fakeTree.Get(ctx, p)
+}
+
+// A client that does not read its replies stops being served once
+// MaxQueued bytes of replies wait for it: requests wait rather than pile
+// up replies; once it reads, every reply comes.
+func TestMaxQueuedRepliesBytes(t *testing.T) {
+	tr := &countingTree{fakeTree: newFakeTree("n", 1, 1)}
+	big := msgp.AppendBytes(nil, make([]byte, 600<<10))
+	if _, err := tr.Set(context.Background(), tree.Path{tree.Str("big")}, big, Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	cli, srv := net.Pipe()
+	s := &Server{Tree: tr, MaxQueued: 1 << 20, MaxInFlight: 2}
+	done := make(chan error, 1)
+	go func() { done <- s.ServeConn(context.Background(), srv) }()
+	t.Cleanup(func() { cli.Close(); <-done })
+	c := &conn{t: t, c: cli, r: NewReader(cli, 0)}
+	c.recv() // greeting
+	go func() {
+		for seq := 1; seq <= 10; seq++ {
+			if _, err := cli.Write(req("path", tree.Path{tree.Str("big")}, "action", "get_value", "seq", seq)); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// One reply being written (the pipe takes nothing until read), none
+	// more fits the 1 MiB queue, and the two running requests wait with
+	// theirs: 3 gets. (A queue counted in replies took 5.)
+	if n := tr.gets.Load(); n > 3 {
+		t.Fatalf("%d gets served to a client that reads nothing, want ≤ 3", n)
+	}
+	for range 10 {
+		if m := decode(t, c.recv()); m["value"] == nil {
+			t.Fatalf("reply without a value: %v", m)
+		}
+	}
 }

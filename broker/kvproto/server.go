@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tinylib/msgp/msgp"
 
@@ -84,6 +85,12 @@ type Server struct {
 	// with a fatal error that says so. Such a message must also keep
 	// arriving at budget.MinRate.
 	Budget *budget.Budget
+	// MaxQueued bounds the bytes of replies waiting to be written to one
+	// connection (0: DefaultMaxQueued); a request or stream that would go
+	// over it waits until the client has read enough, so a client that
+	// does not read its replies stops being read itself. A reply larger
+	// than MaxQueued waits until nothing else is queued.
+	MaxQueued int
 	// MaxConns bounds the connections served at once (0: no bound); one
 	// more gets a fatal error naming the limit and is closed.
 	MaxConns int
@@ -130,6 +137,11 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
+	maxQueued := int64(s.MaxQueued)
+	if maxQueued <= 0 {
+		maxQueued = DefaultMaxQueued
+	}
+	queued := budget.New("kvproto: replies queued", maxQueued, 24*time.Hour)
 	out := make(chan []byte, inflight)
 	var writeErr error
 	writerDone := make(chan struct{})
@@ -147,6 +159,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 		}()
 		for msg := range out {
 			if writeErr != nil {
+				queued.Give(min(int64(len(msg)), maxQueued))
 				continue // drain
 			}
 			if bw == nil {
@@ -154,6 +167,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 				bw.Reset(conn)
 			}
 			_, err := bw.Write(msg)
+			queued.Give(min(int64(len(msg)), maxQueued))
 			putMsg(msg) // sent messages belong to the writer
 			if err == nil && len(out) == 0 {
 				// Let the request goroutines that are about to reply
@@ -176,9 +190,13 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 		}
 	}()
 	send := func(msg []byte) {
+		if queued.Take(ctx, min(int64(len(msg)), maxQueued)) != nil {
+			return // ctx is done
+		}
 		select {
 		case out <- msg:
 		case <-ctx.Done():
+			queued.Give(min(int64(len(msg)), maxQueued))
 		}
 	}
 
@@ -238,6 +256,9 @@ var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1
 
 // DefaultMaxStreams is Server.MaxStreams's default.
 const DefaultMaxStreams = 256
+
+// DefaultMaxQueued is Server.MaxQueued's default.
+const DefaultMaxQueued = 4 << 20
 
 // isStream reports whether action answers with a stream of messages.
 func isStream(action string) bool {

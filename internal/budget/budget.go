@@ -33,7 +33,8 @@ type Budget struct {
 
 	mu      sync.Mutex
 	used    int64
-	changed chan struct{} // closed (and replaced) when bytes are given back
+	changed chan struct{} // closed (and replaced) when bytes are given back to waiters
+	waiters int
 	peak    int64
 }
 
@@ -84,15 +85,25 @@ func (b *Budget) Take(ctx context.Context, n int64) error {
 			return nil
 		}
 		changed := b.changed
+		b.waiters++
 		b.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(b.wait)
 		}
+		var timedOut bool
 		select {
 		case <-changed:
 		case <-timer.C:
-			return &ExhaustedError{Name: b.name, Want: n, Total: b.total, Free: b.free(), Wait: time.Since(start).Round(time.Millisecond)}
+			timedOut = true
 		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		switch {
+		case timedOut:
+			return &ExhaustedError{Name: b.name, Want: n, Total: b.total, Free: b.free(), Wait: time.Since(start).Round(time.Millisecond)}
+		case ctx.Err() != nil:
 			timer.Stop()
 			return ctx.Err()
 		}
@@ -116,8 +127,10 @@ func (b *Budget) Give(n int64) {
 		b.mu.Unlock()
 		panic("budget: more given back than taken")
 	}
-	close(b.changed)
-	b.changed = make(chan struct{})
+	if b.waiters > 0 {
+		close(b.changed)
+		b.changed = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 
