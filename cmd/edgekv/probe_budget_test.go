@@ -236,6 +236,22 @@ func TestProbeHalfFrames(t *testing.T) {
 // buffers, goroutines, pages the runtime has not yet given back.
 func probeBudgetKiB(held int) int { return (held + 64<<20 + 64<<20) >> 10 }
 
+// pahoPublisher connects an MQTT v5 client (paho) to port as id; it is
+// disconnected when the test ends.
+func pahoPublisher(t *testing.T, ctx context.Context, port int, id string) *paho.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn})
+	if _, err := pc.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 60, CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Disconnect(&paho.Disconnect{}) })
+	return pc
+}
+
 // printable keeps the readable runs of a msgpack message, for a log line.
 func printable(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -254,17 +270,9 @@ func printable(s string) string {
 func TestProbeRetainedOutsideTree(t *testing.T) {
 	p, port, _ := probeNode(t, "retains", "")
 	pid := p.cmd.Process.Pid
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := paho.NewClient(paho.ClientConfig{ClientID: "retainer", Conn: conn})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := pc.Connect(ctx, &paho.Connect{ClientID: "retainer", KeepAlive: 60, CleanStart: true}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pc.Disconnect(&paho.Disconnect{}) }()
+	pc := pahoPublisher(t, ctx, port, "retainer")
 	time.Sleep(1500 * time.Millisecond)
 	before := rssKiB(t, pid)
 	stop := rssSampler(pid)
@@ -396,17 +404,9 @@ func TestProbeSlowSubscribers(t *testing.T) {
 			got.Done()
 		}
 	})
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := paho.NewClient(paho.ClientConfig{ClientID: "flood", Conn: conn})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := pc.Connect(ctx, &paho.Connect{ClientID: "flood", KeepAlive: 60, CleanStart: true}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pc.Disconnect(&paho.Disconnect{}) }()
+	pc := pahoPublisher(t, ctx, port, "flood")
 	time.Sleep(1500 * time.Millisecond)
 	before := rssKiB(t, pid)
 	stop := rssSampler(pid)
