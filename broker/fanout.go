@@ -150,9 +150,7 @@ func (d *delivery) drop(q *outQueue) {
 // subscriber.
 func (d *delivery) forward(pk packets.Packet, retain bool) {
 	if retain && pk.FixedHeader.Retain && d.srv.Options.Capabilities.RetainAvailable != 0 {
-		out := pk.Copy(false)
-		out.Payload = pk.Payload // one copy: the retained store shares it
-		d.srv.Topics.RetainMessage(out)
+		d.srv.Topics.RetainMessage(shallowCopy(pk)) // one payload: the store shares it
 		atomic.StoreInt64(&d.srv.Info.Retained, int64(d.srv.Topics.Retained.Len()))
 	}
 	if pk.Created == 0 {
@@ -172,7 +170,8 @@ func (d *delivery) forward(pk packets.Packet, retain bool) {
 	if len(subs.Subscriptions) == 0 {
 		return
 	}
-	shared := &pk
+	shared := new(packets.Packet) // on the heap only when someone subscribes
+	*shared = pk
 	cost := int64(len(pk.Payload)+len(pk.TopicName)) + itemOverhead
 	for id, sub := range subs.Subscriptions {
 		if cl, ok := d.srv.Clients.Get(id); ok {
@@ -274,8 +273,7 @@ func (d *delivery) storeAway(cl *mqtt.Client, sub packets.Subscription, pk *pack
 // outgoing is the packet cl receives for pk under sub, as mochi builds it
 // (publishToClient); the payload is pk's, not a copy.
 func (d *delivery) outgoing(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet) packets.Packet {
-	out := pk.Copy(false)
-	out.Payload = pk.Payload
+	out := shallowCopy(*pk)
 	if !sub.FwdRetainedFlag && ((cl.Properties.ProtocolVersion == 5 && !sub.RetainAsPublished) || cl.Properties.ProtocolVersion < 5) { // ![MQTT-3.3.1-13] [v3 MQTT-3.3.1-9]
 		out.FixedHeader.Retain = false // [MQTT-3.3.1-12]
 	}
@@ -434,6 +432,15 @@ func (d *delivery) slotLock(cl *mqtt.Client) *sync.Mutex {
 
 // wait waits for the writers to end (after every client has gone).
 func (d *delivery) wait() { d.wg.Wait() }
+
+// shallowCopy is pk.Copy(false) with pk's payload, not a copy of it.
+func shallowCopy(pk packets.Packet) packets.Packet {
+	payload := pk.Payload
+	pk.Payload = nil
+	out := pk.Copy(false)
+	out.Payload = payload
+	return out
+}
 
 // clonePayload gives an inline publish a payload of its own: its caller
 // may reuse the slice once the publish returns, and subscribers' queues
