@@ -27,8 +27,9 @@
 // Retained messages never expire (MaximumMessageExpiryInterval 0; mochi's
 // default drops them after 24 h). A client packet may be at most
 // MaxPacketBytes (4 MiB) long; a client may have 1024 unacknowledged QoS
-// 1/2 publishes; the broker holds at most 8192 outbound messages per client
-// (more are dropped); disconnected sessions expire after a day; MQTT v5
+// 1/2 publishes; what waits to be sent to a client is bounded in bytes
+// (Config.MaxQueueBytes, MaxSendingBytes; fanout.go: a client that does not
+// read is disconnected); disconnected sessions expire after a day; MQTT v5
 // clients asking for no keepalive, or one above 600 s, are given 600 s.
 // $SYS topics are published every 10 s.
 //
