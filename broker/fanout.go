@@ -120,6 +120,13 @@ func (d *delivery) established(cl *mqtt.Client) {
 	d.mu.Unlock()
 }
 
+// expired forgets the bytes stored for a session that has ended.
+func (d *delivery) expired(id string) {
+	d.mu.Lock()
+	delete(d.offline, id)
+	d.mu.Unlock()
+}
+
 // disconnected drops cl's queue and gives its bytes back.
 func (d *delivery) disconnected(cl *mqtt.Client) {
 	d.mu.Lock()

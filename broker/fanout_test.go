@@ -161,3 +161,50 @@ func TestLiveQos1ReceiveMaximum(t *testing.T) {
 		t.Fatalf("%d messages unacknowledged at once, the client's receive maximum is 2", most)
 	}
 }
+
+// A client that keeps its session gets the QoS 1 messages published while
+// it was away when it comes back, as with mochi; QoS 0 ones are not kept.
+func TestAwayClientGetsQos1(t *testing.T) {
+	tb := startBroker(t, nil)
+	cp := packets.ConnectParams{ClientIdentifier: "away", Clean: false, Keepalive: 600}
+	c, _ := dialRaw(t, tb.addr, 4, cp)
+	c.subscribeRaw("away/#", 1, 1)
+	c.conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if cl, ok := tb.srv.Clients.Get("away"); ok && cl.Closed() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker has not seen the client go")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pub := connect(t, tb.addr, "pub", "", "")
+	for i := range 3 {
+		pub.publish(t, fmt.Sprintf("away/%d", i), 1, []byte("kept"))
+	}
+	pub.publish(t, "away/qos0", 0, []byte("lost"))
+	pub.barrier(t)
+	back, ack := dialRaw(t, tb.addr, 4, cp)
+	if !ack.SessionPresent {
+		t.Fatal("session not present on return")
+	}
+	got := map[string]bool{}
+	for range 3 {
+		pk, err := back.readWithin(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if pk.FixedHeader.Type == packets.Publish {
+			got[pk.TopicName] = true
+			back.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+		}
+	}
+	if len(got) != 3 || got["away/qos0"] {
+		t.Fatalf("on return: %v, want away/0..2", got)
+	}
+	if pk, err := back.readWithin(300 * time.Millisecond); err == nil {
+		t.Fatalf("one more message on return: %s", pk.TopicName)
+	}
+}

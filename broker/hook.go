@@ -78,7 +78,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPacketProcessed, mqtt.OnQosComplete,
-		mqtt.OnPublish, mqtt.OnPublishDropped:
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -263,9 +263,12 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 
 // OnDisconnect reports a peer's ready connection gone, and any client's
 // end to Config.ClientGone.
-func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.b.fill.disconnected(cl)
 	h.b.out.disconnected(cl)
+	if expire {
+		h.b.out.expired(cl.ID)
+	}
 	if peer, ok := h.peerOf(cl); ok {
 		h.b.peers.down(peer, cl)
 	}
@@ -273,6 +276,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 		f()
 	}
 }
+
+// OnClientExpired forgets what was counted for a session that has ended
+// while its client was away.
+func (h *hook) OnClientExpired(cl *mqtt.Client) { h.b.out.expired(cl.ID) }
 
 // OnPublishDropped logs sync messages a peer's full queue could not take.
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
