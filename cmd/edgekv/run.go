@@ -23,9 +23,10 @@ func newRunCmd() *cobra.Command {
 		name    string
 		config  string
 		dataDir string
+		pprofAt string
 	)
 	cmd := &cobra.Command{
-		Use:   "run -n NAME [-c CONFIG] [--data DIR]",
+		Use:   "run -n NAME [-c CONFIG] [--data DIR] [--pprof ADDR]",
 		Short: "Run one edgekv node",
 		Long: `Run the edgekv node NAME: the embedded MQTT broker, the replicated tree with
 its snapshot and change log in the data directory, and the links to the
@@ -36,7 +37,10 @@ sim board, MQTT on 127.0.0.1:1883, data in ./data/NAME, no peers. Every
 valued entry under the KV prefix is a retained MQTT message; publishing to
 such a topic writes (JSON, else a string); an empty payload deletes.
 
-SIGINT or SIGTERM shut the node down cleanly (log flushed, links closed).`,
+SIGINT or SIGTERM shut the node down cleanly (log flushed, links closed).
+
+--pprof 127.0.0.1:6060 serves Go's profiles of the running node at
+http://127.0.0.1:6060/debug/pprof/ (go tool pprof URL/heap); loopback only.`,
 		Example: `  edgekv run -n demo
   mosquitto_sub -h 127.0.0.1 -t 'kv/#' -v            # in another shell
   mosquitto_pub -h 127.0.0.1 -t kv/room/temp -m 21.5
@@ -51,15 +55,30 @@ SIGINT or SIGTERM shut the node down cleanly (log flushed, links closed).`,
 			if dataDir != "" {
 				cfg.Data.Dir = dataDir
 			}
+			ln, err := listenPprof(pprofAt)
+			if err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runNode(ctx, cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: cfg.LogLevel.Slog()})))
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: cfg.LogLevel.Slog()}))
+			if ln != nil {
+				pctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					servePprof(pctx, ln, log)
+				}()
+				defer func() { cancel(); <-done }()
+			}
+			return runNode(ctx, cfg, log)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&name, "name", "n", "", "node name (required; must match the config's node if it has one)")
 	f.StringVarP(&config, "config", "c", "", "YAML board config file (default: the embedded demo config)")
 	f.StringVar(&dataDir, "data", "", "data directory for the snapshot and change log (overrides the config)")
+	f.StringVar(&pprofAt, "pprof", "", "serve Go's profiles at http://ADDR/debug/pprof/ (loopback only, e.g. 127.0.0.1:6060)")
 	if err := cmd.MarkFlagRequired("name"); err != nil {
 		panic(err) // programmer error: the flag is defined just above
 	}
