@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/edgekv/edgekv/broker"
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/node"
 	"github.com/edgekv/edgekv/tree/wire"
@@ -22,6 +23,29 @@ func (t brokerTree) Write(ctx context.Context, p tree.Path, value []byte) error 
 		_, err = t.e.Set(ctx, p, value, node.Cond{})
 	}
 	return err
+}
+
+// Entries serves the retained messages of KV topics from the engine: its
+// cursor runs on the engine's goroutine, in order with Node.Changed.
+func (t brokerTree) Entries(p tree.Path, depth int) broker.EntryCursor {
+	return &entryCursor{c: t.e.Cursor(p, depth)}
+}
+
+type entryCursor struct {
+	c   *node.Cursor
+	buf []broker.Entry
+}
+
+func (c *entryCursor) Next(ctx context.Context, fn func([]broker.Entry)) (bool, error) {
+	return c.c.Next(ctx, func(items []node.Item) {
+		c.buf = c.buf[:0]
+		for _, it := range items {
+			h, _ := it.Entry.Chain.Head()
+			c.buf = append(c.buf, broker.Entry{Path: it.Path, Value: it.Entry.Value, Node: h.Node, Tick: h.Tick, Tock: it.Entry.Tock})
+		}
+		fn(c.buf)
+		clear(c.buf)
+	})
 }
 
 // peerHandler is the broker's SyncHandler: a peer that dialled this node is

@@ -25,6 +25,30 @@ type Tree interface {
 	// "always"). Errors wrap tree.ErrInvalidPath, tree.ErrInvalidValue,
 	// tree.ErrNotFound (delete of nothing), tree.ErrConflict, or others.
 	Write(ctx context.Context, p tree.Path, value []byte) error
+	// Entries returns a walk of the entries at p and below, at most depth
+	// levels below p (negative: all), from which the broker serves the
+	// retained messages of KV topics (kvretained.go).
+	Entries(p tree.Path, depth int) EntryCursor
+}
+
+// EntryCursor walks entries a chunk at a time.
+type EntryCursor interface {
+	// Next calls fn with the next entries in canonical order (parents
+	// first); an entry without a value has a nil Value. fn runs where
+	// PublishEntry is called for changes, never at the same time: every
+	// change of an entry fn is given was published before fn runs, and a
+	// later one is published after it returns. The entries' slices may be
+	// kept (never modified) but the slice of entries only during fn, which
+	// must not block. Next reports whether entries are left.
+	Next(ctx context.Context, fn func([]Entry)) (more bool, err error)
+}
+
+// Entry is one entry of the tree as an EntryCursor gives it.
+type Entry struct {
+	Path       tree.Path
+	Value      []byte // msgpack; nil: none
+	Node       string // the node that wrote this version
+	Tick, Tock uint64
 }
 
 // SyncHandler receives the sync traffic of peers that dialled this node's
@@ -312,8 +336,10 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 	b.fill = newFiller(srv, b.hook.OnACLCheck, b.hook.context)
 	b.out = newDelivery(srv, inline, cfg.MaxQueueBytes, cfg.MaxSendingBytes, log)
 	b.out.acl = b.hook.OnACLCheck
+	b.out.tree, b.out.kvPrefix, b.out.ctx = t, cfg.KVPrefix, b.hook.context
 	b.out.isPeer = func(cl *mqtt.Client) bool { _, ok := b.hook.peerOf(cl); return ok }
 	b.fill.slotLock = b.out.slotLock
+	b.fill.out = b.out
 	if err := srv.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: adding hook: %w", err)
 	}
@@ -384,14 +410,18 @@ func (b *Broker) Addrs() []net.Addr {
 	return b.addrs
 }
 
-// PublishEntry publishes the entry at p as the retained message of its KV
-// topic: value (msgpack) as JSON with content type "application/json",
-// and MQTT v5 user properties node, tick and tock. A nil value (deleted)
-// publishes an empty payload, which removes the retained message. Entries
-// of the meta tree are never published (nil is returned); paths without a
-// topic give an error wrapping tree.ErrInvalidPath, values that are not
-// msgpack one wrapping tree.ErrInvalidValue. It may be called from any
-// goroutine, also before Run.
+// PublishEntry delivers a change of the entry at p to the current
+// subscribers of its KV topic: value (msgpack) as JSON with content type
+// "application/json", and MQTT v5 user properties node, tick and tock; a
+// nil value (deleted) is an empty payload. Nothing is retained: new
+// subscriptions get their retained messages from the tree
+// (Tree.Entries), and PublishEntry must be called in order with the
+// cursors' steps (see EntryCursor). Without subscribers it builds nothing.
+// Entries of the meta tree are never published (nil is returned); paths
+// without a topic give an error wrapping tree.ErrInvalidPath, values that
+// are not msgpack (when someone subscribes) one wrapping
+// tree.ErrInvalidValue. It may be called from any goroutine, also before
+// Run.
 func (b *Broker) PublishEntry(p tree.Path, value []byte, node string, tick, tock uint64) error {
 	if p.IsMeta() {
 		return nil
@@ -400,28 +430,8 @@ func (b *Broker) PublishEntry(p tree.Path, value []byte, node string, tick, tock
 	if err != nil {
 		return err
 	}
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
-		TopicName:   topic,
-		PacketID:    1, // required for QoS 1; mochi numbers deliveries itself
-		Properties: packets.Properties{
-			User: []packets.UserProperty{
-				{Key: "node", Val: node},
-				{Key: "tick", Val: strconv.FormatUint(tick, 10)},
-				{Key: "tock", Val: strconv.FormatUint(tock, 10)},
-			},
-		},
-	}
-	if value != nil {
-		if pk.Payload, err = MsgpackToJSON(value); err != nil {
-			return fmt.Errorf("broker: entry %s: %w", p, err)
-		}
-		pk.Properties.ContentType = "application/json"
-		pk.Properties.PayloadFormat = 1 // UTF-8
-		pk.Properties.PayloadFormatFlag = true
-	}
-	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
-		return fmt.Errorf("broker: publishing %q: %w", topic, err)
+	if err := b.out.publishEntry(p, topic, value, node, tick, tock); err != nil {
+		return fmt.Errorf("broker: entry %s: %w", p, err)
 	}
 	return nil
 }

@@ -49,12 +49,12 @@ func TestPublishEntryRetained(t *testing.T) {
 	tb := startBroker(t, nil)
 	// Published before any client: retained for late subscribers.
 	val := msgp.AppendFloat64(nil, 21.5)
-	if err := tb.PublishEntry(path("home", "temp"), val, "n7", 3, 42); err != nil {
+	if err := tb.put(path("home", "temp"), val, "n7", 3, 42); err != nil {
 		t.Fatal(err)
 	}
 	obj := msgp.AppendString(msgp.AppendMapHeader(nil, 1), "on")
 	obj = msgp.AppendBool(obj, true)
-	if err := tb.PublishEntry(path("home", "lamp", 2), obj, "n8", 9, 43); err != nil {
+	if err := tb.put(path("home", "lamp", 2), obj, "n8", 9, 43); err != nil {
 		t.Fatal(err)
 	}
 	sub := connect(t, tb.addr, "late", "", "")
@@ -90,7 +90,7 @@ func TestPublishEntryRetained(t *testing.T) {
 
 	// Deletion reaches current subscribers as an empty payload and clears
 	// the retained message.
-	if err := tb.PublishEntry(path("home", "temp"), nil, "n7", 4, 44); err != nil {
+	if err := tb.put(path("home", "temp"), nil, "n7", 4, 44); err != nil {
 		t.Fatal(err)
 	}
 	m = sub.expect(t)
@@ -118,6 +118,11 @@ func TestPublishEntryErrors(t *testing.T) {
 	if err := tb.PublishEntry(path("a\xff"), msgp.AppendNil(nil), "n1", 1, 1); !errors.Is(err, tree.ErrInvalidPath) {
 		t.Errorf("invalid UTF-8 element: %v, want ErrInvalidPath", err)
 	}
+	if err := tb.PublishEntry(path("a"), []byte{0xc1}, "n1", 1, 1); err != nil {
+		t.Errorf("bad msgpack, nobody subscribed: %v, want nil (nothing built)", err)
+	}
+	sub := connect(t, tb.addr, "sub", "", "")
+	sub.subscribe(t, "kv/a")
 	if err := tb.PublishEntry(path("a"), []byte{0xc1}, "n1", 1, 1); !errors.Is(err, tree.ErrInvalidValue) {
 		t.Errorf("bad msgpack: %v, want ErrInvalidValue", err)
 	}
@@ -171,7 +176,7 @@ func TestWriteThenPublishEntry(t *testing.T) {
 	tb := startBroker(t, nil)
 	tb.tree.mu.Lock()
 	tb.tree.after = func(p tree.Path, v []byte) {
-		if err := tb.PublishEntry(p, v, testNode, 1, 1); err != nil {
+		if err := tb.put(p, v, testNode, 1, 1); err != nil {
 			t.Errorf("PublishEntry: %v", err)
 		}
 	}

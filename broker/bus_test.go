@@ -70,7 +70,7 @@ func TestMonitor(t *testing.T) {
 	cl := connect(t, tb.addr, "pub", "", "")
 	cl.publish(t, "t/old", 1, []byte("retained")) // plain publish, not retained
 	cl.barrier(t)                                 // handed to its subscribers (none) before the monitors start
-	if err := tb.PublishEntry(tree.Path{tree.Str("r")}, []byte{0x01}, "n1", 1, 1); err != nil {
+	if err := tb.put(tree.Path{tree.Str("r")}, []byte{0x01}, "n1", 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	all, err := tb.Monitor("#", 10)
@@ -96,7 +96,7 @@ func TestMonitor(t *testing.T) {
 	if msg := recvMsg(t, all); msg.Topic != "u" {
 		t.Fatalf("got %q", msg.Topic)
 	}
-	if err := tb.PublishEntry(tree.Path{tree.Str("k")}, []byte{0x05}, "n1", 2, 2); err != nil {
+	if err := tb.put(tree.Path{tree.Str("k")}, []byte{0x05}, "n1", 2, 2); err != nil {
 		t.Fatal(err)
 	}
 	if msg := recvMsg(t, all); msg.Topic != "kv/k" || string(msg.Payload) != "5" {

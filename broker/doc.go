@@ -45,17 +45,22 @@
 //
 // Every valued entry of the tree is the retained message of the topic
 // "<KVPrefix>/<level>/<level>…", one level per path element (the empty path
-// is the bare prefix). The node publishes it with PublishEntry: the value as
-// JSON (MsgpackToJSON), content type "application/json", payload format
-// UTF-8, and user properties node, tick and tock; a deletion publishes an
-// empty payload, which clears the retained message. The meta tree (nil
-// first element) has no topics.
+// is the bare prefix): the value as JSON (MsgpackToJSON), content type
+// "application/json", payload format UTF-8, and user properties node, tick
+// and tock. The meta tree (nil first element) has no topics. The broker
+// keeps no copy: a new subscription's retained messages are read from the
+// tree (Tree.Entries) and built as they are sent (kvretained.go), and the
+// node publishes each change to the current subscribers with PublishEntry
+// (a deletion as an empty payload), which builds nothing when nobody
+// subscribes.
 //
 // A new subscription gets every matching retained message, however many:
-// the broker sends them itself (retained.go) instead of mochi, paced by
-// the client (TCP flow control at QoS 0, at most 256 unacknowledged and
-// never more than a v5 client's receive maximum at QoS 1/2), where mochi
-// dropped all beyond its queues.
+// the broker sends them itself (kvretained.go for KV topics, retained.go
+// for others) instead of mochi, paced by the client (TCP flow control at
+// QoS 0, at most 256 unacknowledged and never more than a v5 client's
+// receive maximum at QoS 1/2), where mochi dropped all beyond its queues.
+// A subscriber that arrives while entries change gets each value once,
+// never an older after a newer.
 //
 // Levels follow MoaT-KV's v3 topic plan (path syntax with '/' as separator),
 // adapted so that every level is a valid MQTT topic level and the mapping is

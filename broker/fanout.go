@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"slices"
 	"sync"
@@ -10,6 +11,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgekv/edgekv/tree"
 )
 
 // Live delivery of publishes.
@@ -21,9 +24,11 @@ import (
 // is to be forwarded (the inline client's: entries, sync messages, bus
 // messages; clients' on topics outside the tree) to the delivery, and
 // returns mochi's CodeSuccessIgnore, with which mochi still acknowledges
-// the packet but neither retains nor forwards it. The delivery
+// the packet but neither retains nor forwards it. The node's changes of
+// KV entries come straight from PublishEntry (kvretained.go). The delivery
 //
-//   - retains it, as mochi would, in mochi's retained store;
+//   - retains it, as mochi would, in mochi's retained store (never an
+//     entry's: those are served from the tree);
 //   - finds the subscribers as mochi does (shared subscriptions: one of
 //     each group; inline subscriptions called at once) and puts one
 //     shared packet, payload and all, in each subscriber's queue;
@@ -59,6 +64,12 @@ type delivery struct {
 	nodeMax   int64 // all queues together
 	total     atomic.Int64
 
+	// Retained messages of KV topics (kvretained.go).
+	tree     Tree
+	kvPrefix string
+	ctx      func() context.Context
+	filling  atomic.Int32 // walks registered
+
 	mu      sync.Mutex
 	queues  map[*mqtt.Client]*outQueue
 	offline map[string]int64 // bytes stored for clients away, by client ID
@@ -83,12 +94,18 @@ type outQueue struct {
 	dropped  int              // messages dropped since the last warning (peers)
 	slot     sync.Mutex       // check-and-take of a QoS 1/2 slot (also retained.go)
 	wake     chan struct{}    // an acknowledgement or the end: cap 1
+	fills    []*kvFill        // walks of the tree for new subscriptions (kvretained.go)
+	room     chan struct{}    // bytes left the queue: a walk may go on (cap 1)
+	sending  *kvFill          // the walk of the item the writer holds, if any
 }
 
 type outItem struct {
-	pk   *packets.Packet // shared by every subscriber: read-only
-	sub  packets.Subscription
-	cost int64
+	pk       *packets.Packet // shared by every subscriber: read-only
+	kv       *kvEntry        // or an entry sent as a retained message (pk nil)
+	sub      packets.Subscription
+	cost     int64
+	retained bool    // sent because it is retained: retain flag set, sub's identifier
+	fill     *kvFill // the walk that queued it: not sent once that is cancelled
 }
 
 func newDelivery(srv *mqtt.Server, inline *mqtt.Client, perClient, nodeMax int64, log *slog.Logger) *delivery {
@@ -104,7 +121,7 @@ func (d *delivery) queue(cl *mqtt.Client, create bool) *outQueue {
 	defer d.mu.Unlock()
 	q := d.queues[cl]
 	if q == nil && create && !cl.Closed() {
-		q = &outQueue{cl: cl, wake: make(chan struct{}, 1), inflight: map[uint16]int64{}}
+		q = &outQueue{cl: cl, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), inflight: map[uint16]int64{}}
 		d.queues[cl] = q
 	}
 	return q
@@ -143,13 +160,18 @@ func (d *delivery) drop(q *outQueue) {
 	q.mu.Lock()
 	q.gone = true
 	freed := q.bytes
-	q.items, q.head, q.bytes, q.inflight = nil, 0, 0, nil
+	for _, f := range q.fills {
+		f.stopped, f.held = true, nil
+		d.filling.Add(-1)
+	}
+	q.items, q.head, q.bytes, q.inflight, q.fills = nil, 0, 0, nil, nil
 	q.mu.Unlock()
 	d.total.Add(-freed)
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
+	q.signal()
 }
 
 // forward retains pk if it asks to be, then delivers it to every
@@ -166,11 +188,28 @@ func (d *delivery) forward(pk packets.Packet, retain bool) {
 	if pk.Expiry == 0 && pk.Properties.MessageExpiryInterval > 0 {
 		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
 	}
-	subs := d.srv.Topics.Subscribers(pk.TopicName)
+	subs := d.subscribers(pk.TopicName)
+	if subs == nil {
+		return
+	}
+	d.deliver(subs, pk, nil)
+}
+
+// subscribers returns who subscribes to topic, or nil if nobody does.
+func (d *delivery) subscribers(topic string) *mqtt.Subscribers {
+	subs := d.srv.Topics.Subscribers(topic)
 	if len(subs.Shared) > 0 {
 		subs.SelectShared()
 		subs.MergeSharedSelected()
 	}
+	if len(subs.Subscriptions) == 0 && len(subs.InlineSubscriptions) == 0 {
+		return nil
+	}
+	return subs
+}
+
+// deliver hands pk to subs; p is the entry's path for a KV topic.
+func (d *delivery) deliver(subs *mqtt.Subscribers, pk packets.Packet, p tree.Path) {
 	for _, in := range subs.InlineSubscriptions {
 		in.Handler(d.inline, in.Subscription, pk)
 	}
@@ -182,14 +221,33 @@ func (d *delivery) forward(pk packets.Packet, retain bool) {
 	cost := int64(len(pk.Payload)+len(pk.TopicName)) + itemOverhead
 	for id, sub := range subs.Subscriptions {
 		if cl, ok := d.srv.Clients.Get(id); ok {
-			d.enqueue(cl, sub, shared, cost)
+			d.enqueue(cl, sub, shared, cost, p)
 		}
 	}
 }
 
+// publishEntry delivers a change of the entry at p (topic) to the current
+// subscribers; nothing is retained (kvretained.go). The packet is built
+// only if someone subscribes.
+func (d *delivery) publishEntry(p tree.Path, topic string, value []byte, node string, tick, tock uint64) error {
+	subs := d.subscribers(topic)
+	if subs == nil {
+		return nil
+	}
+	pk, err := entryPacket(topic, value, node, tick, tock)
+	if err != nil {
+		return err
+	}
+	pk.Created = time.Now().Unix()
+	d.deliver(subs, pk, p)
+	return nil
+}
+
 // enqueue puts pk in cl's queue, or stores it for cl's return, or refuses
-// it over budget.
-func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet, cost int64) {
+// it over budget. p is the entry's path for a KV topic (else nil): a change
+// of an entry that a walk of cl's has not reached yet is held by that walk
+// (kvretained.go).
+func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet, cost int64, p tree.Path) {
 	if sub.NoLocal && pk.Origin == cl.ID { // [MQTT-3.8.3-3]
 		return
 	}
@@ -240,13 +298,26 @@ func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packet
 	if q.dropped > 0 {
 		q.dropped = 0
 	}
-	q.items = append(q.items, outItem{pk: pk, sub: sub, cost: cost})
+	it := outItem{pk: pk, sub: sub, cost: cost}
+	if p != nil && len(q.fills) > 0 {
+		if held, freed := q.hold(p, pk.TopicName, it); held {
+			q.bytes += cost - freed
+			d.total.Add(cost - freed)
+			q.mu.Unlock()
+			return
+		}
+	}
+	q.items = append(q.items, it)
 	q.bytes += cost
 	d.total.Add(cost)
-	start := !q.running
-	q.running = true
+	d.startWriter(q)
 	q.mu.Unlock()
-	if start {
+}
+
+// startWriter starts q's writer unless it runs. q.mu is held.
+func (d *delivery) startWriter(q *outQueue) {
+	if !q.running {
+		q.running = true
 		d.wg.Add(1)
 		go d.write(q)
 	}
@@ -316,9 +387,31 @@ func (d *delivery) write(q *outQueue) {
 			clear(q.items[n:])
 			q.items, q.head = q.items[:n], 0
 		}
+		q.sending = it.fill
+		if it.fill != nil && it.fill.cancelled { // unsubscribed [MQTT-3.10.4-2]
+			q.bytes -= it.cost
+			d.total.Add(-it.cost)
+			q.mu.Unlock()
+			q.signal()
+			continue
+		}
 		q.mu.Unlock()
 
+		if it.kv != nil {
+			var ok bool
+			if it.pk, ok = d.kvPacket(it.kv); !ok {
+				d.release(q, it.cost)
+				continue
+			}
+		}
 		out := d.outgoing(cl, it.sub, it.pk)
+		if it.retained {
+			out.FixedHeader.Retain = true // [MQTT-3.3.1-8]
+			out.Properties.SubscriptionIdentifier = nil
+			if it.sub.Identifier > 0 {
+				out.Properties.SubscriptionIdentifier = []int{it.sub.Identifier} // [MQTT-3.3.4-3]
+			}
+		}
 		if out.Expiry > 0 && out.Expiry < time.Now().Unix() {
 			d.release(q, it.cost)
 			continue // expired while queued
@@ -342,6 +435,14 @@ func (d *delivery) write(q *outQueue) {
 			q.mu.Lock()
 			if q.gone {
 				q.mu.Unlock()
+				continue
+			}
+			if it.fill != nil && it.fill.cancelled { // unsubscribed while waiting for the slot
+				q.mu.Unlock()
+				if cl.State.Inflight.Delete(id) {
+					atomic.AddInt64(&d.srv.Info.Inflight, -1)
+				}
+				d.release(q, it.cost)
 				continue
 			}
 			q.inflight[id] = it.cost
@@ -369,6 +470,7 @@ func (d *delivery) release(q *outQueue, cost int64) {
 		d.total.Add(-cost)
 	}
 	q.mu.Unlock()
+	q.signal()
 }
 
 // takeSlot waits until cl may have one more QoS 1/2 message
@@ -421,6 +523,7 @@ func (d *delivery) completed(cl *mqtt.Client, id uint16) {
 			d.total.Add(-cost)
 		}
 		q.mu.Unlock()
+		q.signal()
 	}
 	select {
 	case q.wake <- struct{}{}:

@@ -70,6 +70,75 @@ type fakeTree struct {
 	gate    chan struct{}
 	started chan struct{}               // receives one value per Write call
 	after   func(p tree.Path, v []byte) // called after a recorded write
+
+	// The entries that Entries walks (testBroker.put), guarded by emu
+	// as the engine's goroutine orders cursors and published changes.
+	emu        sync.Mutex
+	entries    map[string]Entry
+	beforeNext func(chunk int) // if set, called before each cursor step (not under emu)
+}
+
+// Entries implements Tree over the entries put.
+func (f *fakeTree) Entries(p tree.Path, depth int) EntryCursor {
+	return &fakeCursor{f: f, root: p.Clone(), depth: depth}
+}
+
+// fakeCursor visits the entries after the last one it gave, in canonical
+// order, 256 at a time.
+type fakeCursor struct {
+	f       *fakeTree
+	root    tree.Path
+	depth   int
+	started bool
+	last    tree.Path
+	chunks  int
+}
+
+func (c *fakeCursor) Next(ctx context.Context, fn func([]Entry)) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if c.f.beforeNext != nil {
+		c.f.beforeNext(c.chunks)
+	}
+	c.chunks++
+	c.f.emu.Lock()
+	defer c.f.emu.Unlock()
+	var es []Entry
+	for _, e := range c.f.entries {
+		if !e.Path.HasPrefix(c.root) || (c.depth >= 0 && len(e.Path)-len(c.root) > c.depth) {
+			continue
+		}
+		if c.started && e.Path.Compare(c.last) <= 0 {
+			continue
+		}
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b Entry) int { return a.Path.Compare(b.Path) })
+	more := len(es) > 256
+	es = es[:min(len(es), 256)]
+	if len(es) > 0 {
+		c.started, c.last = true, es[len(es)-1].Path
+	}
+	fn(es)
+	return more, nil
+}
+
+// put sets the entry at p (value nil: deletes it) and publishes the
+// change, as the node does: in order with the cursors' steps.
+func (tb *testBroker) put(p tree.Path, value []byte, node string, tick, tock uint64) error {
+	f := tb.tree
+	f.emu.Lock()
+	defer f.emu.Unlock()
+	if f.entries == nil {
+		f.entries = map[string]Entry{}
+	}
+	if value == nil {
+		delete(f.entries, p.String())
+	} else {
+		f.entries[p.String()] = Entry{Path: p.Clone(), Value: slices.Clone(value), Node: node, Tick: tick, Tock: tock}
+	}
+	return tb.PublishEntry(p, value, node, tick, tock)
 }
 
 type treeWrite struct {
@@ -408,6 +477,16 @@ func (c *client) publish(t *testing.T, topic string, qos byte, payload []byte) b
 		t.Fatalf("publish %q: %v", topic, err)
 	}
 	return pr.ReasonCode
+}
+
+// publishRetained publishes payload on topic at QoS 1 with the retain flag.
+func (c *client) publishRetained(t *testing.T, topic string, payload []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: payload}); err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
 }
 
 func (c *client) expect(t *testing.T) *paho.Publish {

@@ -247,8 +247,10 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 }
 
-// OnUnsubscribed: a peer that drops its sync subscription is not ready.
+// OnUnsubscribed ends the walks of the filters dropped (kvretained.go); a
+// peer that drops its sync subscription is not ready.
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	h.b.out.unsubscribed(cl, pk.Filters)
 	peer, ok := h.peerOf(cl)
 	if !ok {
 		return

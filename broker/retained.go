@@ -18,7 +18,8 @@ import (
 // beyond its receive maximum are parked where they are never sent. With a
 // large tree, a new "kv/#" subscriber silently missed most entries.
 //
-// edgekv therefore delivers retained messages itself. OnSubscribe turns
+// edgekv therefore delivers retained messages itself: those of KV topics
+// from the tree (kvretained.go), the others from mochi's store, here. OnSubscribe turns
 // mochi's delivery off (retain handling 2 on every filter) after noting
 // which filters want retained messages (retain handling 0, or 1 for a new
 // subscription; never shared subscriptions). Once the SUBACK has gone out
@@ -47,6 +48,7 @@ const fillWindow = 256
 // filler tracks the clients with retained messages to deliver.
 type filler struct {
 	srv      *mqtt.Server
+	out      *delivery                      // KV topics' retained messages (kvretained.go)
 	slotLock func(*mqtt.Client) *sync.Mutex // fanout.go's delivery.slotLock
 	acl      func(cl *mqtt.Client, topic string, write bool) bool
 	ctx      func() context.Context
@@ -69,7 +71,8 @@ type fillClient struct {
 // fillJob is one filter whose retained messages are to be sent.
 type fillJob struct {
 	sub  packets.Subscription
-	want bool // false: the filter wants no retained messages
+	want bool    // false: the filter wants no retained messages
+	kv   *kvFill // its walk of the tree for KV topics, if it may match some
 }
 
 // fillCursor is a running delivery: the topics to send and the next one.
@@ -109,6 +112,9 @@ func (f *filler) subscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		want := !mqtt.IsSharedFilter(sub.Filter) && sub.RetainHandling != 2 &&
 			!(sub.RetainHandling == 1 && existed) // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
 		jobs[i] = fillJob{sub: sub, want: want}
+		if want && f.out != nil {
+			jobs[i].kv = f.out.addFill(cl, sub)
+		}
 		filters[i].RetainHandling = 2
 	}
 	pk.Filters = filters
@@ -132,6 +138,8 @@ func (f *filler) subscribed(cl *mqtt.Client, codes []byte) {
 		if j.want && i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code {
 			j.sub.Qos = min(j.sub.Qos, codes[i], f.maxQos)
 			fc.acked = append(fc.acked, j)
+		} else if j.kv != nil {
+			f.out.cancelFill(cl, j.kv)
 		}
 	}
 	fc.subPkt = nil
@@ -146,6 +154,16 @@ func (f *filler) processed(cl *mqtt.Client, err error) {
 	}
 	var qos0 []fillJob
 	fc.mu.Lock()
+	for _, j := range fc.acked {
+		if j.kv == nil {
+			continue
+		}
+		if err == nil && !fc.gone {
+			f.out.startFill(cl, j.kv, j.sub.Qos)
+		} else {
+			f.out.cancelFill(cl, j.kv)
+		}
+	}
 	if err == nil && !fc.gone {
 		for _, j := range fc.acked {
 			if j.sub.Qos == 0 {

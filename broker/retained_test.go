@@ -12,7 +12,7 @@ import (
 func fillEntries(t *testing.T, tb *testBroker, n int) {
 	t.Helper()
 	for i := range n {
-		if err := tb.PublishEntry(path("r", i), msgp.AppendInt(nil, i), "n1", uint64(i+1), uint64(i+1)); err != nil {
+		if err := tb.put(path("r", i), msgp.AppendInt(nil, i), "n1", uint64(i+1), uint64(i+1)); err != nil {
 			t.Fatal(err)
 		}
 	}

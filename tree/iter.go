@@ -18,6 +18,7 @@ type Iter struct {
 	t     *Tree
 	root  *Entry
 	stack []iterLevel
+	depth int // levels below root to visit; -1: all
 }
 
 type iterLevel struct {
@@ -26,7 +27,19 @@ type iterLevel struct {
 }
 
 // Iter returns a walk of the entries at or below p.
-func (t *Tree) Iter(p Path) *Iter { return &Iter{t: t, root: t.Get(p)} }
+func (t *Tree) Iter(p Path) *Iter { return &Iter{t: t, root: t.Get(p), depth: -1} }
+
+// IterDepth returns a walk of the entry at p and its descendants at most
+// depth levels below it (0: the entry alone).
+func (t *Tree) IterDepth(p Path, depth int) *Iter {
+	return &Iter{t: t, root: t.Get(p), depth: max(depth, 0)}
+}
+
+// descend reports whether the walk visits the children of an entry that
+// is at level (0: the root) and has some.
+func (it *Iter) descend(e *Entry, level int) bool {
+	return len(e.children) > 0 && (it.depth < 0 || level < it.depth)
+}
 
 // Next calls fn for up to n more entries and reports whether any are left.
 func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
@@ -38,7 +51,7 @@ func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
 		it.root = nil
 		fn(e)
 		n--
-		if len(e.children) > 0 {
+		if it.descend(e, 0) {
 			it.stack = append(it.stack, iterLevel{kids: it.t.kids(e)})
 		}
 	}
@@ -53,7 +66,7 @@ func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
 		top.next++
 		fn(e)
 		n--
-		if len(e.children) > 0 {
+		if it.descend(e, len(it.stack)) {
 			it.stack = append(it.stack, iterLevel{kids: it.t.kids(e)})
 		}
 	}

@@ -42,6 +42,42 @@ func TestIterMatchesWalk(t *testing.T) {
 	}
 }
 
+// TestIterDepth: IterDepth visits what Walk visits down to the depth
+// asked for, in the same order, and nothing deeper.
+func TestIterDepth(t *testing.T) {
+	tr := New(Config{Self: "a"})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		p := Path{Str(string(rune('a' + rng.IntN(3))))}
+		for range rng.IntN(5) {
+			p = append(p, Int(int64(rng.IntN(6))))
+		}
+		if _, _, err := tr.Set(p, []byte{0x01}, Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, root := range []Path{nil, {Str("b")}, {Str("b"), Int(2)}} {
+		for depth := range 5 {
+			var want []string
+			tr.Walk(root, func(e *Entry) bool {
+				if len(e.Path())-len(root) <= depth {
+					want = append(want, e.Path().String())
+				}
+				return true
+			})
+			for _, n := range []int{1, 3, 1 << 20} {
+				var got []string
+				it := tr.IterDepth(root, depth)
+				for it.Next(n, func(e *Entry) { got = append(got, e.Path().String()) }) {
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("root %v depth %d n %d: got %d entries, want %d", root, depth, n, len(got), len(want))
+				}
+			}
+		}
+	}
+}
+
 // TestIterUnderWrites: entries present throughout a walk are visited once
 // each, whatever is written, deleted and purged between its turns.
 func TestIterUnderWrites(t *testing.T) {

@@ -277,6 +277,61 @@ func (e *Engine) Walk(ctx context.Context, p tree.Path, fn func(Item) error) err
 	}
 }
 
+// Cursor is a walk whose steps run on the engine's goroutine, in order
+// with the Observer: the broker serves retained messages from it and
+// needs to know, for each change the Observer is shown, whether its walk
+// has seen that change already. Make one with Engine.Cursor; it is for one
+// goroutine at a time.
+type Cursor struct {
+	e     *Engine
+	p     tree.Path
+	depth int
+	it    *tree.Iter
+	buf   []Item
+}
+
+// Cursor returns a walk of the entries at p and below it, at most depth
+// levels below (negative: all).
+func (e *Engine) Cursor(p tree.Path, depth int) *Cursor {
+	return &Cursor{e: e, p: p.Clone(), depth: depth}
+}
+
+// Next visits up to walkChunk more entries in canonical order (parents
+// first) and calls fn with them on the engine's goroutine, having first
+// shown the Observer every change made so far: a change of an entry that
+// fn is given was shown to the Observer before fn runs, and any later
+// change is shown after fn returns. Entries without a value (deleted, not
+// yet purged) are given too, with a nil Value, so that fn learns how far
+// the walk has come; entries added meanwhile under a level the walk has
+// reached are not visited (tree.Iter). The items share the tree's slices
+// and are valid only during fn, which must not block or call the engine.
+// Next reports whether entries are left; it fails if ctx ends or the
+// engine stops first (then fn has not run).
+func (c *Cursor) Next(ctx context.Context, fn func([]Item)) (more bool, err error) {
+	return call(c.e, ctx, func(e *Engine) bool {
+		// Show pending changes first (this turn may have applied writes
+		// whose Changed calls come at the end of the turn).
+		if err := e.flush(); err != nil {
+			return false
+		}
+		if c.it == nil {
+			if c.depth < 0 {
+				c.it = e.r.Tree().Iter(c.p)
+			} else {
+				c.it = e.r.Tree().IterDepth(c.p, c.depth)
+			}
+		}
+		c.buf = c.buf[:0]
+		more := c.it.Next(walkChunk, func(x *tree.Entry) {
+			v, _ := x.Value()
+			c.buf = append(c.buf, Item{Path: x.Path(), Entry: Entry{Value: v, Chain: x.Chain(), Tock: x.Tock()}})
+		})
+		fn(c.buf)
+		clear(c.buf)
+		return more
+	})
+}
+
 // walkStep is one turn's worth of a walk.
 type walkStep struct {
 	items []Item

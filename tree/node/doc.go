@@ -20,7 +20,10 @@
 //     sent on the link afterwards makes the peer send again what it lacks).
 //
 // Outputs go to the senders given with LinkUp, to watches, and to the
-// Observer (every change, for the broker's retained messages).
+// Observer (every change, for the broker's live MQTT messages). A Cursor
+// walks the tree in steps that run on the engine's goroutine, in order
+// with the Observer, from which the broker serves KV topics' retained
+// messages.
 //
 // # Order of work in one step
 //

@@ -20,9 +20,8 @@ import (
 
 // Observer sees every change of the tree, on the engine's goroutine, after
 // it is in the store: Changed with the new value (nil: deleted) and the
-// entry's chain and tock. At the start of Run it also sees every entry that
-// holds a value, a few hundred per step between other work. It must not
-// block for long.
+// entry's chain and tock. It must not block for long. (Entries that were
+// there at the start are not shown: Cursor serves those who need them.)
 type Observer interface {
 	Changed(p tree.Path, value []byte, chain tree.Chain, tock uint64)
 }
@@ -319,9 +318,6 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 	statusEvery := max(1, int(e.cfg.StatusEvery/e.cfg.TickEvery))
 	snapEvery := max(1, int(e.cfg.SnapshotCheck/e.cfg.TickEvery))
 	ticks := 0
-	replay := e.valuedEntries()
-	ready := make(chan struct{})
-	close(ready)
 	fast := 0 // requests taken in a row without looking at the other inputs
 	for {
 		// The fast path: under load, requests come back to back; take
@@ -340,10 +336,6 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 			}
 		}
 		fast = 0
-		var republish <-chan struct{} // nil blocks; ready is always ready
-		if len(replay) > 0 {
-			republish = ready
-		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -378,8 +370,6 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 			if err != nil {
 				e.log.Error("snapshot failed", "error", err)
 			}
-		case <-republish:
-			replay = e.replay(replay)
 		}
 		if err := e.flush(); err != nil {
 			return err
@@ -399,36 +389,6 @@ func (e *Engine) takeMore(q *request) {
 			return
 		}
 	}
-}
-
-// valuedEntries lists every entry that holds a value, for the Observer.
-func (e *Engine) valuedEntries() []*tree.Entry {
-	if e.cfg.Observer == nil {
-		return nil
-	}
-	var out []*tree.Entry
-	e.r.Tree().Walk(nil, func(x *tree.Entry) bool {
-		if x.HasValue() {
-			out = append(out, x)
-		}
-		return true
-	})
-	return out
-}
-
-// replay shows the next few entries to the Observer as they are now (one
-// deleted since is skipped: its deletion was shown) and returns the rest.
-func (e *Engine) replay(pending []*tree.Entry) []*tree.Entry {
-	k := min(len(pending), 256)
-	for _, x := range pending[:k] {
-		if v, ok := x.Value(); ok {
-			e.cfg.Observer.Changed(x.Path(), v, x.Chain(), x.Tock())
-		}
-	}
-	if k == len(pending) {
-		return nil
-	}
-	return pending[k:]
 }
 
 // snapshotAsync writes a snapshot from the snapshot goroutine; only

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -770,5 +771,102 @@ func TestWatchFetchInChunks(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the fetch watch did not finish")
+	}
+}
+
+// tockObserver records the tock of each path's last change shown.
+type tockObserver struct{ seen map[string]uint64 }
+
+func (o *tockObserver) Changed(p tree.Path, _ []byte, _ tree.Chain, tock uint64) {
+	o.seen[p.String()] = tock
+}
+
+// TestCursorAfterObserver: a cursor step shows the Observer every change
+// applied before it, also writes taken in the same turn of the engine, so
+// that the broker can tell a change its walk has seen from a later one.
+// Depth limits the walk; deleted entries come with a nil value.
+func TestCursorAfterObserver(t *testing.T) {
+	obs := &tockObserver{seen: map[string]uint64{}}
+	r := start(t, func(c *Config) { c.Observer = obs; c.Store.Sync = store.SyncInterval })
+	ctx := context.Background()
+	for _, p := range []string{"a", "a.x", "a.x.deep", "gone"} {
+		if _, err := r.e.Set(ctx, pth(p), str(p), Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.e.Delete(ctx, pth("gone"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	release := block(t, r.e)
+	defer release()
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.e.Set(ctx, pth(fmt.Sprintf("b%d", i)), str("b"), Cond{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for len(r.e.reqs) < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	type seen struct {
+		path     string
+		hasValue bool
+		shown    bool // its change was shown to the Observer before the step
+	}
+	steps := make(chan []seen, 1)
+	go func() {
+		var got []seen
+		cur := r.e.Cursor(nil, 1) // the root and one level: a, b0…b4, gone (not a.x)
+		_, err := cur.Next(ctx, func(items []Item) {
+			for _, it := range items {
+				got = append(got, seen{it.Path.String(), it.Entry.Value != nil, obs.seen[it.Path.String()] == it.Entry.Tock})
+			}
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		steps <- got
+	}()
+	for len(r.e.reqs) < 6 {
+		time.Sleep(time.Millisecond)
+	}
+	release() // the five writes and the step are taken in one turn
+	wg.Wait()
+	var got []seen
+	select {
+	case got = <-steps:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cursor step did not return")
+	}
+	var paths []string
+	root := tree.Path{}.String()
+	for _, s := range got {
+		paths = append(paths, s.path)
+		if s.path == "gone" && s.hasValue {
+			t.Errorf("gone: has a value, want nil (deleted)")
+		}
+		if s.path != root && (s.hasValue || s.path == "gone") && !s.shown {
+			t.Errorf("%s: given to the cursor before its change was shown to the Observer", s.path)
+		}
+	}
+	want := []string{root, "a", "b0", "b1", "b2", "b3", "b4", "gone"}
+	if !slices.Equal(paths, want) {
+		t.Errorf("cursor visited %v, want %v", paths, want)
+	}
+	_, err := r.e.Cursor(nil, -1).Next(ctx, func(items []Item) {
+		var all []string
+		for _, it := range items {
+			all = append(all, it.Path.String())
+		}
+		if !slices.Contains(all, "a.x.deep") || !slices.Contains(all, "b4") {
+			t.Errorf("an unlimited cursor visited %v", all)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -32,19 +32,8 @@ func (e *Engine) Stepper() (*Stepper, error) {
 	return &Stepper{e: e}, nil
 }
 
-// Start does what Run does first: save the reservation Open made, and
-// show every valued entry to the Observer.
-func (s *Stepper) Start() error {
-	if err := s.flush(); err != nil {
-		return err
-	}
-	if s.e.cfg.Observer != nil {
-		for pending := s.e.valuedEntries(); len(pending) > 0; {
-			pending = s.e.replay(pending)
-		}
-	}
-	return nil
-}
+// Start does what Run does first: save the reservation Open made.
+func (s *Stepper) Start() error { return s.flush() }
 
 func (s *Stepper) flush() error {
 	select {

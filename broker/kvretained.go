@@ -1,0 +1,491 @@
+package broker
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgekv/edgekv/tree"
+)
+
+// Retained messages of KV topics, served from the tree.
+//
+// The tree holds every entry once. mochi's retained store would hold each
+// a second time, as a packet with its topic, JSON payload and properties
+// (about 2.5 KB per 16-byte value): KV topics are therefore never put in
+// it. PublishEntry delivers a change to the current subscribers only (and
+// builds no packet when nobody subscribes), and a new subscription whose
+// filter can match KV topics gets their retained messages from a walk of
+// the tree, a kvFill:
+//
+//   - The fill is registered when the SUBSCRIBE arrives (before mochi adds
+//     the subscription) and walks the tree, a chunk at a time, once the
+//     SUBACK has gone out. Each chunk is read on the goroutine that
+//     publishes the tree's changes (EntryCursor), so the walk and the
+//     live changes have one order: a change of an entry that the walk has
+//     already passed came after the walk read it, and goes out live,
+//     after the walk's message; a change of an entry the walk has not
+//     reached is held, and dropped when the walk reaches the entry (the
+//     walk reads its current value), or sent when the walk ends (entries
+//     added under a level the walk had already reached). So every value
+//     the client should have arrives once, none older after a newer one.
+//   - The walk's messages go through the client's queue (fanout.go), as
+//     live ones do: QoS 1/2 within the client's window, and the next chunk
+//     is read only once the queue holds less than fillRoom bytes, so a
+//     client that reads slowly slows only its own walk. A QoS 0 walk runs
+//     on the client's reader goroutine (startFill), as mochi's delivery
+//     did: all of it is queued before the client's next packet is read. Queued entries
+//     share the tree's value (never a copy) and become packets (JSON,
+//     properties) only when written to the connection.
+//   - A walk covers the filter's literal prefix only, and no deeper than
+//     its last '+' unless it ends in '#'. It stops when the client
+//     unsubscribes the filter or subscribes to it again (a new walk
+//     starts), disconnects, or the broker shuts down.
+//
+// Non-KV retained messages stay in mochi's store, served by retained.go.
+const fillRoom = 256 << 10
+
+// kvFill is one running walk for one filter of one client. Its fields
+// other than sub and the walk's bounds are guarded by the queue's lock.
+type kvFill struct {
+	sub   packets.Subscription // the filter, at its granted QoS
+	root  tree.Path
+	depth int
+
+	started   bool      // the walk has been given entries
+	seen      tree.Path // the last entry given (with started)
+	stopped   bool      // ended: walked to the end, or cancelled
+	cancelled bool      // unsubscribed, re-subscribed or not granted: what it queued is not sent
+
+	held      map[string]heldMsg // live changes of entries not reached yet, by topic
+	heldSeq   int
+	heldBytes int64
+}
+
+type heldMsg struct {
+	seq  int
+	item outItem
+}
+
+// kvEntry is one entry waiting in a client's queue to be sent as a
+// retained message; its value is the tree's.
+type kvEntry struct {
+	topic      string
+	value      []byte
+	node       string
+	tick, tock uint64
+}
+
+// kvRoot returns where a walk for filter starts and how deep it goes
+// (negative: all the way), or false if filter matches no KV topic.
+func kvRoot(prefix, filter string) (root tree.Path, depth int, ok bool) {
+	fl := strings.Split(filter, "/")
+	pl := strings.Split(prefix, "/")
+	for i, p := range pl {
+		if i == len(fl) {
+			return nil, 0, false
+		}
+		switch fl[i] {
+		case "#":
+			return tree.Path{}, -1, true
+		case "+":
+		default:
+			if fl[i] != p {
+				return nil, 0, false
+			}
+		}
+	}
+	rest := fl[len(pl):]
+	root = tree.Path{}
+	for i, l := range rest {
+		if l == "#" || l == "+" {
+			depth = len(rest) - i
+			if rest[len(rest)-1] == "#" {
+				depth = -1
+			}
+			return root, depth, true
+		}
+		e, err := parseLevel(l)
+		if err != nil {
+			return nil, 0, false // no entry has this topic
+		}
+		if canon, err := appendLevel(nil, e); err != nil || string(canon) != l {
+			return nil, 0, false // not canonical: no entry has this topic
+		}
+		root = append(root, e)
+	}
+	return root, 0, true
+}
+
+// matchTopic reports whether the topic name matches the filter
+// (wildcards '+' and '#'; a '$' topic is not matched by a wildcard level
+// at the start).
+func matchTopic(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	for {
+		fl, frest, fmore := strings.Cut(filter, "/")
+		if fl == "#" {
+			return true
+		}
+		tl, trest, tmore := strings.Cut(topic, "/")
+		if fl != "+" && fl != tl {
+			return false
+		}
+		switch {
+		case !fmore && !tmore:
+			return true
+		case !fmore:
+			return false
+		case !tmore:
+			return frest == "#" // "a/#" matches "a"
+		}
+		filter, topic = frest, trest
+	}
+}
+
+// entryPacket is the retained message of an entry: value (msgpack) as
+// JSON with content type "application/json", user properties node, tick
+// and tock; a nil value is an empty payload.
+func entryPacket(topic string, value []byte, node string, tick, tock uint64) (packets.Packet, error) {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
+		TopicName:   topic,
+		Origin:      mqtt.InlineClientId,
+		Properties: packets.Properties{
+			User: []packets.UserProperty{
+				{Key: "node", Val: node},
+				{Key: "tick", Val: strconv.FormatUint(tick, 10)},
+				{Key: "tock", Val: strconv.FormatUint(tock, 10)},
+			},
+		},
+	}
+	if value != nil {
+		var err error
+		if pk.Payload, err = MsgpackToJSON(value); err != nil {
+			return pk, err
+		}
+		pk.Properties.ContentType = "application/json"
+		pk.Properties.PayloadFormat = 1 // UTF-8
+		pk.Properties.PayloadFormatFlag = true
+	}
+	return pk, nil
+}
+
+// addFill registers a walk for sub, a filter of cl's SUBSCRIBE that wants
+// retained messages, if it can match KV topics. A walk of the same filter
+// still running stops.
+func (d *delivery) addFill(cl *mqtt.Client, sub packets.Subscription) *kvFill {
+	if d.tree == nil {
+		return nil
+	}
+	root, depth, ok := kvRoot(d.kvPrefix, sub.Filter)
+	if !ok {
+		return nil
+	}
+	q := d.queue(cl, true)
+	if q == nil {
+		return nil
+	}
+	f := &kvFill{sub: sub, root: root, depth: depth}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.gone {
+		return nil
+	}
+	d.cancelFills(q, sub.Filter)
+	q.fills = append(q.fills, f)
+	d.filling.Add(1)
+	return f
+}
+
+// stopFill cancels f's walk, forgetting what it held and what it queued
+// (the writer skips that). q.mu is held.
+func (d *delivery) stopFill(q *outQueue, f *kvFill) {
+	f.cancelled = true
+	if f.stopped {
+		return
+	}
+	f.stopped = true
+	for _, h := range f.held {
+		q.bytes -= h.item.cost
+		d.total.Add(-h.item.cost)
+	}
+	f.held, f.heldBytes = nil, 0
+	q.fills = deleteFill(q.fills, f)
+	d.filling.Add(-1)
+	q.signal()
+}
+
+func deleteFill(fills []*kvFill, f *kvFill) []*kvFill {
+	for i, o := range fills {
+		if o == f {
+			return append(fills[:i], fills[i+1:]...)
+		}
+	}
+	return fills
+}
+
+// cancelFill ends f's walk before it started (its filter was not granted,
+// or the SUBACK failed).
+func (d *delivery) cancelFill(cl *mqtt.Client, f *kvFill) {
+	if q := d.queue(cl, false); q != nil {
+		q.mu.Lock()
+		d.stopFill(q, f)
+		q.mu.Unlock()
+	}
+}
+
+// unsubscribed ends the walks of the filters cl dropped.
+func (d *delivery) unsubscribed(cl *mqtt.Client, filters packets.Subscriptions) {
+	q := d.queue(cl, false)
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, s := range filters {
+		d.cancelFills(q, s.Filter)
+	}
+}
+
+// cancelFills cancels the walks of filter, running or done, so that what
+// they queued is not sent. q.mu is held.
+func (d *delivery) cancelFills(q *outQueue, filter string) {
+	for _, f := range slices.Clone(q.fills) {
+		if f.sub.Filter == filter {
+			d.stopFill(q, f)
+		}
+	}
+	for _, it := range q.items[q.head:] {
+		if it.fill != nil && it.fill.sub.Filter == filter {
+			it.fill.cancelled = true
+		}
+	}
+	if f := q.sending; f != nil && f.sub.Filter == filter {
+		f.cancelled = true // the writer checks again once it has a slot
+	}
+}
+
+// startFill starts f's walk with its granted QoS. It runs on the client's
+// reader goroutine. A QoS 0 walk is done there, as mochi does: every
+// retained message is queued before the client's next packet is read
+// (a client may publish to itself after subscribing and rely on getting
+// the retained messages first), and the walk waits for room in the queue,
+// so a client that reads slowly slows its own reading. A QoS 1/2 walk
+// goes on a goroutine of its own: it waits for acknowledgements, which
+// the reader goroutine must be free to read.
+func (d *delivery) startFill(cl *mqtt.Client, f *kvFill, qos byte) {
+	q := d.queue(cl, false)
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	if q.gone || f.stopped {
+		q.mu.Unlock()
+		return
+	}
+	f.sub.Qos = qos
+	q.mu.Unlock()
+	if qos == 0 {
+		d.runFill(q, f)
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.runFill(q, f)
+	}()
+}
+
+// runFill walks the tree for f, a chunk whenever q has room.
+func (d *delivery) runFill(q *outQueue, f *kvFill) {
+	ctx := d.ctx()
+	cur := d.tree.Entries(f.root, f.depth)
+	for {
+		if !d.waitRoom(ctx, q, f) {
+			return
+		}
+		more, err := cur.Next(ctx, func(es []Entry) { d.fillChunk(q, f, es) })
+		if err != nil {
+			q.mu.Lock()
+			d.stopFill(q, f)
+			q.mu.Unlock()
+			return
+		}
+		if !more {
+			d.endFill(q, f)
+			return
+		}
+	}
+}
+
+// waitRoom waits until q holds less than fillRoom bytes of its own (not
+// counting what walks hold). It reports false if the walk is to stop.
+func (d *delivery) waitRoom(ctx context.Context, q *outQueue, f *kvFill) bool {
+	for {
+		q.mu.Lock()
+		if q.gone || f.stopped {
+			q.mu.Unlock()
+			return false
+		}
+		room := q.bytes-q.heldBytes() < fillRoom
+		q.mu.Unlock()
+		if room {
+			return true
+		}
+		select {
+		case <-q.room:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// heldBytes is what q's walks hold. q.mu is held.
+func (q *outQueue) heldBytes() int64 {
+	var n int64
+	for _, f := range q.fills {
+		n += f.heldBytes
+	}
+	return n
+}
+
+// signal wakes a walk waiting for room (non-blocking).
+func (q *outQueue) signal() {
+	select {
+	case q.room <- struct{}{}:
+	default:
+	}
+}
+
+// fillChunk queues the retained messages of a chunk of the walk. It runs
+// where changes are published (EntryCursor), so no change slips between
+// reading an entry and marking it seen.
+func (d *delivery) fillChunk(q *outQueue, f *kvFill, es []Entry) {
+	if len(es) == 0 {
+		return
+	}
+	cl := q.cl
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.gone || f.stopped {
+		return
+	}
+	f.started = true
+	f.seen = es[len(es)-1].Path.Clone()
+	added := false
+	for _, e := range es {
+		if e.Value == nil && len(f.held) == 0 {
+			continue
+		}
+		if e.Path.IsMeta() {
+			continue
+		}
+		topic, err := TopicForPath(d.kvPrefix, e.Path)
+		if err != nil {
+			continue // no topic for this path
+		}
+		if h, ok := f.held[topic]; ok { // the walk reads the current value
+			delete(f.held, topic)
+			f.heldBytes -= h.item.cost
+			q.bytes -= h.item.cost
+			d.total.Add(-h.item.cost)
+		}
+		if e.Value == nil || !matchTopic(f.sub.Filter, topic) || !d.acl(cl, topic, false) {
+			continue
+		}
+		cost := int64(len(e.Value)+len(topic)) + itemOverhead
+		q.items = append(q.items, outItem{
+			kv:       &kvEntry{topic: topic, value: e.Value, node: e.Node, tick: e.Tick, tock: e.Tock},
+			sub:      f.sub,
+			cost:     cost,
+			retained: true,
+			fill:     f,
+		})
+		q.bytes += cost
+		d.total.Add(cost)
+		added = true
+	}
+	if added {
+		d.startWriter(q)
+	}
+}
+
+// endFill ends a walk that has visited everything: the changes it holds
+// (of entries it never reached) join the queue, in the order they came,
+// under the same lock as the walk's removal, so that no later change of
+// the same entry can pass them.
+func (d *delivery) endFill(q *outQueue, f *kvFill) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.gone || f.stopped {
+		return
+	}
+	held := make([]heldMsg, 0, len(f.held))
+	for _, h := range f.held {
+		held = append(held, h)
+	}
+	f.held, f.heldBytes = nil, 0 // their bytes stay counted: they are queued now
+	f.stopped = true
+	q.fills = deleteFill(q.fills, f)
+	d.filling.Add(-1)
+	if len(held) == 0 {
+		return
+	}
+	sortHeld(held)
+	for _, h := range held {
+		q.items = append(q.items, h.item)
+	}
+	d.startWriter(q)
+}
+
+func sortHeld(h []heldMsg) {
+	for i := 1; i < len(h); i++ { // few, and mostly in order
+		for j := i; j > 0 && h[j].seq < h[j-1].seq; j-- {
+			h[j], h[j-1] = h[j-1], h[j]
+		}
+	}
+}
+
+// hold keeps a live change of a KV entry that one of q's walks has not
+// reached yet (see the top of this file), replacing an earlier change of
+// the same entry. q.mu is held.
+func (q *outQueue) hold(p tree.Path, topic string, it outItem) (held bool, freed int64) {
+	for _, f := range q.fills {
+		if f.stopped || !matchTopic(f.sub.Filter, topic) {
+			continue
+		}
+		if f.started && p.Compare(f.seen) <= 0 {
+			continue // passed (or never to be visited): live
+		}
+		if f.held == nil {
+			f.held = map[string]heldMsg{}
+		}
+		if old, ok := f.held[topic]; ok {
+			freed = old.item.cost
+			f.heldBytes -= freed
+		}
+		f.heldSeq++
+		f.held[topic] = heldMsg{seq: f.heldSeq, item: it}
+		f.heldBytes += it.cost
+		return true, freed
+	}
+	return false, 0
+}
+
+// kvPacket builds the packet of a queued entry. It returns false if the
+// value cannot be shown as JSON (the tree does not hold such values).
+func (d *delivery) kvPacket(e *kvEntry) (*packets.Packet, bool) {
+	pk, err := entryPacket(e.topic, e.value, e.node, e.tick, e.tock)
+	if err != nil {
+		d.log.Debug("entry not sent as a retained message", "topic", e.topic, "error", err)
+		return nil, false
+	}
+	return &pk, true
+}

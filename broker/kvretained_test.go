@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv/tree"
+)
+
+func TestKVRoot(t *testing.T) {
+	for _, tc := range []struct {
+		prefix, filter string
+		root           tree.Path
+		depth          int
+		ok             bool
+	}{
+		{"kv", "#", tree.Path{}, -1, true},
+		{"kv", "kv/#", tree.Path{}, -1, true},
+		{"kv", "+/#", tree.Path{}, -1, true},
+		{"kv", "kv", tree.Path{}, 0, true},
+		{"kv", "kv/a/b", path("a", "b"), 0, true},
+		{"kv", "kv/a/+", path("a"), 1, true},
+		{"kv", "kv/a/+/c", path("a"), 2, true},
+		{"kv", "kv/a/+/#", path("a"), -1, true},
+		{"kv", "kv/:3/x", tree.Path{tree.Int(3), tree.Str("x")}, 0, true},
+		{"kv", "other/#", nil, 0, false},
+		{"kv", "kvx/a", nil, 0, false},
+		{"kv", "kv/:x10", nil, 0, false}, // no entry has this topic
+		{"moat/kv", "moat/+/a", path("a"), 0, true},
+		{"moat/kv", "moat", nil, 0, false},
+		{"moat/kv", "moat/#", tree.Path{}, -1, true},
+		{"moat/kv", "+/+/#", tree.Path{}, -1, true},
+	} {
+		root, depth, ok := kvRoot(tc.prefix, tc.filter)
+		if ok != tc.ok || (ok && (!root.Equal(tc.root) || depth != tc.depth)) {
+			t.Errorf("kvRoot(%q, %q) = %v %d %v, want %v %d %v", tc.prefix, tc.filter, root, depth, ok, tc.root, tc.depth, tc.ok)
+		}
+	}
+}
+
+func TestMatchTopic(t *testing.T) {
+	for _, tc := range []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"#", "a", true},
+		{"#", "a/b", true},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"a/+", "a/b", true},
+		{"a/+", "a", false},
+		{"a/+", "a/b/c", false},
+		{"+/+", "a/b", true},
+		{"a/b", "a/b", true},
+		{"a/b", "a/bc", false},
+		{"a/+/c", "a//c", true},
+		{"+", "", true},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+	} {
+		if got := matchTopic(tc.filter, tc.topic); got != tc.want {
+			t.Errorf("matchTopic(%q, %q) = %v, want %v", tc.filter, tc.topic, got, tc.want)
+		}
+	}
+}
+
+// TestKVRetainedHeldChanges: changes made while a walk is under way reach
+// the new subscriber once each, and never an older value after a newer:
+// a change of an entry already walked goes out live after the walk's
+// message; a change of an entry not reached yet is not sent live, the
+// walk sends its new value (once, retained); an entry created ahead of the
+// walk comes from the walk.
+func TestKVRetainedHeldChanges(t *testing.T) {
+	tb := startBroker(t, nil)
+	const n = 600 // three chunks of the fake cursor
+	for i := range n {
+		if err := tb.put(path("r", i), msgp.AppendInt(nil, i), "n1", uint64(i+1), uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.tree.beforeNext = func(chunk int) {
+		if chunk != 1 { // between the first chunk (r/0..r/255) and the second
+			return
+		}
+		for _, w := range []struct {
+			i, v int
+		}{{0, 1000}, {500, 1500}, {500, 2500}, {700, 700}} {
+			if err := tb.put(path("r", w.i), msgp.AppendInt(nil, w.v), "n1", 9999, 9999); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	c, _ := dialRawProps(t, tb.addr, 5, packets.ConnectParams{ClientIdentifier: "held", Clean: true}, packets.Properties{})
+	c.subscribeRaw("kv/r/+", 0, 1)
+	type msg struct {
+		payload  string
+		retained bool
+	}
+	got := map[string][]msg{}
+	var order []string
+	for total := 0; total < n+2; total++ { // n+1 entries, r/0 twice
+		pk, err := c.readWithin(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", total, err)
+		}
+		got[pk.TopicName] = append(got[pk.TopicName], msg{string(pk.Payload), pk.FixedHeader.Retain})
+		order = append(order, pk.TopicName)
+	}
+	if pk, err := c.readWithin(300 * time.Millisecond); err == nil {
+		t.Fatalf("one message too many: %s %q", pk.TopicName, pk.Payload)
+	}
+	topic := func(i int) string { s, _ := TopicForPath("kv", path("r", i)); return s }
+	if m := got[topic(0)]; len(m) != 2 || m[0] != (msg{"0", true}) || m[1] != (msg{"1000", false}) {
+		t.Errorf("r/0 (walked, then changed): %v, want the walk's 0 retained, then 1000 live", m)
+	}
+	if m := got[topic(500)]; len(m) != 1 || m[0] != (msg{"2500", true}) {
+		t.Errorf("r/500 (changed twice before the walk reached it): %v, want 2500 once, retained", m)
+	}
+	if m := got[topic(700)]; len(m) != 1 || m[0] != (msg{"700", true}) {
+		t.Errorf("r/700 (created ahead of the walk): %v, want 700 once, retained", m)
+	}
+	for i := range n {
+		if i == 0 || i == 500 {
+			continue
+		}
+		if m := got[topic(i)]; len(m) != 1 || m[0] != (msg{strconv.Itoa(i), true}) {
+			t.Fatalf("r/%d: %v, want %d once, retained", i, m, i)
+		}
+	}
+	// The live change of r/0 came after the first chunk's messages.
+	for k, tp := range order {
+		if tp == topic(0) && k > 0 {
+			if k < 256 {
+				t.Errorf("r/0's live change came at position %d, inside the first chunk", k)
+			}
+			break
+		}
+	}
+}
+
+// TestKVRetainedNotInMochi: entries are never put in mochi's retained
+// store; other retained topics still are.
+func TestKVRetainedNotInMochi(t *testing.T) {
+	tb := startBroker(t, nil)
+	sub := connect(t, tb.addr, "sub", "", "")
+	sub.subscribe(t, "#")
+	if err := tb.put(path("a"), msgp.AppendInt(nil, 1), "n1", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if m := sub.expect(t); m.Topic != "kv/a" {
+		t.Fatalf("got %q", m.Topic)
+	}
+	pub := connect(t, tb.addr, "pub", "", "")
+	pub.publishRetained(t, "plain/x", []byte("y"))
+	if m := sub.expect(t); m.Topic != "plain/x" {
+		t.Fatalf("got %q", m.Topic)
+	}
+	if _, ok := tb.srv.Topics.Retained.Get("kv/a"); ok {
+		t.Errorf("kv/a is in mochi's retained store")
+	}
+	if _, ok := tb.srv.Topics.Retained.Get("plain/x"); !ok {
+		t.Errorf("plain/x is not in mochi's retained store")
+	}
+	late := connect(t, tb.addr, "late", "", "")
+	late.subscribe(t, "#")
+	seen := map[string]bool{}
+	for range 2 {
+		m := late.expect(t)
+		if !m.Retain {
+			t.Errorf("%s not retained", m.Topic)
+		}
+		seen[m.Topic] = true
+	}
+	if !seen["kv/a"] || !seen["plain/x"] {
+		t.Errorf("late '#' got %v, want kv/a and plain/x", seen)
+	}
+	late.expectNone(t, 200*time.Millisecond)
+}
