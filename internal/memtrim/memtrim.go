@@ -29,6 +29,15 @@ type Config struct {
 	// from the system has grown by at least this much since the last trim
 	// (default 4 MiB), and by a quarter.
 	Grown uint64
+	// Quiet: trim once the program, after allocating at least QuietBytes
+	// a step, has allocated less than that for this long, if the heap
+	// has grown as for Grown (default 1 s): a burst of writes over
+	// connections that stay open ends with no connection closing, and its
+	// garbage would otherwise stay resident.
+	Quiet time.Duration
+	// QuietBytes is the allocation per step below which the program is
+	// quiet (default 1 MiB).
+	QuietBytes uint64
 	// FreeBytes: trim once the heap holds this much free memory not yet
 	// returned to the system, whatever else (default 32 MiB).
 	FreeBytes uint64
@@ -60,6 +69,12 @@ func (c *Config) defaults() {
 	if c.Grown == 0 {
 		c.Grown = 4 << 20
 	}
+	if c.Quiet <= 0 {
+		c.Quiet = time.Second
+	}
+	if c.QuietBytes == 0 {
+		c.QuietBytes = 1 << 20
+	}
 	if c.FreeBytes == 0 {
 		c.FreeBytes = 32 << 20
 	}
@@ -75,6 +90,7 @@ type figures struct {
 	free       uint64 // of which free: neither used nor garbage
 	live       uint64 // heap found live by the last collection
 	other      uint64 // the runtime's memory besides the heap (stacks, metadata…)
+	allocs     uint64 // bytes allocated since the program started
 }
 
 // limitFor is the soft memory limit for figures f and headroom h.
@@ -91,6 +107,9 @@ type Trimmer struct {
 	latest  time.Time // when it last ended
 	peak    int       // goroutines, highest since the last trim
 	base    uint64    // held right after the last trim
+	allocs  uint64    // figures.allocs at the last step
+	busy    bool      // allocated QuietBytes in a step since the last trim
+	quiet   time.Time // since when it has allocated less (with busy)
 	last    time.Time // of the last trim
 	trims   atomic.Int64
 	samples []metrics.Sample
@@ -118,6 +137,7 @@ func New(cfg Config) *Trimmer {
 		"/gc/heap/live:bytes",
 		"/memory/classes/total:bytes",
 		"/memory/classes/heap/released:bytes",
+		"/gc/heap/allocs:bytes",
 	} {
 		t.samples = append(t.samples, metrics.Sample{Name: name})
 	}
@@ -142,7 +162,7 @@ func (t *Trimmer) read() figures {
 		}
 		return 0
 	}
-	f := figures{goroutines: int(v(0)), held: v(1) + v(2) + v(3) + v(4), free: v(3), live: v(5)}
+	f := figures{goroutines: int(v(0)), held: v(1) + v(2) + v(3) + v(4), free: v(3), live: v(5), allocs: v(8)}
 	if total, heap := v(6), v(1)+v(2)+v(3)+v(7); total > heap {
 		f.other = total - heap
 	}
@@ -196,6 +216,13 @@ func (t *Trimmer) Step(now time.Time) bool {
 		t.peak = f.goroutines // a fall counts once
 	}
 	t.peak = max(t.peak, f.goroutines)
+	if f.allocs-t.allocs >= t.cfg.QuietBytes {
+		t.busy, t.quiet = true, time.Time{}
+	} else if t.busy && t.quiet.IsZero() {
+		t.quiet = now
+	}
+	t.allocs = f.allocs
+	quiet := t.busy && !t.quiet.IsZero() && now.Sub(t.quiet) >= t.cfg.Quiet
 	if now.Sub(t.last) < t.cfg.MinGap {
 		return false
 	}
@@ -203,7 +230,10 @@ func (t *Trimmer) Step(now time.Time) bool {
 		return false // still ending
 	}
 	grown := f.held >= t.base+max(t.cfg.Grown, t.base/4)
-	if !(t.ended && grown) && f.free < t.cfg.FreeBytes {
+	if quiet && !grown {
+		t.busy = false // the burst left nothing worth giving back
+	}
+	if !((t.ended || quiet) && grown) && f.free < t.cfg.FreeBytes {
 		if t.ended && !grown {
 			t.ended = false // nothing worth giving back
 		}
@@ -211,7 +241,7 @@ func (t *Trimmer) Step(now time.Time) bool {
 	}
 	t.freeOS()
 	after := t.readFn()
-	t.last, t.peak, t.base, t.ended = now, after.goroutines, after.held, false
+	t.last, t.peak, t.base, t.ended, t.busy = now, after.goroutines, after.held, false, false
 	t.trims.Add(1)
 	return true
 }

@@ -85,6 +85,59 @@ func TestStep(t *testing.T) {
 	}
 }
 
+// TestQuietTrim: a burst of allocation that grew the heap is trimmed once
+// the program has been quiet for Quiet, with no connection ended; a
+// program that never allocates, or whose burst did not grow the heap, is
+// not.
+func TestQuietTrim(t *testing.T) {
+	tr := New(Config{Grown: 1000, FreeBytes: 1 << 40, MinGap: time.Second, Quiet: time.Second, QuietBytes: 100})
+	var f figures
+	freed := 0
+	tr.readFn = func() figures { return f }
+	tr.freeOS = func() { freed++; f.held = 10_000 }
+	tr.base = 10_000
+	t0 := time.Unix(1000, 0)
+	step := func(at time.Duration, allocs, held uint64) bool {
+		f.allocs, f.held = allocs, held
+		return tr.Step(t0.Add(at))
+	}
+	// Quiet from the start: nothing.
+	for i := range 10 {
+		if step(time.Duration(i)*250*time.Millisecond, 0, 30_000) {
+			t.Fatal("trimmed a program that never allocated")
+		}
+	}
+	// A burst (1,000 bytes a step), then quiet.
+	allocs := uint64(0)
+	for i := 10; i < 20; i++ {
+		allocs += 1000
+		if step(time.Duration(i)*250*time.Millisecond, allocs, 30_000) {
+			t.Fatal("trimmed during the burst")
+		}
+	}
+	if step(5*time.Second, allocs+10, 30_000) || step(5750*time.Millisecond, allocs+20, 30_000) {
+		t.Fatal("trimmed before it had been quiet for a second")
+	}
+	if !step(6*time.Second, allocs+30, 30_000) {
+		t.Fatal("no trim after a second of quiet following a burst that grew the heap")
+	}
+	if step(8*time.Second, allocs+40, 30_000) {
+		t.Fatal("trimmed again with no new burst")
+	}
+	// A burst that did not grow the heap: no trim.
+	allocs += 40
+	for i := range 4 {
+		allocs += 1000
+		step(9*time.Second+time.Duration(i)*250*time.Millisecond, allocs, 10_100)
+	}
+	if step(11*time.Second, allocs, 10_100) || step(12*time.Second, allocs, 10_100) {
+		t.Fatal("trimmed after a burst that left the heap as it was")
+	}
+	if freed != 1 {
+		t.Fatalf("%d trims, want 1", freed)
+	}
+}
+
 // Run ends with its context.
 func TestRun(t *testing.T) {
 	defer goleak.VerifyNone(t)
