@@ -78,6 +78,13 @@ func (t *tasks) forget(seq uint64, tk task) {
 
 // openStreams returns the number of running streams: a stopped one no
 // longer counts, though its goroutine may take a moment to end.
+// idle reports whether no request is running.
+func (t *tasks) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.running) == 0
+}
+
 func (t *tasks) openStreams() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -179,6 +179,9 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 }
 
+// Buffered returns how many bytes of later messages Next has read already.
+func (r *Reader) Buffered() int { return r.n }
+
 // fill reads at least one more byte into the buffer.
 func (r *Reader) fill() error {
 	if r.n == len(r.buf) {

@@ -143,14 +143,25 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 	queued := budget.New("kvproto: replies queued", maxQueued, 24*time.Hour)
 	out := make(chan []byte, inflight)
-	var writeErr error
+	// Replies go out in one of two ways. A reply sent while nothing waits
+	// for the writer goroutine is written at once by its sender (one
+	// goroutine hand-off less: a sequential client's request costs the
+	// node less); otherwise it joins the writer's queue. wmu orders the
+	// two: pending counts what the queue holds, and a sender writes
+	// directly only when it is zero, so no message overtakes one sent
+	// before it (a stream's messages stay in order).
+	var (
+		wmu      sync.Mutex
+		pending  int           // in the queue, not yet taken by the writer
+		bw       *bufio.Writer // the writer's buffer while it holds unwritten bytes
+		writeErr error
+	)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		// Replies that are ready together go out in one write, through a
 		// buffer that the connection holds only while it has something
 		// to send: an idle connection holds none.
-		var bw *bufio.Writer
 		defer func() {
 			if bw != nil {
 				bw.Reset(nil)
@@ -158,7 +169,10 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 			}
 		}()
 		for msg := range out {
+			wmu.Lock()
+			pending--
 			if writeErr != nil {
+				wmu.Unlock()
 				queued.Give(min(int64(len(msg)), maxQueued))
 				continue // drain
 			}
@@ -173,8 +187,10 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 				// Let the request goroutines that are about to reply
 				// (a node batch answers many at once) add theirs, so
 				// that one write carries them all.
+				wmu.Unlock()
 				runtime.Gosched()
-				if len(out) == 0 {
+				wmu.Lock()
+				if pending == 0 {
 					err = bw.Flush()
 					if err == nil {
 						bw.Reset(nil)
@@ -187,15 +203,35 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 				writeErr = err
 				cancel()
 			}
+			wmu.Unlock()
 		}
 	}()
 	send := func(msg []byte) {
+		if wmu.TryLock() {
+			if pending == 0 && bw == nil && writeErr == nil {
+				_, err := conn.Write(msg)
+				putMsg(msg)
+				if err != nil {
+					writeErr = err
+					cancel()
+				}
+				wmu.Unlock()
+				return
+			}
+			wmu.Unlock()
+		}
 		if queued.Take(ctx, min(int64(len(msg)), maxQueued)) != nil {
 			return // ctx is done
 		}
+		wmu.Lock()
+		pending++
+		wmu.Unlock()
 		select {
 		case out <- msg:
 		case <-ctx.Done():
+			wmu.Lock()
+			pending--
+			wmu.Unlock()
 			queued.Give(min(int64(len(msg)), maxQueued))
 		}
 	}
@@ -261,6 +297,16 @@ const DefaultMaxStreams = 256
 const DefaultMaxQueued = 4 << 20
 
 // isStream reports whether action answers with a stream of messages.
+// inlineAction reports whether action is answered at once by the tree
+// (no waiting on other clients or timers): the reader may run it itself.
+func inlineAction(action string) bool {
+	switch action {
+	case "get_value", "set_value", "delete_value", "get_tock":
+		return true
+	}
+	return false
+}
+
 func isStream(action string) bool {
 	return action == "watch" || action == "get_tree" || action == "msg_monitor"
 }
@@ -368,6 +414,16 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			req = internalize(req)
 		}
 		stream := err == nil && isStream(req.Action)
+		if err == nil && inlineAction(req.Action) && r.Buffered() == 0 && tasks.idle() {
+			// A client that waits for each reply before it sends the
+			// next request (nothing else is running, nothing more has
+			// come): answered here, on the reader, without handing the
+			// request to a worker goroutine and back. A client that
+			// sends more meanwhile waits for this one only as long as
+			// the tree takes to answer.
+			send(s.handle(withRoot(ctx, root), req, nil))
+			continue
+		}
 		var pos *flowPos
 		if stream {
 			if tasks.openStreams() >= maxStreams {
