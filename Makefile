@@ -31,7 +31,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 CROSS_TARGETS := linux/arm/7 linux/arm64 linux/amd64
 
-.PHONY: probe all help test race bench fuzz lint fmt-check vet staticcheck cross build run sim soak clean
+.PHONY: bench-compare probe all help test race bench fuzz lint fmt-check vet staticcheck cross build run sim soak clean
 
 all: test
 
@@ -47,6 +47,7 @@ help:
 	@echo "make sim        run the simulator: SEED=n OPS=n"
 	@echo "make soak       simulator soak: SOAK_SEEDS=20000 SOAK_OPS=1000"
 	@echo "make probe      hostile-client probes against a node process, with their figures"
+	@echo "make bench-compare  edgekv beside the echo floor, NATS KV and mosquitto (QUICK=1: small)"
 	@echo "make clean      remove bin/ and dist/"
 
 test:
@@ -108,6 +109,14 @@ soak:
 # runs them too; here they run alone, with -v for their figures.
 probe:
 	$(GO) test -count=1 -v -run 'TestProbe|TestE2EHostile' ./cmd/edgekv/
+
+# Issue 9's side-by-side figures: the echo floor, edgekv, NATS JetStream KV
+# (Debian's nats-server, if installed) and mosquitto (alone, and three
+# bridged in a line), every server its own process, in one run; a table
+# with each figure's ratio to the floor and to the anchor. QUICK=1: a small
+# smoke run.
+bench-compare:
+	EDGEKV_BENCH_COMPARE=1 $(if $(QUICK),EDGEKV_BENCH_QUICK=1) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkCompare$$' -benchtime=1x -timeout 30m ./cmd/edgekv/
 
 clean:
 	rm -rf bin dist
