@@ -139,9 +139,25 @@ type writeResult struct {
 	err error
 }
 
-// Get returns the entry at p (the zero Entry if there is none).
+// Get returns the entry at p (the zero Entry if there is none). It reads
+// the tree on the caller's goroutine, under the lock the loop holds while
+// it works (no hand-off to the loop and back: a get costs what reading
+// the entry costs), and sees every write whose Set has returned.
 func (e *Engine) Get(ctx context.Context, p tree.Path) (Entry, error) {
-	return call(e, ctx, func(e *Engine) Entry { return entryOf(e.r.Tree().Get(p)) })
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	if !e.looping.Load() { // not running yet, or driven by a Stepper
+		return call(e, ctx, func(e *Engine) Entry { return entryOf(e.r.Tree().Get(p)) })
+	}
+	e.treeMu.RLock()
+	defer e.treeMu.RUnlock()
+	select {
+	case <-e.stopping:
+		return Entry{}, e.unavailable("stopped")
+	default:
+	}
+	return entryOf(e.r.Tree().Get(p)), nil
 }
 
 // Set writes value (one msgpack value) at p as this node, under c. It

@@ -129,6 +129,10 @@ type Engine struct {
 	reqs     chan *request
 	in       *inbox
 	stopping chan struct{} // closed when the loop takes no more work
+	// treeMu is held by the loop while it works; Get reads the tree under
+	// its read lock while the loop waits for input, without a hand-off.
+	treeMu   sync.RWMutex
+	looping  atomic.Bool   // Run's loop serves (not a Stepper): Get may take treeMu
 	done     chan struct{} // closed when Run has returned
 	started  atomic.Bool   // Run or a Stepper owns the engine
 	stopOnce sync.Once
@@ -308,6 +312,9 @@ func (e *Engine) unavailable(why string) error {
 }
 
 func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan error, snapWG *sync.WaitGroup) error {
+	e.treeMu.Lock() // the loop's while it works (see Engine.Get)
+	defer e.treeMu.Unlock()
+	e.looping.Store(true)
 	if err := e.flush(); err != nil { // the reservation of Restore
 		return err
 	}
@@ -336,22 +343,31 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 			}
 		}
 		fast = 0
+		// Readers (Engine.Get) may look at the tree only while the loop
+		// waits here; every case takes the tree back first.
+		e.treeMu.Unlock()
 		select {
 		case <-ctx.Done():
+			e.treeMu.Lock()
 			return nil
 		case err := <-storeErr:
+			e.treeMu.Lock()
 			// The group commit failed: the log's tail is unknown. (Run
 			// reads the channel again once the loop has ended.)
 			e.failed = err
 			storeErr <- err
 			return fmt.Errorf("node: store: %w", err)
 		case q := <-e.reqs:
+			e.treeMu.Lock()
 			e.takeMore(q)
 		case <-e.in.wake:
+			e.treeMu.Lock()
 			e.drainInbox()
 		case <-e.st.SyncedNotify():
+			e.treeMu.Lock()
 			e.releaseHeld()
 		case <-tick.C:
+			e.treeMu.Lock()
 			ticks++
 			e.r.Tick()
 			if ticks%statusEvery == 0 {
@@ -366,6 +382,7 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 				}()
 			}
 		case err := <-snapDone:
+			e.treeMu.Lock()
 			e.snapping = false
 			if err != nil {
 				e.log.Error("snapshot failed", "error", err)

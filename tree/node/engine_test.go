@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -868,5 +869,74 @@ func TestCursorAfterObserver(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGetWhileWriting: Get reads the tree beside the loop (under its
+// lock): each writer reads back what its Set returned, a reader of all
+// keys never sees a value go back, while walks run and the loop ticks;
+// after Run ends, Get answers unavailable. Run it with -race.
+func TestGetWhileWriting(t *testing.T) {
+	r := start(t, func(c *Config) { c.Store.Sync = store.SyncInterval })
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := pth(fmt.Sprintf("w%d", w))
+			for i := range 300 {
+				v := msgp.AppendInt(nil, i)
+				if _, err := r.e.Set(ctx, p, v, Cond{}); err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := r.e.Get(ctx, p)
+				if err != nil || !bytes.Equal(got.Value, v) {
+					t.Errorf("w%d: after Set %d, Get = %x, %v", w, i, got.Value, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // a reader of every writer's key: values only go forward
+		defer wg.Done()
+		last := map[int]int64{}
+		for range 2000 {
+			for w := range 4 {
+				got, err := r.e.Get(ctx, pth(fmt.Sprintf("w%d", w)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got.Value == nil {
+					continue
+				}
+				v, _, err := msgp.ReadInt64Bytes(got.Value)
+				if err != nil || v < last[w] {
+					t.Errorf("w%d: read %d after %d (%v)", w, v, last[w], err)
+					return
+				}
+				last[w] = v
+			}
+		}
+	}()
+	wg.Add(1)
+	go func() { // walks share the loop with the writes
+		defer wg.Done()
+		for range 20 {
+			if err := r.e.Walk(ctx, nil, func(Item) error { return nil }); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.Get(ctx, pth("w0")); !errors.Is(err, tree.ErrUnavailable) {
+		t.Errorf("Get after Run ended: %v, want ErrUnavailable", err)
 	}
 }
