@@ -23,6 +23,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgekv/edgekv/broker/kvclient"
+	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
 )
 
@@ -298,11 +299,17 @@ func (cr *compareRun) run() {
 	}
 	ekSet := seqRow("edgekv set_value", setOp(one))
 	seqRow("edgekv get_value", getOp(one))
+	// The same requests from a client that writes each and reads its
+	// reply on one goroutine, like the echo client: what the node costs,
+	// without the Go client's own hand-offs (it matches replies to
+	// requests on a reader goroutine of its own).
+	seqRow("edgekv set_value, raw client", cr.rawClient(ek.addr, "set_value", v))
+	seqRow("edgekv get_value, raw client", cr.rawClient(ek.addr, "get_value", nil))
 	if natsKV != nil {
 		nc := natsKV(1)[0]
 		natsPut := seqRow("NATS KV put", nc.put)
 		seqRow("NATS KV get", nc.get)
-		cr.rows[len(cr.rows)-4].anchor = ekSet / natsPut
+		cr.rows[len(cr.rows)-6].anchor = ekSet / natsPut
 	}
 	if mq, ok := cr.mosquittoAlone(); ok {
 		seqRow("mosquitto QoS 1 publish", mq)
@@ -376,6 +383,43 @@ func (cr *compareRun) run() {
 
 	// f. Replication through three processes in a line.
 	cr.replication()
+}
+
+// rawClient connects to the client protocol at addr and returns a
+// request (action at bench.<i%1000>, with value if not nil) that writes
+// the request and reads its reply on the caller's goroutine.
+func (cr *compareRun) rawClient(addr, action string, value []byte) op {
+	b := cr.b
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	r := kvproto.NewReader(conn, 0)
+	if _, err := r.Next(); err != nil { // the greeting
+		b.Fatal(err)
+	}
+	seq := uint64(0)
+	buf := make([]byte, 0, 128)
+	return func(i int) error {
+		seq++
+		n := uint32(3)
+		if value != nil {
+			n = 4
+		}
+		buf = msgp.AppendMapHeader(buf[:0], n)
+		buf = msgp.AppendString(msgp.AppendString(buf, "action"), action)
+		buf = tree.AppendPath(msgp.AppendString(buf, "path"), tree.Path{tree.Str("bench"), tree.Int(int64(i % 1000))})
+		if value != nil {
+			buf = append(msgp.AppendString(buf, "value"), value...)
+		}
+		buf = msgp.AppendUint64(msgp.AppendString(buf, "seq"), seq)
+		if _, err := conn.Write(buf); err != nil {
+			return err
+		}
+		_, err := r.Next()
+		return err
+	}
 }
 
 // ekNode is the single edgekv node of the comparison.
