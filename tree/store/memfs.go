@@ -39,6 +39,21 @@ type MemFS struct {
 	durable map[string]*memInode // directory as of the last SyncDir
 	epoch   int                  // incremented by Crash; stale handles fail
 	fail    map[string]*memFailure
+	flash   int64                // FlashBytes
+}
+
+// FlashPage is the page size of FlashBytes' model.
+const FlashPage = 4096
+
+// FlashBytes returns how many bytes a flash device would have programmed
+// for the file data synced so far: every Sync writes each page that holds
+// bytes written since the file's last Sync, whole (so a page that a
+// record only begins to fill is written again by the next Sync that adds
+// to it). Directory operations are not counted.
+func (m *MemFS) FlashBytes() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.flash
 }
 
 type memInode struct {
@@ -284,6 +299,11 @@ func (f *memFile) Sync() error {
 	}
 	if err := f.fs.inject("sync", f.name); err != nil {
 		return err
+	}
+	if n := len(f.ino.data); n > f.ino.synced {
+		first := f.ino.synced / FlashPage
+		last := (n + FlashPage - 1) / FlashPage
+		f.fs.flash += int64(last-first) * FlashPage
 	}
 	f.ino.synced = len(f.ino.data)
 	return nil

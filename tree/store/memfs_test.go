@@ -181,3 +181,30 @@ func TestMemFSFailAfter(t *testing.T) {
 	}()
 	m.FailAfter("fsync", 0, errInjected)
 }
+
+// TestMemFSFlashBytes: each Sync counts the pages holding bytes written
+// since the last one, a partly filled page again each time it grows.
+func TestMemFSFlashBytes(t *testing.T) {
+	m := NewMemFS()
+	f, err := m.Create("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(n int, want int64) {
+		t.Helper()
+		if _, err := f.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.FlashBytes(); got != want {
+			t.Fatalf("after %d more bytes: %d flash bytes, want %d", n, got, want)
+		}
+	}
+	step(100, 4096)            // page 0
+	step(100, 8192)            // page 0 again
+	step(4000, 16384)          // pages 0 and 1
+	step(0, 16384)             // nothing new: nothing written
+	step(3*4096, 16384+4*4096) // pages 1 (again) to 4
+}
