@@ -39,7 +39,7 @@ type MemFS struct {
 	durable map[string]*memInode // directory as of the last SyncDir
 	epoch   int                  // incremented by Crash; stale handles fail
 	fail    map[string]*memFailure
-	flash   int64                // FlashBytes
+	flash   int64 // FlashBytes
 }
 
 // FlashPage is the page size of FlashBytes' model.
