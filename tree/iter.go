@@ -19,6 +19,9 @@ type Iter struct {
 	root  *Entry
 	stack []iterLevel
 	depth int // levels below root to visit; -1: all
+	// unordered: each level's children in map order, copied but not
+	// sorted (IterUnordered).
+	unordered bool
 }
 
 type iterLevel struct {
@@ -28,6 +31,27 @@ type iterLevel struct {
 
 // Iter returns a walk of the entries at or below p.
 func (t *Tree) Iter(p Path) *Iter { return &Iter{t: t, root: t.Get(p), depth: -1} }
+
+// IterUnordered returns a walk of the entries at or below p that visits
+// each level's children in no particular order (parents still before
+// their children): a large level is copied when the walk reaches it but
+// not sorted, which for a million children is a few milliseconds instead
+// of a few hundred. For walks whose order does not matter (snapshots).
+func (t *Tree) IterUnordered(p Path) *Iter {
+	return &Iter{t: t, root: t.Get(p), depth: -1, unordered: true}
+}
+
+// kids returns e's children for the walk.
+func (it *Iter) kids(e *Entry) []*Entry {
+	if it.unordered {
+		out := make([]*Entry, 0, len(e.children))
+		for _, c := range e.children {
+			out = append(out, c)
+		}
+		return out
+	}
+	return it.t.kids(e)
+}
 
 // IterDepth returns a walk of the entry at p and its descendants at most
 // depth levels below it (0: the entry alone).
@@ -52,7 +76,7 @@ func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
 		fn(e)
 		n--
 		if it.descend(e, 0) {
-			it.stack = append(it.stack, iterLevel{kids: it.t.kids(e)})
+			it.stack = append(it.stack, iterLevel{kids: it.kids(e)})
 		}
 	}
 	for n > 0 && len(it.stack) > 0 {
@@ -67,7 +91,7 @@ func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
 		fn(e)
 		n--
 		if it.descend(e, len(it.stack)) {
-			it.stack = append(it.stack, iterLevel{kids: it.t.kids(e)})
+			it.stack = append(it.stack, iterLevel{kids: it.kids(e)})
 		}
 	}
 	for len(it.stack) > 0 && it.stack[len(it.stack)-1].next == len(it.stack[len(it.stack)-1].kids) {

@@ -78,6 +78,44 @@ func TestIterDepth(t *testing.T) {
 	}
 }
 
+// TestIterUnordered: IterUnordered visits what Walk visits, each once,
+// parents before their children.
+func TestIterUnordered(t *testing.T) {
+	tr := New(Config{Self: "a"})
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 3000 {
+		p := Path{Str(string(rune('a' + rng.IntN(4))))}
+		for range rng.IntN(4) {
+			p = append(p, Int(int64(rng.IntN(90))))
+		}
+		if _, _, err := tr.Set(p, []byte{0x01}, Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []string
+	tr.Walk(nil, func(e *Entry) bool { want = append(want, e.Path().String()); return true })
+	for _, n := range []int{1, 5, 1 << 20} {
+		seen := map[string]bool{}
+		var got []string
+		it := tr.IterUnordered(nil)
+		for it.Next(n, func(e *Entry) {
+			p := e.Path()
+			if len(p) > 0 && !seen[p[:len(p)-1].String()] {
+				t.Fatalf("n %d: %s before its parent", n, p)
+			}
+			seen[p.String()] = true
+			got = append(got, p.String())
+		}) {
+		}
+		slices.Sort(got)
+		w := slices.Clone(want)
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Fatalf("n %d: %d entries visited, want %d", n, len(got), len(w))
+		}
+	}
+}
+
 // TestIterUnderWrites: entries present throughout a walk are visited once
 // each, whatever is written, deleted and purged between its turns.
 func TestIterUnderWrites(t *testing.T) {

@@ -408,37 +408,62 @@ func (e *Engine) takeMore(q *request) {
 	}
 }
 
-// snapshotAsync writes a snapshot from the snapshot goroutine; only
-// capturing the state runs on the loop.
+// snapshotAsync writes a snapshot from the snapshot goroutine. Only
+// capturing the records runs on the loop, snapChunk entries per turn, so
+// that writes go on between the turns (replica.SnapshotHeader says why a
+// snapshot taken over many turns restores the same state).
 func (e *Engine) snapshotAsync() error {
 	start := e.cfg.Now()
+	var longest time.Duration
 	err := e.st.Snapshot(func(yield func([]byte) error) error {
-		recs, err := call(e, context.Background(), func(e *Engine) snapResult {
-			var res snapResult
-			res.err = e.r.SnapshotRecords(func(b []byte) error { res.recs = append(res.recs, b); return nil })
-			return res
-		})
-		if err != nil {
-			return err
-		}
-		if recs.err != nil {
-			return recs.err
-		}
-		for _, r := range recs.recs {
-			if err := yield(r); err != nil {
+		var it *tree.Iter
+		for {
+			res, err := call(e, context.Background(), func(e *Engine) snapResult {
+				t0 := time.Now()
+				var res snapResult
+				add := func(b []byte) error { res.recs = append(res.recs, b); return nil }
+				if it == nil {
+					if res.err = e.r.SnapshotHeader(add); res.err != nil {
+						return res
+					}
+					it = e.r.Tree().IterUnordered(nil) // order does not matter here
+				}
+				res.more, res.err = e.r.SnapshotEntries(it, snapChunk, add)
+				res.took = time.Since(t0)
+				return res
+			})
+			if err != nil {
 				return err
 			}
+			if res.err != nil {
+				return res.err
+			}
+			longest = max(longest, res.took)
+			for _, r := range res.recs {
+				if err := yield(r); err != nil {
+					return err
+				}
+			}
+			if !res.more {
+				return nil
+			}
 		}
-		return nil
 	})
 	if err == nil {
-		e.log.Info("snapshot written", "took", e.cfg.Now().Sub(start).Round(time.Millisecond))
+		e.log.Info("snapshot written", "took", e.cfg.Now().Sub(start).Round(time.Millisecond),
+			"longest_turn", longest.Round(time.Microsecond))
 	}
 	return err
 }
 
+// snapChunk is how many entries a snapshot captures per turn of the loop
+// (a few milliseconds).
+const snapChunk = 4096
+
 type snapResult struct {
 	recs [][]byte
+	more bool
+	took time.Duration
 	err  error
 }
 

@@ -176,6 +176,26 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 // replica's owning goroutine; records are produced eagerly for one entry at
 // a time.
 func (r *Replica) SnapshotRecords(yield func([]byte) error) error {
+	if err := r.SnapshotHeader(yield); err != nil {
+		return err
+	}
+	it := r.t.Iter(nil)
+	for {
+		more, err := r.SnapshotEntries(it, 1<<16, yield)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// SnapshotHeader writes the state record that begins a snapshot. A driver
+// may then write the entries a chunk at a time (SnapshotEntries) with
+// other work in between: the store rotates its log before a snapshot, and
+// on restore replays every record since on top of it, so an entry written
+// after the header went out is restored whether the snapshot caught it or
+// not (applying a record twice changes nothing, and restoring an entry
+// raises the tock and marks its tick as seen as the record would).
+func (r *Replica) SnapshotHeader(yield func([]byte) error) error {
 	st := wire.State{Node: r.cfg.Node, Tock: r.t.Tock(), Epoch: r.epoch, Purged: r.t.Purged(),
 		Ticks: make(map[string]uint64), Known: make(map[string]tree.RangeSet)}
 	for _, n := range r.t.Nodes() {
@@ -188,18 +208,20 @@ func (r *Replica) SnapshotRecords(yield func([]byte) error) error {
 			st.Skipped[n.Name()] = sk
 		}
 	}
-	if err := yield(wire.AppendState([]byte{recState}, st)); err != nil {
-		return err
-	}
-	var err error
-	r.t.Walk(nil, func(e *tree.Entry) bool {
-		if len(e.Chain()) == 0 {
-			return true
+	return yield(wire.AppendState([]byte{recState}, st))
+}
+
+// SnapshotEntries writes the records of up to n more entries of it (a walk
+// of the whole tree, r.Tree().Iter(nil)) that have a version, and reports
+// whether entries are left. Called from the owning goroutine, like it.
+func (r *Replica) SnapshotEntries(it *tree.Iter, n int, yield func([]byte) error) (more bool, err error) {
+	more = it.Next(n, func(e *tree.Entry) {
+		if err != nil || len(e.Chain()) == 0 {
+			return
 		}
 		err = yield(wire.AppendEntry([]byte{recEntry}, e.Event(0)))
-		return err == nil
 	})
-	return err
+	return more && err == nil, err
 }
 
 // decodeDeleter reads the deleter group value {"nodes": [names…]}.
