@@ -19,18 +19,25 @@ import (
 // touches, written whole) beside the log bytes per update, status entries
 // included (the node writes those too).
 func BenchmarkFlashPerUpdate(b *testing.B) {
-	for _, rate := range []int{10, 100, 1000, 10000} {
-		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
+	for _, tc := range []struct {
+		rate int
+		sync time.Duration // group-commit period (0: the default, 100 ms)
+	}{{10, 0}, {100, 0}, {1000, 0}, {10000, 0}, {10, time.Second}} {
+		name := fmt.Sprintf("rate=%d", tc.rate)
+		if tc.sync > 0 {
+			name += fmt.Sprintf(",sync_interval=%v", tc.sync)
+		}
+		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				flashPerUpdate(b, rate, 3*time.Second)
+				flashPerUpdate(b, tc.rate, tc.sync, 3*time.Second)
 			}
 		})
 	}
 }
 
-func flashPerUpdate(b *testing.B, rate int, d time.Duration) {
+func flashPerUpdate(b *testing.B, rate int, sync, d time.Duration) {
 	fs := store.NewMemFS()
-	e, err := Open(Config{Name: "flash", FS: fs, FreshStart: func() uint64 { return 0 }})
+	e, err := Open(Config{Name: "flash", FS: fs, FreshStart: func() uint64 { return 0 }, Store: store.Options{SyncInterval: sync}})
 	if err != nil {
 		b.Fatal(err)
 	}
