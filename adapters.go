@@ -25,6 +25,11 @@ func (t brokerTree) Write(ctx context.Context, p tree.Path, value []byte) error 
 	return err
 }
 
+// WriteNoWait queues a QoS 0 publish's write (broker.NoWaitWriter).
+func (t brokerTree) WriteNoWait(ctx context.Context, p tree.Path, value []byte) error {
+	return t.e.WriteNoWait(ctx, p, value)
+}
+
 // Entries serves the retained messages of KV topics from the engine: its
 // cursor runs on the engine's goroutine, in order with Node.Changed.
 func (t brokerTree) Entries(p tree.Path, depth int) broker.EntryCursor {

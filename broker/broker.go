@@ -31,6 +31,17 @@ type Tree interface {
 	Entries(p tree.Path, depth int) EntryCursor
 }
 
+// NoWaitWriter is a Tree that can also queue a write without waiting for
+// it to be applied (the node's engine). A client publish at QoS 0, which
+// nobody acknowledges, is written that way: the client's next packet is
+// read at once, its writes still applied in order (and before its later
+// QoS 1/2 writes), and a client that publishes faster than the node
+// applies is slowed by the full queue, not buffered. Refusals the tree
+// can make at once are returned; later ones (a delete of nothing) are not.
+type NoWaitWriter interface {
+	WriteNoWait(ctx context.Context, p tree.Path, value []byte) error
+}
+
 // EntryCursor walks entries a chunk at a time.
 type EntryCursor interface {
 	// Next calls fn with the next entries in canonical order (parents

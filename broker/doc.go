@@ -95,7 +95,10 @@
 // Tree.Write on the publisher's goroutine, bounded by 5 s and by Run's
 // context, so a slow write holds back only that client, and a QoS 1 PUBACK
 // (QoS 2 PUBREC) leaves only after Write returned: mochi builds the
-// acknowledgement after its OnPublish hooks return. The packet itself is
+// acknowledgement after its OnPublish hooks return. A QoS 0 publish, which
+// nobody acknowledges, is queued (NoWaitWriter) rather than waited for:
+// the client's next packet is read at once, and its writes are applied in
+// the order sent. The packet itself is
 // never retained or forwarded (the hook answers mochi's CodeSuccessIgnore);
 // once the node has applied the write, it publishes the canonical retained
 // message with PublishEntry. Deleting an entry that does not exist

@@ -335,7 +335,11 @@ func (h *hook) write(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error)
 		return h.refuse(cl, pk, packets.ErrPayloadFormatInvalid, err)
 	}
 	ctx, cancel := context.WithTimeout(h.context(), writeTimeout)
-	err = h.tree.Write(ctx, p, v)
+	if nw, ok := h.tree.(NoWaitWriter); ok && pk.FixedHeader.Qos == 0 {
+		err = nw.WriteNoWait(ctx, p, v)
+	} else {
+		err = h.tree.Write(ctx, p, v)
+	}
 	cancel()
 	switch {
 	case err == nil:

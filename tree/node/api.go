@@ -171,6 +171,23 @@ func (e *Engine) Set(ctx context.Context, p tree.Path, value []byte, c Cond) (Re
 	return e.write(ctx, p, value, c)
 }
 
+// WriteNoWait queues a write of value at p (nil: a delete) as this node,
+// with no condition, and returns once it is queued, not once it is
+// applied: for callers that have no one to answer (an MQTT publish at
+// QoS 0 is acknowledged by nobody). Writes queued from one goroutine are
+// applied in order, and before any write that goroutine makes later
+// through the engine. What the loop would refuse for any value (status
+// entries) is refused here; a later failure (a delete of nothing, the
+// engine stopping) is not reported. It waits while the engine's queue is
+// full, as long as ctx lets it: a client that writes faster than the node
+// applies is slowed, not buffered.
+func (e *Engine) WriteNoWait(ctx context.Context, p tree.Path, value []byte) error {
+	if p.HasPrefix(replica.StatusPrefix) {
+		return fmt.Errorf("%w: %s: status entries are written by their nodes alone", tree.ErrPermission, p)
+	}
+	return e.submit(ctx, &request{write: &writeOp{p: p, value: value}})
+}
+
 // Delete deletes the value at p as this node, under c. Deleting an entry
 // that holds no value fails with tree.ErrNotFound and writes nothing.
 func (e *Engine) Delete(ctx context.Context, p tree.Path, c Cond) (Result, error) {
@@ -209,27 +226,27 @@ func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (
 	return wr.res, wr.err
 }
 
-// applyWrite applies a local write on the loop and answers on reply: at
-// once if it failed or changed nothing, after the flush that persists it
-// otherwise.
+// applyWrite applies a local write on the loop and answers on reply (nil:
+// nobody waits, WriteNoWait): at once if it failed or changed nothing,
+// after the flush that persists it otherwise.
 func (e *Engine) applyWrite(p tree.Path, value []byte, c Cond, reply chan<- writeResult) {
 	if e.failed != nil {
-		reply <- writeResult{err: e.unavailable("stopped")}
+		answer(reply, writeResult{err: e.unavailable("stopped")})
 		return
 	}
 	if p.HasPrefix(replica.StatusPrefix) {
-		reply <- writeResult{err: fmt.Errorf("%w: %s: status entries are written by their nodes alone", tree.ErrPermission, p)}
+		answer(reply, writeResult{err: fmt.Errorf("%w: %s: status entries are written by their nodes alone", tree.ErrPermission, p)})
 		return
 	}
 	var res Result
 	cur := e.r.Tree().Get(p)
-	if cur != nil {
+	if cur != nil && (reply != nil || c.Prev != nil) {
 		if v, ok := cur.Value(); ok {
 			res.Prev = slices.Clone(v)
 		}
 	}
 	if c.Prev != nil && !bytes.Equal(res.Prev, c.Prev) {
-		reply <- writeResult{err: fmt.Errorf("%w: %s does not hold the expected previous value", tree.ErrConflict, p)}
+		answer(reply, writeResult{err: fmt.Errorf("%w: %s does not hold the expected previous value", tree.ErrConflict, p)})
 		return
 	}
 	var ev tree.Event
@@ -242,13 +259,13 @@ func (e *Engine) applyWrite(p tree.Path, value []byte, c Cond, reply chan<- writ
 	}
 	switch {
 	case err != nil:
-		reply <- writeResult{err: err}
+		answer(reply, writeResult{err: err})
 	case !changed: // idempotent: nothing written
 		res.NoOp = true
 		if cur != nil {
 			res.Chain, res.Tock = slices.Clone(cur.Chain()), cur.Tock()
 		}
-		reply <- writeResult{res: res}
+		answer(reply, writeResult{res: res})
 	default:
 		res.Chain, res.Tock = slices.Clone(ev.Chain), ev.Tock
 		e.waiters = append(e.waiters, waiter{reply: reply, res: writeResult{res: res}})

@@ -576,7 +576,14 @@ func (e *Engine) answerWaiters(err error) {
 		if err != nil {
 			res = writeResult{err: err}
 		}
-		w.reply <- res
+		answer(w.reply, res)
 	}
 	e.waiters = e.waiters[:0]
+}
+
+// answer sends r to a write's caller, if it waits (reply is not nil).
+func answer(reply chan<- writeResult, r writeResult) {
+	if reply != nil {
+		reply <- r
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/replica"
 	"github.com/edgekv/edgekv/tree/store"
 	"github.com/edgekv/edgekv/tree/wire"
 )
@@ -938,5 +939,32 @@ func TestGetWhileWriting(t *testing.T) {
 	}
 	if _, err := r.e.Get(ctx, pth("w0")); !errors.Is(err, tree.ErrUnavailable) {
 		t.Errorf("Get after Run ended: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestWriteNoWait: queued writes are applied in order, before a write the
+// same goroutine makes later; status entries are refused at once.
+func TestWriteNoWait(t *testing.T) {
+	r := start(t, func(c *Config) { c.Store.Sync = store.SyncInterval })
+	ctx := context.Background()
+	for i := range 1000 {
+		if err := r.e.WriteNoWait(ctx, pth("k"), msgp.AppendInt(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.e.WriteNoWait(ctx, pth("gone"), nil); err != nil { // a delete of nothing: not reported
+		t.Fatal(err)
+	}
+	if _, err := r.e.Set(ctx, pth("after"), str("x"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.e.Get(ctx, pth("k"))
+	if err != nil || !bytes.Equal(got.Value, msgp.AppendInt(nil, 999)) {
+		t.Fatalf("k = %x, %v; want the last queued value (999)", got.Value, err)
+	}
+	status := append(tree.Path{}, replica.StatusPrefix...)
+	status = append(status, tree.Str("x"))
+	if err := r.e.WriteNoWait(ctx, status, str("y")); !errors.Is(err, tree.ErrPermission) {
+		t.Fatalf("status entry: %v, want ErrPermission", err)
 	}
 }
