@@ -932,3 +932,119 @@ func BenchmarkWatchFanout(b *testing.B) {
 		mu.Unlock()
 	}
 }
+
+// BenchmarkNodeStart1M: a node process is given 1,000,000 keys through the
+// client protocol, idles until it has written a snapshot (the log passes
+// 64 MiB; checked every 30 s), and is stopped; reports the time from
+// starting it again to its first answered get_value, and the snapshot
+// and log it loaded.
+func BenchmarkNodeStart1M(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		bin := binary(b)
+		ps := ports(b, 2)
+		dir := b.TempDir()
+		data := filepath.Join(dir, "data")
+		cfg := filepath.Join(dir, "start.yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("node: start\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\nlog_level: warn\n",
+			data, ps[0], ps[1])), 0o644)
+		addr := fmt.Sprintf("127.0.0.1:%d", ps[1])
+		cmd := exec.Command(bin, "run", "-n", "start", "-c", cfg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		first := cmd
+		b.Cleanup(func() { first.Process.Kill(); first.Wait() })
+		waitPort(b, ps[1])
+		var clients []*kvclient.Client
+		for range 16 {
+			clients = append(clients, dialClient(b, addr))
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for k := range 16 * 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1)
+					if i > n {
+						return
+					}
+					if _, err := clients[k%16].Set(context.Background(), tree.Path{tree.Str("s"), tree.Int(i)}, msgp.AppendInt64(nil, i), kvclient.WriteOpts{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		// Wait for the snapshot (the log has passed 64 MiB).
+		deadline := time.Now().Add(90 * time.Second)
+		for !hasSnapshot(data) && time.Now().Before(deadline) {
+			time.Sleep(time.Second)
+		}
+		for _, c := range clients {
+			c.Close()
+		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		snap, logs := storeSizes(b, data)
+		t0 := time.Now()
+		cmd = exec.Command(bin, "run", "-n", "start", "-c", cfg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // also when the wait below fails
+		var took time.Duration
+		for {
+			c, err := kvclient.Dial(context.Background(), addr)
+			if err == nil {
+				_, found, err := c.Get(context.Background(), tree.Path{tree.Str("s"), tree.Int(n)}, 0)
+				c.Close()
+				if err == nil && found {
+					took = time.Since(t0)
+					break
+				}
+			}
+			if time.Since(t0) > 60*time.Second {
+				b.Fatal("the node did not answer within 60 s of its start")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		b.ReportMetric(took.Seconds(), "start-s")
+		b.ReportMetric(float64(snap)/(1<<20), "snapshot-MiB")
+		b.ReportMetric(float64(logs)/(1<<20), "log-MiB")
+	}
+}
+
+func hasSnapshot(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "snap-*.ekv")) // not a snapshot being written
+	return len(m) > 0
+}
+
+// storeSizes returns the bytes of the snapshots and of the log segments
+// in a data directory.
+func storeSizes(b *testing.B, dir string) (snap, logs int64) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			b.Fatal(err)
+		}
+		switch {
+		case strings.HasPrefix(e.Name(), "snap-") && strings.HasSuffix(e.Name(), ".ekv"):
+			snap += fi.Size()
+		case strings.HasPrefix(e.Name(), "log-"):
+			logs += fi.Size()
+		}
+	}
+	return snap, logs
+}

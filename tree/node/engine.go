@@ -426,7 +426,7 @@ func (e *Engine) snapshotAsync() error {
 					if res.err = e.r.SnapshotHeader(add); res.err != nil {
 						return res
 					}
-					it = e.r.Tree().IterUnordered(nil) // order does not matter here
+					it = e.r.Tree().IterByTock(nil) // see IterByTock
 				}
 				res.more, res.err = e.r.SnapshotEntries(it, snapChunk, add)
 				res.took = time.Since(t0)
