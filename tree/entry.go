@@ -62,6 +62,15 @@ func (e *Entry) NumChildren() int { return len(e.children) }
 // Child returns the child named el, or nil.
 func (e *Entry) Child(el Elem) *Entry { return e.children[el] }
 
+// AppendChildren appends the children to dst in no particular order (map
+// order): for walks that sort them some other way.
+func (e *Entry) AppendChildren(dst []*Entry) []*Entry {
+	for _, c := range e.children {
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 // Children returns the children in canonical order.
 func (e *Entry) Children() []*Entry {
 	out := make([]*Entry, 0, len(e.children))

@@ -1,10 +1,5 @@
 package tree
 
-import (
-	"cmp"
-	"slices"
-)
-
 // Iter walks the entries at or below a path in canonical order (parents
 // before children), a few at a time, so that a long walk can be spread
 // over many turns of the tree's owner with other work in between. It
@@ -24,9 +19,6 @@ type Iter struct {
 	root  *Entry
 	stack []iterLevel
 	depth int // levels below root to visit; -1: all
-	// byTock: each level's children in the order they were last
-	// written (IterByTock).
-	byTock bool
 }
 
 type iterLevel struct {
@@ -36,72 +28,6 @@ type iterLevel struct {
 
 // Iter returns a walk of the entries at or below p.
 func (t *Tree) Iter(p Path) *Iter { return &Iter{t: t, root: t.Get(p), depth: -1} }
-
-// IterByTock returns a walk of the entries at or below p that visits each
-// level's children in the order of their tocks (parents still before
-// their children), for walks whose path order does not matter: a
-// snapshot. Sorting a level by tock (a radix sort of integers) costs a
-// fraction of sorting it by name (a million children: tens of
-// milliseconds instead of 300), and a snapshot written in that order is
-// restored with each node's ticks arriving nearly in order, which its
-// range sets take in constant time (in name order, ticks written in
-// another order make restoring quadratic).
-func (t *Tree) IterByTock(p Path) *Iter {
-	return &Iter{t: t, root: t.Get(p), depth: -1, byTock: true}
-}
-
-// kids returns e's children for the walk.
-func (it *Iter) kids(e *Entry) []*Entry {
-	if it.byTock {
-		out := make([]*Entry, 0, len(e.children))
-		for _, c := range e.children {
-			out = append(out, c)
-		}
-		sortByTock(out)
-		return out
-	}
-	return it.t.kids(e)
-}
-
-// sortByTock sorts es by tock: a least-significant-digit radix sort, 16
-// bits a pass, skipping the passes whose digit is the same for all.
-func sortByTock(es []*Entry) {
-	if len(es) < 64 {
-		slices.SortFunc(es, func(a, b *Entry) int { return cmp.Compare(a.tock, b.tock) })
-		return
-	}
-	var or, and uint64 = 0, ^uint64(0)
-	for _, e := range es {
-		or |= e.tock
-		and &= e.tock
-	}
-	tmp := make([]*Entry, len(es))
-	src, dst := es, tmp
-	var count [1 << 16]int
-	for shift := uint(0); shift < 64; shift += 16 {
-		if (or^and)>>shift&0xffff == 0 {
-			continue // every tock has the same digit here
-		}
-		clear(count[:])
-		for _, e := range src {
-			count[e.tock>>shift&0xffff]++
-		}
-		sum := 0
-		for i, c := range count {
-			count[i] = sum
-			sum += c
-		}
-		for _, e := range src {
-			d := e.tock >> shift & 0xffff
-			dst[count[d]] = e
-			count[d]++
-		}
-		src, dst = dst, src
-	}
-	if &src[0] != &es[0] {
-		copy(es, src)
-	}
-}
 
 // IterDepth returns a walk of the entry at p and its descendants at most
 // depth levels below it (0: the entry alone).
@@ -126,7 +52,7 @@ func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
 		fn(e)
 		n--
 		if it.descend(e, 0) {
-			it.stack = append(it.stack, iterLevel{kids: it.kids(e)})
+			it.stack = append(it.stack, iterLevel{kids: it.t.kids(e)})
 		}
 	}
 	for n > 0 && len(it.stack) > 0 {
@@ -141,7 +67,7 @@ func (it *Iter) Next(n int, fn func(*Entry)) (more bool) {
 		fn(e)
 		n--
 		if it.descend(e, len(it.stack)) {
-			it.stack = append(it.stack, iterLevel{kids: it.kids(e)})
+			it.stack = append(it.stack, iterLevel{kids: it.t.kids(e)})
 		}
 	}
 	for len(it.stack) > 0 && it.stack[len(it.stack)-1].next == len(it.stack[len(it.stack)-1].kids) {

@@ -1,7 +1,6 @@
 package tree
 
 import (
-	"cmp"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -73,72 +72,6 @@ func TestIterDepth(t *testing.T) {
 				}
 				if !slices.Equal(got, want) {
 					t.Fatalf("root %v depth %d n %d: got %d entries, want %d", root, depth, n, len(got), len(want))
-				}
-			}
-		}
-	}
-}
-
-// TestIterByTock: IterByTock visits what Walk visits, each once, parents
-// before their children, and the children of a level in tock order.
-func TestIterByTock(t *testing.T) {
-	tr := New(Config{Self: "a"})
-	rng := rand.New(rand.NewPCG(5, 6))
-	for range 3000 {
-		p := Path{Str(string(rune('a' + rng.IntN(4))))}
-		for range rng.IntN(4) {
-			p = append(p, Int(int64(rng.IntN(90))))
-		}
-		if _, _, err := tr.Set(p, []byte{0x01}, Cond{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var want []string
-	tr.Walk(nil, func(e *Entry) bool { want = append(want, e.Path().String()); return true })
-	slices.Sort(want)
-	for _, n := range []int{1, 5, 1 << 20} {
-		seen := map[string]bool{}
-		lastTock := map[string]uint64{} // by parent: the tock of its last child visited
-		var got []string
-		it := tr.IterByTock(nil)
-		for it.Next(n, func(e *Entry) {
-			p := e.Path()
-			if len(p) > 0 {
-				parent := p[:len(p)-1].String()
-				if !seen[parent] {
-					t.Fatalf("n %d: %s before its parent", n, p)
-				}
-				if e.Tock() < lastTock[parent] {
-					t.Fatalf("n %d: %s (tock %d) after a sibling of tock %d", n, p, e.Tock(), lastTock[parent])
-				}
-				lastTock[parent] = e.Tock()
-			}
-			seen[p.String()] = true
-			got = append(got, p.String())
-		}) {
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Fatalf("n %d: %d entries visited, want %d", n, len(got), len(want))
-		}
-	}
-}
-
-// TestSortByTock: the radix sort agrees with a comparison sort.
-func TestSortByTock(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	for _, n := range []int{0, 1, 63, 64, 1000, 70000} {
-		for _, spread := range []uint64{1, 1 << 10, 1 << 40, ^uint64(0)} {
-			es := make([]*Entry, n)
-			for i := range es {
-				es[i] = &Entry{tock: 1<<33 + rng.Uint64N(spread)}
-			}
-			want := slices.Clone(es)
-			slices.SortStableFunc(want, func(a, b *Entry) int { return cmp.Compare(a.tock, b.tock) })
-			sortByTock(es)
-			for i := range es {
-				if es[i].tock != want[i].tock {
-					t.Fatalf("n %d spread %d: position %d has tock %d, want %d", n, spread, i, es[i].tock, want[i].tock)
 				}
 			}
 		}

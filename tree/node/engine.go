@@ -409,26 +409,24 @@ func (e *Engine) takeMore(q *request) {
 }
 
 // snapshotAsync writes a snapshot from the snapshot goroutine. Only
-// capturing the records runs on the loop, snapChunk entries per turn, so
-// that writes go on between the turns (replica.SnapshotHeader says why a
-// snapshot taken over many turns restores the same state).
+// capturing the records runs on the loop, snapChunk entries per turn
+// (snapWalk), so that writes go on between the turns (replica.SnapshotHeader
+// says why a snapshot taken over many turns restores the same state).
 func (e *Engine) snapshotAsync() error {
 	start := e.cfg.Now()
 	var longest time.Duration
 	err := e.st.Snapshot(func(yield func([]byte) error) error {
-		var it *tree.Iter
+		w := &snapWalk{}
 		for {
+			if w.sortMe != nil {
+				sortPairs(w.sortMe) // off the loop: the copy is the walk's own
+			}
 			res, err := call(e, context.Background(), func(e *Engine) snapResult {
 				t0 := time.Now()
 				var res snapResult
 				add := func(b []byte) error { res.recs = append(res.recs, b); return nil }
-				if it == nil {
-					if res.err = e.r.SnapshotHeader(add); res.err != nil {
-						return res
-					}
-					it = e.r.Tree().IterByTock(nil) // see IterByTock
-				}
-				res.more, res.err = e.r.SnapshotEntries(it, snapChunk, add)
+				done, err := w.step(e, snapChunk, add)
+				res.more, res.err = !done, err
 				res.took = time.Since(t0)
 				return res
 			})

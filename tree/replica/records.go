@@ -211,6 +211,15 @@ func (r *Replica) SnapshotHeader(yield func([]byte) error) error {
 	return yield(wire.AppendState([]byte{recState}, st))
 }
 
+// SnapshotEntry writes the record of e if it has a version (called from
+// the owning goroutine).
+func (r *Replica) SnapshotEntry(e *tree.Entry, yield func([]byte) error) error {
+	if len(e.Chain()) == 0 {
+		return nil
+	}
+	return yield(wire.AppendEntry([]byte{recEntry}, e.Event(0)))
+}
+
 // SnapshotEntries writes the records of up to n more entries of it (a walk
 // of the whole tree, r.Tree().Iter(nil)) that have a version, and reports
 // whether entries are left. Called from the owning goroutine, like it.
