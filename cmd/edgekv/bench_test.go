@@ -821,27 +821,11 @@ func BenchmarkNodeMemory(b *testing.B) {
 			clients = append(clients, c)
 		}
 		t0 := cpuTicks(b, cmd.Process.Pid)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for k := range 16 * 16 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := clients[k%16]
-				for {
-					i := next.Add(1)
-					if i > n {
-						return
-					}
-					v := msgp.AppendString(nil, fmt.Sprintf("%016d", i))
-					if _, err := c.Set(context.Background(), tree.Path{tree.Str("mem"), tree.Int(i)}, v, kvclient.WriteOpts{}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		loadKeys(b, len(clients), n, func(c, i int) error {
+			v := msgp.AppendString(nil, fmt.Sprintf("%016d", i))
+			_, err := clients[c].Set(context.Background(), tree.Path{tree.Str("mem"), tree.Int(int64(i))}, v, kvclient.WriteOpts{})
+			return err
+		})
 		cpu := cpuTicks(b, cmd.Process.Pid) - t0
 		time.Sleep(2 * time.Second)
 		rss1 := rssKiB(b, cmd.Process.Pid)
@@ -961,25 +945,10 @@ func BenchmarkNodeStart1M(b *testing.B) {
 		for range 16 {
 			clients = append(clients, dialClient(b, addr))
 		}
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for k := range 16 * 16 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1)
-					if i > n {
-						return
-					}
-					if _, err := clients[k%16].Set(context.Background(), tree.Path{tree.Str("s"), tree.Int(i)}, msgp.AppendInt64(nil, i), kvclient.WriteOpts{}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		loadKeys(b, len(clients), n, func(c, i int) error {
+			_, err := clients[c].Set(context.Background(), tree.Path{tree.Str("s"), tree.Int(int64(i))}, msgp.AppendInt(nil, i), kvclient.WriteOpts{})
+			return err
+		})
 		// Wait for the snapshot (the log has passed 64 MiB).
 		deadline := time.Now().Add(90 * time.Second)
 		for !hasSnapshot(data) && time.Now().Before(deadline) {
@@ -1020,6 +989,30 @@ func BenchmarkNodeStart1M(b *testing.B) {
 		b.ReportMetric(float64(snap)/(1<<20), "snapshot-MiB")
 		b.ReportMetric(float64(logs)/(1<<20), "log-MiB")
 	}
+}
+
+// loadKeys calls set(conn, i) for i = 1…n from 16 goroutines per
+// connection (conns connections, 16 requests in flight on each).
+func loadKeys(b testing.TB, conns, n int, set func(conn, i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for k := range conns * 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				if err := set(k%conns, int(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func hasSnapshot(dir string) bool {

@@ -534,26 +534,8 @@ func mosquittoBin() string {
 func (cr *compareRun) memoryPerKey(system string, keys, pid int, set func(conn, i int) error) {
 	b := cr.b
 	rss0 := rssKiB(b, pid)
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	t0 := time.Now()
-	for k := range 16 * 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(keys) {
-					return
-				}
-				if err := set(k%16, int(i)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	loadKeys(b, 16, keys, set)
 	load := time.Since(t0)
 	time.Sleep(2 * time.Second)
 	rss1 := rssKiB(b, pid)
