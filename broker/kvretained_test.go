@@ -181,3 +181,73 @@ func TestKVRetainedNotInMochi(t *testing.T) {
 	}
 	late.expectNone(t, 200*time.Millisecond)
 }
+
+// TestKVRetainedAccounting: walks that end every way (done, unsubscribed,
+// subscribed again, cut off by a disconnect in the middle, with changes
+// held) give back every byte they counted and leave no walk registered.
+func TestKVRetainedAccounting(t *testing.T) {
+	tb := startBroker(t, nil)
+	const n = 2000
+	for i := range n {
+		if err := tb.put(path("r", i), msgp.AppendInt(nil, i), "n1", uint64(i+1), uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // changes all the while: some are held by walks
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := tb.put(path("r", i%n), msgp.AppendInt(nil, -i), "n1", uint64(n+i+1), uint64(n+i+1)); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	// Unsubscribed in the middle of a paced QoS 1 walk.
+	a, _ := dialRawProps(t, tb.addr, 5, packets.ConnectParams{ClientIdentifier: "a", Clean: true}, packets.Properties{ReceiveMaximum: 5})
+	a.subscribeRaw("kv/#", 1, 1)
+	a.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 60000,
+		Filters: packets.Subscriptions{{Filter: "kv/#"}}})
+	// Gone in the middle of a QoS 0 walk.
+	b, _ := dialRaw(t, tb.addr, 5, packets.ConnectParams{ClientIdentifier: "b", Clean: true})
+	b.subscribeRaw("kv/r/+", 0, 1)
+	b.conn.Close()
+	// Subscribed again, then read to the end.
+	c, _ := dialRaw(t, tb.addr, 5, packets.ConnectParams{ClientIdentifier: "c", Clean: true})
+	c.subscribeRaw("kv/r/+", 1, 1)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 2,
+		Filters: packets.Subscriptions{{Filter: "kv/r/+", Qos: 1}}})
+	seen := 0
+	for seen < n {
+		pk, err := c.readWithin(5 * time.Second)
+		if err != nil {
+			t.Fatalf("c: %v after %d retained messages", err, seen)
+		}
+		if pk.FixedHeader.Type == packets.Publish {
+			if pk.FixedHeader.Retain {
+				seen++
+			}
+			if pk.FixedHeader.Qos > 0 {
+				c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+			}
+		}
+	}
+	close(stop)
+	<-done
+	a.conn.Close()
+	c.conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for tb.out.filling.Load() != 0 || tb.out.total.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after every client left: %d walks registered, %d bytes counted", tb.out.filling.Load(), tb.out.total.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
