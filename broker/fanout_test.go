@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,10 +23,16 @@ func TestSlowSubscriberCut(t *testing.T) {
 	reader.subscribeRaw("cam/#", 0, 1)
 	const n, size = 400, 100 << 10 // 40 MB: more than loopback's socket buffers take
 	got := make(chan int, 1)
-	go func() { got <- reader.countPublishes(n) }()
+	var read atomic.Int64
+	go func() { got <- reader.countPublishesInto(n, &read) }()
 	pub := connect(t, tb.addr, "pub", "", "")
 	payload := make([]byte, size)
 	for i := range n {
+		// Never more than 2 MB ahead of the reader, whatever else the
+		// machine is doing: the reader must stay within its 4 MiB.
+		for deadline := time.Now().Add(10 * time.Second); int64(i)-read.Load() > 20 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		pub.publish(t, fmt.Sprintf("cam/%d", i%10), 1, payload)
 	}
 	if k := <-got; k != n {
@@ -53,9 +60,10 @@ func TestSlowSubscriberCut(t *testing.T) {
 	}
 }
 
-// countPublishes reads until n PUBLISH packets have come or reading fails
-// (10 s without one), and returns how many came.
-func (c *rawClient) countPublishes(n int) int {
+// countPublishesInto reads until n PUBLISH packets have come or reading
+// fails (10 s without one), keeping read up to date, and returns how many
+// came.
+func (c *rawClient) countPublishesInto(n int, read *atomic.Int64) int {
 	got := 0
 	for got < n {
 		pk, err := c.readWithin(10 * time.Second)
@@ -65,6 +73,7 @@ func (c *rawClient) countPublishes(n int) int {
 		}
 		if pk.FixedHeader.Type == packets.Publish {
 			got++
+			read.Store(int64(got))
 		}
 	}
 	return got
