@@ -348,6 +348,7 @@ func New(cfg Config, t Tree, sh SyncHandler) (*Broker, error) {
 	b.out = newDelivery(srv, inline, cfg.MaxQueueBytes, cfg.MaxSendingBytes, log)
 	b.out.acl = b.hook.OnACLCheck
 	b.out.tree, b.out.kvPrefix, b.out.ctx = t, cfg.KVPrefix, b.hook.context
+	b.out.kvSubs = newKVSubs(cfg.KVPrefix)
 	b.out.isPeer = func(cl *mqtt.Client) bool { _, ok := b.hook.peerOf(cl); return ok }
 	b.fill.slotLock = b.out.slotLock
 	b.fill.out = b.out

@@ -102,6 +102,7 @@ type Monitor struct {
 	mu       sync.Mutex
 	ch       chan Message
 	ended    bool // the channel is closed (overflow) or the monitor closed
+	closed   bool // Close was called
 	overflow bool
 }
 
@@ -127,6 +128,7 @@ func (b *Broker) Monitor(filter string, queue int) (*Monitor, error) {
 		wildFirst: filter[0] == '+' || filter[0] == '#'}
 	// InlineSubscribe, not Server.Subscribe: the latter replays the
 	// retained messages (for "kv/#", the whole tree) into the queue.
+	b.out.kvSubs.inline(filter, +1)
 	b.srv.Topics.InlineSubscribe(mqtt.InlineSubscription{
 		Subscription: packets.Subscription{Filter: filter, Identifier: m.id},
 		Handler:      m.handle,
@@ -172,7 +174,12 @@ func (m *Monitor) Close() {
 	m.b.srv.Topics.InlineUnsubscribe(m.id, m.filter)
 	m.mu.Lock()
 	m.ended = true
+	closed := m.closed
+	m.closed = true
 	m.mu.Unlock()
+	if !closed {
+		m.b.out.kvSubs.inline(m.filter, -1)
+	}
 }
 
 // checkTopicName reports why topic cannot be published on.

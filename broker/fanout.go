@@ -69,6 +69,7 @@ type delivery struct {
 	kvPrefix string
 	ctx      func() context.Context
 	filling  atomic.Int32 // walks registered
+	kvSubs   *kvSubs      // whether anyone may subscribe to a KV topic
 
 	mu      sync.Mutex
 	queues  map[*mqtt.Client]*outQueue
@@ -230,6 +231,9 @@ func (d *delivery) deliver(subs *mqtt.Subscribers, pk packets.Packet, p tree.Pat
 // subscribers; nothing is retained (kvretained.go). The packet is built
 // only if someone subscribes.
 func (d *delivery) publishEntry(p tree.Path, topic string, value []byte, node string, tick, tock uint64) error {
+	if !d.kvSubs.any() {
+		return nil
+	}
 	subs := d.subscribers(topic)
 	if subs == nil {
 		return nil

@@ -202,6 +202,7 @@ func (h *hook) peerFilter(peer string) string { return h.toPrefix + peer + "/#" 
 // holds its sync subscription.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.out.established(cl)
+	h.b.out.kvSubs.established(cl)
 	if peer, ok := h.peerOf(cl); ok {
 		if _, ok := cl.State.Subscriptions.Get(h.peerFilter(peer)); ok {
 			h.b.peers.up(peer, cl)
@@ -235,6 +236,7 @@ func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 // and tells the filler which filters were granted.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	h.b.fill.subscribed(cl, codes)
+	h.b.out.kvSubs.subscribed(cl, pk, codes)
 	peer, ok := h.peerOf(cl)
 	if !ok {
 		return
@@ -251,6 +253,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 // peer that drops its sync subscription is not ready.
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.b.out.unsubscribed(cl, pk.Filters)
+	h.b.out.kvSubs.unsubscribed(cl, pk)
 	peer, ok := h.peerOf(cl)
 	if !ok {
 		return
@@ -270,6 +273,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.b.out.disconnected(cl)
 	if expire {
 		h.b.out.expired(cl.ID)
+		h.b.out.kvSubs.ended(cl)
 	}
 	if peer, ok := h.peerOf(cl); ok {
 		h.b.peers.down(peer, cl)
@@ -281,7 +285,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 
 // OnClientExpired forgets what was counted for a session that has ended
 // while its client was away.
-func (h *hook) OnClientExpired(cl *mqtt.Client) { h.b.out.expired(cl.ID) }
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.b.out.expired(cl.ID)
+	h.b.out.kvSubs.ended(cl)
+}
 
 // OnPublishDropped logs sync messages a peer's full queue could not take.
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {

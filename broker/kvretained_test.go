@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"context"
+	"net"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/tinylib/msgp/msgp"
 
@@ -249,5 +252,117 @@ func TestKVRetainedAccounting(t *testing.T) {
 			t.Fatalf("after every client left: %d walks registered, %d bytes counted", tb.out.filling.Load(), tb.out.total.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKVSubs: the broker builds nothing for a change nobody can receive,
+// and never skips one somebody can: ordinary, shared and other-topic
+// subscriptions, a session that stays while its client is away, a
+// session taken over by a new connection (whose predecessor's end must
+// not drop what it inherited), and monitors.
+func TestKVSubs(t *testing.T) {
+	tb := startBroker(t, nil)
+	k := tb.out.kvSubs
+	eventually := func(want bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for k.any() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: anyone subscribes to KV = %v, want %v", what, k.any(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	eventually(false, "at start")
+	a := connect(t, tb.addr, "a", "", "")
+	a.subscribe(t, "other/#")
+	eventually(false, "a filter outside kv")
+	a.subscribe(t, "+/x")
+	eventually(true, "+/x")
+	if _, err := a.Unsubscribe(context.Background(), &paho.Unsubscribe{Topics: []string{"+/x"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(false, "after the unsubscribe")
+	a.subscribe(t, "$share/g/kv/#")
+	eventually(true, "a shared subscription")
+	_ = a.Disconnect(&paho.Disconnect{})
+	eventually(false, "after a clean session ended")
+
+	// A session of a client that is away stays (its QoS 1 messages are kept).
+	dial := func(id string, clean bool, expiry uint32) *client {
+		conn, err := net.Dial("tcp", tb.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := connectPacket(id, "", "")
+		cp.CleanStart = clean
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+		c, _, err := dialClient(t, conn, cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	p := dial("p", true, 600)
+	p.subscribe(t, "kv/#")
+	_ = p.Disconnect(&paho.Disconnect{})
+	time.Sleep(100 * time.Millisecond)
+	eventually(true, "a persistent session while its client is away")
+
+	// Taken over: the old connection's session would expire at its end,
+	// the new one resumes it; changes must still reach the new one.
+	old := dial("t", true, 0)
+	old.subscribe(t, "kv/take/#")
+	nw := dial("t", false, 0)
+	time.Sleep(100 * time.Millisecond) // the old connection's end is handled
+	if err := tb.put(path("take", "x"), msgp.AppendInt(nil, 7), "n1", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if m := nw.expect(t); m.Topic != "kv/take/x" || string(m.Payload) != "7" {
+		t.Fatalf("after the takeover: %s %q", m.Topic, m.Payload)
+	}
+
+	// Monitors.
+	q := dial("p", true, 0) // ends p's stored session
+	_ = q.Disconnect(&paho.Disconnect{})
+	_ = nw.Disconnect(&paho.Disconnect{})
+	eventually(false, "every client gone")
+	m, err := tb.Monitor("#", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(true, "a monitor on #")
+	m.Close()
+	m.Close()
+	eventually(false, "the monitor closed (twice)")
+}
+
+// TestKVSubsTakeoverOrder: whichever order mochi reports a takeover in,
+// the end of the old connection's session does not drop the filters the
+// new one inherited.
+func TestKVSubsTakeoverOrder(t *testing.T) {
+	tb := startBroker(t, nil)
+	for _, oldEndsFirst := range []bool{false, true} {
+		k := newKVSubs("kv")
+		old := tb.srv.NewClient(nil, "tcp", "same-id", false)
+		nw := tb.srv.NewClient(nil, "tcp", "same-id", false)
+		sub := packets.Subscription{Filter: "kv/#", Qos: 1}
+		k.established(old)
+		k.subscribed(old, packets.Packet{Filters: packets.Subscriptions{sub}}, []byte{1})
+		nw.State.Subscriptions.Add(sub.Filter, sub) // inherited
+		if oldEndsFirst {
+			k.ended(old)
+			k.established(nw)
+		} else {
+			k.established(nw)
+			k.ended(old)
+		}
+		if !k.any() {
+			t.Fatalf("old ends first %v: the inherited subscription was dropped", oldEndsFirst)
+		}
+		k.ended(nw)
+		if k.any() {
+			t.Fatalf("old ends first %v: subscriptions counted after both sessions ended", oldEndsFirst)
+		}
 	}
 }
