@@ -69,6 +69,7 @@ type delivery struct {
 	kvPrefix string
 	ctx      func() context.Context
 	filling  atomic.Int32 // walks registered
+	walking  atomic.Int32 // walks' goroutines running
 	kvSubs   *kvSubs      // whether anyone may subscribe to a KV topic
 
 	mu      sync.Mutex
@@ -96,8 +97,10 @@ type outQueue struct {
 	slot     sync.Mutex       // check-and-take of a QoS 1/2 slot (also retained.go)
 	wake     chan struct{}    // an acknowledgement or the end: cap 1
 	fills    []*kvFill        // walks of the tree for new subscriptions (kvretained.go)
-	room     chan struct{}    // bytes left the queue: a walk may go on (cap 1)
+	room     chan struct{}    // closed when bytes leave the queue (walks wait on it); nil: nobody waits
 	sending  *kvFill          // the walk of the item the writer holds, if any
+	later    []outItem        // the client's own publishes to itself, behind its walks (kvretained.go)
+	laterB   int64            // their bytes
 }
 
 type outItem struct {
@@ -122,7 +125,7 @@ func (d *delivery) queue(cl *mqtt.Client, create bool) *outQueue {
 	defer d.mu.Unlock()
 	q := d.queues[cl]
 	if q == nil && create && !cl.Closed() {
-		q = &outQueue{cl: cl, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), inflight: map[uint16]int64{}}
+		q = &outQueue{cl: cl, wake: make(chan struct{}, 1), inflight: map[uint16]int64{}}
 		d.queues[cl] = q
 	}
 	return q
@@ -166,13 +169,14 @@ func (d *delivery) drop(q *outQueue) {
 		d.filling.Add(-1)
 	}
 	q.items, q.head, q.bytes, q.inflight, q.fills = nil, 0, 0, nil, nil
+	q.later, q.laterB = nil, 0
+	q.signal()
 	q.mu.Unlock()
 	d.total.Add(-freed)
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	q.signal()
 }
 
 // forward retains pk if it asks to be, then delivers it to every
@@ -193,7 +197,7 @@ func (d *delivery) forward(pk packets.Packet, retain bool) {
 	if subs == nil {
 		return
 	}
-	d.deliver(subs, pk, nil)
+	d.deliver(subs, pk, nil, 0)
 }
 
 // subscribers returns who subscribes to topic, or nil if nobody does.
@@ -209,8 +213,9 @@ func (d *delivery) subscribers(topic string) *mqtt.Subscribers {
 	return subs
 }
 
-// deliver hands pk to subs; p is the entry's path for a KV topic.
-func (d *delivery) deliver(subs *mqtt.Subscribers, pk packets.Packet, p tree.Path) {
+// deliver hands pk to subs; p and tock are the entry's path and version
+// for a KV topic.
+func (d *delivery) deliver(subs *mqtt.Subscribers, pk packets.Packet, p tree.Path, tock uint64) {
 	for _, in := range subs.InlineSubscriptions {
 		in.Handler(d.inline, in.Subscription, pk)
 	}
@@ -222,7 +227,7 @@ func (d *delivery) deliver(subs *mqtt.Subscribers, pk packets.Packet, p tree.Pat
 	cost := int64(len(pk.Payload)+len(pk.TopicName)) + itemOverhead
 	for id, sub := range subs.Subscriptions {
 		if cl, ok := d.srv.Clients.Get(id); ok {
-			d.enqueue(cl, sub, shared, cost, p)
+			d.enqueue(cl, sub, shared, cost, p, tock)
 		}
 	}
 }
@@ -243,15 +248,15 @@ func (d *delivery) publishEntry(p tree.Path, topic string, value []byte, node st
 		return err
 	}
 	pk.Created = time.Now().Unix()
-	d.deliver(subs, pk, p)
+	d.deliver(subs, pk, p, tock)
 	return nil
 }
 
 // enqueue puts pk in cl's queue, or stores it for cl's return, or refuses
-// it over budget. p is the entry's path for a KV topic (else nil): a change
-// of an entry that a walk of cl's has not reached yet is held by that walk
-// (kvretained.go).
-func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet, cost int64, p tree.Path) {
+// it over budget. p and tock are the entry's path and version for a KV
+// topic (else nil): a change of an entry that a walk of cl's has not
+// reached yet is held by that walk (kvretained.go).
+func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packets.Packet, cost int64, p tree.Path, tock uint64) {
 	if sub.NoLocal && pk.Origin == cl.ID { // [MQTT-3.8.3-3]
 		return
 	}
@@ -303,10 +308,22 @@ func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packet
 		q.dropped = 0
 	}
 	it := outItem{pk: pk, sub: sub, cost: cost}
-	if p != nil && len(q.fills) > 0 {
-		if held, freed := q.hold(p, pk.TopicName, it); held {
-			q.bytes += cost - freed
-			d.total.Add(cost - freed)
+	if len(q.fills) > 0 {
+		if p != nil {
+			if held, freed := q.hold(p, tock, pk.TopicName, it); held {
+				q.bytes += cost - freed
+				d.total.Add(cost - freed)
+				q.mu.Unlock()
+				return
+			}
+		} else if pk.Origin == cl.ID {
+			// The client's own publish comes back to it after the
+			// retained messages of the filters it subscribed to before
+			// (kvretained.go).
+			q.later = append(q.later, it)
+			q.laterB += cost
+			q.bytes += cost
+			d.total.Add(cost)
 			q.mu.Unlock()
 			return
 		}
@@ -395,8 +412,8 @@ func (d *delivery) write(q *outQueue) {
 		if it.fill != nil && it.fill.cancelled { // unsubscribed [MQTT-3.10.4-2]
 			q.bytes -= it.cost
 			d.total.Add(-it.cost)
-			q.mu.Unlock()
 			q.signal()
+			q.mu.Unlock()
 			continue
 		}
 		q.mu.Unlock()
@@ -473,8 +490,8 @@ func (d *delivery) release(q *outQueue, cost int64) {
 		q.bytes -= cost
 		d.total.Add(-cost)
 	}
-	q.mu.Unlock()
 	q.signal()
+	q.mu.Unlock()
 }
 
 // takeSlot waits until cl may have one more QoS 1/2 message
@@ -526,8 +543,8 @@ func (d *delivery) completed(cl *mqtt.Client, id uint16) {
 			q.bytes -= cost
 			d.total.Add(-cost)
 		}
-		q.mu.Unlock()
 		q.signal()
+		q.mu.Unlock()
 	}
 	select {
 	case q.wake <- struct{}{}:

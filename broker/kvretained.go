@@ -33,14 +33,24 @@ import (
 //     walk reads its current value), or sent when the walk ends (entries
 //     added under a level the walk had already reached). So every value
 //     the client should have arrives once, none older after a newer one.
+//     A change is held only if every subscription of the client that
+//     matches it is a walk still to reach it; otherwise it goes out live
+//     (and the walk, when it comes there, sends the entry again for its
+//     own filter, as it sends every entry it visits).
 //   - The walk's messages go through the client's queue (fanout.go), as
 //     live ones do: QoS 1/2 within the client's window, and the next chunk
-//     is read only once the queue holds less than fillRoom bytes, so a
-//     client that reads slowly slows only its own walk. A QoS 0 walk runs
-//     on the client's reader goroutine (startFill), as mochi's delivery
-//     did: all of it is queued before the client's next packet is read. Queued entries
-//     share the tree's value (never a copy) and become packets (JSON,
-//     properties) only when written to the connection.
+//     (at most 256 entries or 64 KiB of values) is read only once the
+//     queue holds less than fillRoom bytes, so a client that reads slowly
+//     slows only its own walk. Every walk runs on a goroutine of its own,
+//     never the client's reader, which must go on reading the
+//     acknowledgements that free room. Queued entries share the tree's
+//     value (never a copy) and become packets (JSON, properties) only when
+//     written to the connection.
+//   - As with mochi, which sent retained messages before it read the
+//     client's next packet, a client's own publishes that come back to it
+//     (a sentinel on a topic of its own, say) wait behind the walks it
+//     has running, so they arrive after the retained messages of the
+//     filters it subscribed to before publishing.
 //   - A walk covers the filter's literal prefix only, and no deeper than
 //     its last '+' unless it ends in '#'. It stops when the client
 //     unsubscribes the filter or subscribes to it again (a new walk
@@ -68,6 +78,7 @@ type kvFill struct {
 
 type heldMsg struct {
 	seq  int
+	tock uint64 // the entry's version
 	item outItem
 }
 
@@ -219,7 +230,19 @@ func (d *delivery) stopFill(q *outQueue, f *kvFill) {
 	f.held, f.heldBytes = nil, 0
 	q.fills = deleteFill(q.fills, f)
 	d.filling.Add(-1)
+	d.releaseLater(q)
 	q.signal()
+}
+
+// releaseLater queues the client's own publishes that waited behind its
+// walks, once none is left. q.mu is held.
+func (d *delivery) releaseLater(q *outQueue) {
+	if len(q.fills) > 0 || len(q.later) == 0 {
+		return
+	}
+	q.items = append(q.items, q.later...)
+	q.later, q.laterB = nil, 0
+	d.startWriter(q)
 }
 
 func deleteFill(fills []*kvFill, f *kvFill) []*kvFill {
@@ -272,14 +295,10 @@ func (d *delivery) cancelFills(q *outQueue, filter string) {
 	}
 }
 
-// startFill starts f's walk with its granted QoS. It runs on the client's
-// reader goroutine. A QoS 0 walk is done there, as mochi does: every
-// retained message is queued before the client's next packet is read
-// (a client may publish to itself after subscribing and rely on getting
-// the retained messages first), and the walk waits for room in the queue,
-// so a client that reads slowly slows its own reading. A QoS 1/2 walk
-// goes on a goroutine of its own: it waits for acknowledgements, which
-// the reader goroutine must be free to read.
+// startFill starts f's walk with its granted QoS, on a goroutine of its
+// own: it waits for room in the client's queue, which may only come with
+// acknowledgements that the client's reader goroutine must be free to
+// read.
 func (d *delivery) startFill(cl *mqtt.Client, f *kvFill, qos byte) {
 	q := d.queue(cl, false)
 	if q == nil {
@@ -292,13 +311,11 @@ func (d *delivery) startFill(cl *mqtt.Client, f *kvFill, qos byte) {
 	}
 	f.sub.Qos = qos
 	q.mu.Unlock()
-	if qos == 0 {
-		d.runFill(q, f)
-		return
-	}
 	d.wg.Add(1)
+	d.walking.Add(1)
 	go func() {
 		defer d.wg.Done()
+		defer d.walking.Add(-1)
 		d.runFill(q, f)
 	}()
 }
@@ -326,21 +343,26 @@ func (d *delivery) runFill(q *outQueue, f *kvFill) {
 }
 
 // waitRoom waits until q holds less than fillRoom bytes of its own (not
-// counting what walks hold). It reports false if the walk is to stop.
+// counting what walks hold, nor what waits behind them). It reports false
+// if the walk is to stop.
 func (d *delivery) waitRoom(ctx context.Context, q *outQueue, f *kvFill) bool {
 	for {
 		q.mu.Lock()
-		if q.gone || f.stopped {
+		if q.gone || f.stopped || q.cl.Closed() {
 			q.mu.Unlock()
 			return false
 		}
-		room := q.bytes-q.heldBytes() < fillRoom
-		q.mu.Unlock()
-		if room {
+		if q.bytes-q.heldBytes()-q.laterB < fillRoom {
+			q.mu.Unlock()
 			return true
 		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.mu.Unlock()
 		select {
-		case <-q.room:
+		case <-room:
 		case <-ctx.Done():
 			return false
 		}
@@ -356,11 +378,11 @@ func (q *outQueue) heldBytes() int64 {
 	return n
 }
 
-// signal wakes a walk waiting for room (non-blocking).
+// signal wakes the walks waiting for room. q.mu is held.
 func (q *outQueue) signal() {
-	select {
-	case q.room <- struct{}{}:
-	default:
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
 	}
 }
 
@@ -391,7 +413,7 @@ func (d *delivery) fillChunk(q *outQueue, f *kvFill, es []Entry) {
 		if err != nil {
 			continue // no topic for this path
 		}
-		if h, ok := f.held[topic]; ok { // the walk reads the current value
+		if h, ok := f.held[topic]; ok && h.tock <= e.Tock { // the walk reads the current value
 			delete(f.held, topic)
 			f.heldBytes -= h.item.cost
 			q.bytes -= h.item.cost
@@ -435,48 +457,75 @@ func (d *delivery) endFill(q *outQueue, f *kvFill) {
 	f.stopped = true
 	q.fills = deleteFill(q.fills, f)
 	d.filling.Add(-1)
-	if len(held) == 0 {
-		return
-	}
-	sortHeld(held)
+	slices.SortFunc(held, func(a, b heldMsg) int { return a.seq - b.seq })
 	for _, h := range held {
 		q.items = append(q.items, h.item)
 	}
-	d.startWriter(q)
+	if len(held) > 0 {
+		d.startWriter(q)
+	}
+	d.releaseLater(q)
 }
 
-func sortHeld(h []heldMsg) {
-	for i := 1; i < len(h); i++ { // few, and mostly in order
-		for j := i; j > 0 && h[j].seq < h[j-1].seq; j-- {
-			h[j], h[j-1] = h[j-1], h[j]
+// hold keeps a live change (version tock) of a KV entry that one of q's
+// walks has not reached yet (see the top of this file), replacing an
+// earlier change of the same entry. A change goes out live instead if
+// any other subscription of the client matches it: a filter without a
+// walk, or whose walk has passed the entry. q.mu is held.
+func (q *outQueue) hold(p tree.Path, tock uint64, topic string, it outItem) (held bool, freed int64) {
+	var w *kvFill
+	for _, f := range q.fills {
+		if f.ahead(p, topic) {
+			w = f
+			break
 		}
 	}
-}
-
-// hold keeps a live change of a KV entry that one of q's walks has not
-// reached yet (see the top of this file), replacing an earlier change of
-// the same entry. q.mu is held.
-func (q *outQueue) hold(p tree.Path, topic string, it outItem) (held bool, freed int64) {
-	for _, f := range q.fills {
-		if f.stopped || !matchTopic(f.sub.Filter, topic) {
+	if w == nil {
+		return false, 0
+	}
+	for filter := range q.cl.State.Subscriptions.GetAll() {
+		if !matchSubscription(filter, topic) {
 			continue
 		}
-		if f.started && p.Compare(f.seen) <= 0 {
-			continue // passed (or never to be visited): live
+		walked := true
+		for _, f := range q.fills {
+			if f.sub.Filter == filter && f.ahead(p, topic) {
+				walked = false
+				break
+			}
 		}
-		if f.held == nil {
-			f.held = map[string]heldMsg{}
+		if walked {
+			return false, 0
 		}
-		if old, ok := f.held[topic]; ok {
-			freed = old.item.cost
-			f.heldBytes -= freed
-		}
-		f.heldSeq++
-		f.held[topic] = heldMsg{seq: f.heldSeq, item: it}
-		f.heldBytes += it.cost
-		return true, freed
 	}
-	return false, 0
+	if w.held == nil {
+		w.held = map[string]heldMsg{}
+	}
+	if old, ok := w.held[topic]; ok {
+		freed = old.item.cost
+		w.heldBytes -= freed
+	}
+	w.heldSeq++
+	w.held[topic] = heldMsg{seq: w.heldSeq, tock: tock, item: it}
+	w.heldBytes += it.cost
+	return true, freed
+}
+
+// ahead reports whether f's walk is still to reach the entry at p (topic).
+func (f *kvFill) ahead(p tree.Path, topic string) bool {
+	return !f.stopped && matchTopic(f.sub.Filter, topic) && !(f.started && p.Compare(f.seen) <= 0)
+}
+
+// matchSubscription reports whether a client's subscription filter, shared
+// ("$share/group/filter") or not, matches topic.
+func matchSubscription(filter, topic string) bool {
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		_, filter, ok = strings.Cut(rest, "/")
+		if !ok {
+			return false
+		}
+	}
+	return matchTopic(filter, topic)
 }
 
 // kvPacket builds the packet of a queued entry. It returns false if the

@@ -329,7 +329,8 @@ func (e *Engine) Cursor(p tree.Path, depth int) *Cursor {
 	return &Cursor{e: e, p: p.Clone(), depth: depth}
 }
 
-// Next visits up to walkChunk more entries in canonical order (parents
+// Next visits up to walkChunk more entries (fewer once their values come
+// to cursorBytes) in canonical order (parents
 // first) and calls fn with them on the engine's goroutine, having first
 // shown the Observer every change made so far: a change of an entry that
 // fn is given was shown to the Observer before fn runs, and any later
@@ -337,14 +338,16 @@ func (e *Engine) Cursor(p tree.Path, depth int) *Cursor {
 // yet purged) are given too, with a nil Value, so that fn learns how far
 // the walk has come; entries added meanwhile under a level the walk has
 // reached are not visited (tree.Iter). The items share the tree's slices
-// and are valid only during fn, which must not block or call the engine.
-// Next reports whether entries are left; it fails if ctx ends or the
-// engine stops first (then fn has not run).
+// (the values may be kept, never modified; the slice of items only during
+// fn), which must not block or call the engine. Next reports whether
+// entries are left; it fails if ctx ends, the engine stops, or the changes
+// cannot be shown first (then fn has not run).
 func (c *Cursor) Next(ctx context.Context, fn func([]Item)) (more bool, err error) {
-	return call(c.e, ctx, func(e *Engine) bool {
+	var flushErr error
+	more, err = call(c.e, ctx, func(e *Engine) bool {
 		// Show pending changes first (this turn may have applied writes
 		// whose Changed calls come at the end of the turn).
-		if err := e.flush(); err != nil {
+		if flushErr = e.flush(); flushErr != nil {
 			return false
 		}
 		if c.it == nil {
@@ -355,15 +358,27 @@ func (c *Cursor) Next(ctx context.Context, fn func([]Item)) (more bool, err erro
 			}
 		}
 		c.buf = c.buf[:0]
-		more := c.it.Next(walkChunk, func(x *tree.Entry) {
-			v, _ := x.Value()
-			c.buf = append(c.buf, Item{Path: x.Path(), Entry: Entry{Value: v, Chain: x.Chain(), Tock: x.Tock()}})
-		})
+		size, more := 0, true
+		for more && len(c.buf) < walkChunk && size < cursorBytes {
+			more = c.it.Next(1, func(x *tree.Entry) {
+				v, _ := x.Value()
+				size += len(v)
+				c.buf = append(c.buf, Item{Path: x.Path(), Entry: Entry{Value: v, Chain: x.Chain(), Tock: x.Tock()}})
+			})
+		}
 		fn(c.buf)
 		clear(c.buf)
 		return more
 	})
+	if err == nil && flushErr != nil {
+		return false, flushErr
+	}
+	return more, err
 }
+
+// cursorBytes bounds the values a Cursor gives per step: the broker queues
+// a step's entries at once.
+const cursorBytes = 64 << 10
 
 // walkStep is one turn's worth of a walk.
 type walkStep struct {

@@ -968,3 +968,49 @@ func TestWriteNoWait(t *testing.T) {
 		t.Fatalf("status entry: %v, want ErrPermission", err)
 	}
 }
+
+// TestCursorChunkBytes: a cursor's step stops once its values come to
+// cursorBytes (the broker queues a step at once), and still visits every
+// entry once, in order.
+func TestCursorChunkBytes(t *testing.T) {
+	r := start(t, nil)
+	ctx := context.Background()
+	big := msgp.AppendBytes(nil, make([]byte, 10<<10))
+	const n = 50
+	for i := range n {
+		if _, err := r.e.Set(ctx, pth(fmt.Sprintf("k%03d", i)), big, Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur := r.e.Cursor(nil, -1)
+	var visited []string
+	steps := 0
+	for more := true; more; {
+		var err error
+		more, err = cur.Next(ctx, func(items []Item) {
+			size := 0
+			for _, it := range items[:max(len(items)-1, 0)] {
+				size += len(it.Entry.Value)
+			}
+			if size >= cursorBytes {
+				t.Errorf("step %d: %d entries, %d bytes before its last", steps, len(items), size)
+			}
+			for _, it := range items {
+				visited = append(visited, it.Path.String())
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps++
+	}
+	if len(visited) != n+1 { // the root, then k000…k049
+		t.Fatalf("visited %d entries, want %d: %v", len(visited), n+1, visited)
+	}
+	if !slices.IsSorted(visited[1:]) {
+		t.Errorf("not in order: %v", visited)
+	}
+	if min := n * len(big) / cursorBytes; steps < min {
+		t.Errorf("%d steps for %d bytes, want at least %d", steps, n*len(big), min)
+	}
+}
