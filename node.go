@@ -197,7 +197,7 @@ func (n *Node) ClientAddrs() []net.Addr {
 // Changed implements node.Observer: every change of the tree becomes the
 // retained message of its topic (the meta tree has none).
 func (n *Node) Changed(p tree.Path, value []byte, chain tree.Chain, tock uint64) {
-	if p.IsMeta() || len(p) == 0 {
+	if p.IsMeta() {
 		return
 	}
 	h, _ := chain.Head()

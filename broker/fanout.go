@@ -301,7 +301,14 @@ func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packet
 		d.log.Warn("MQTT client disconnected: it does not read its messages fast enough",
 			"client", cl.ID, "remote", cl.Net.Remote, "queued", held, "limit", what, "bytes", lim, "all_queues", total)
 		d.drop(q)
-		cl.Stop(packets.ErrQuotaExceeded)
+		// Not on this goroutine (the engine's, for a change of the
+		// tree): closing a TLS connection sends an alert, which may
+		// wait seconds for a client that does not read.
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			cl.Stop(packets.ErrQuotaExceeded)
+		}()
 		return
 	}
 	if q.dropped > 0 {

@@ -296,3 +296,24 @@ func firstDiff(got, want map[string]string) string {
 	}
 	return "no difference"
 }
+
+// TestE2ERootEntry: the tree's root is the topic "kv" itself, which
+// "kv/#" matches: a value written there goes out live and is served
+// retained, as any other entry's.
+func TestE2ERootEntry(t *testing.T) {
+	dir := t.TempDir()
+	c := e2eCfg{name: "board1", port: freePorts(t, 1)[0], data: filepath.Join(dir, "data")}
+	startNodeCfg(t, dir, "", c)
+	early := newRecorder()
+	sub := dialMQTT(t, c.port, "early", "", "", early.on)
+	subscribeQoS1(t, sub, "kv/#")
+	w := dialMQTT(t, c.port, "writer", "", "", nil)
+	mustPublish(t, w, "kv", `"top"`)
+	mustPublish(t, w, "kv/a", "1")
+	waitCount(t, early, 2, "'kv/#' subscriber")
+	want := map[string]string{"kv": `"top"`, "kv/a": "1"}
+	checkOnce(t, "live kv/#", early, want, false)
+	if got := dumpRetained(t, c.port, "kv"); !sameMap(got, want) {
+		t.Fatalf("mosquitto_sub kv/#: %v, want %v", got, want)
+	}
+}
