@@ -11,8 +11,8 @@ import (
 type Entry struct {
 	name     Elem
 	parent   *Entry
-	children map[Elem]*Entry
-	value    []byte // msgpack-encoded; nil = no value
+	children *kidSet // nil: none
+	value    []byte  // msgpack-encoded; nil = no value
 	chain    Chain
 	tock     uint64
 }
@@ -57,26 +57,21 @@ func (e *Entry) Version() Version {
 }
 
 // NumChildren returns the number of children.
-func (e *Entry) NumChildren() int { return len(e.children) }
+func (e *Entry) NumChildren() int { return e.children.len() }
 
 // Child returns the child named el, or nil.
-func (e *Entry) Child(el Elem) *Entry { return e.children[el] }
+func (e *Entry) Child(el Elem) *Entry { return e.children.get(el) }
 
-// AppendChildren appends the children to dst in no particular order (map
-// order): for walks that sort them some other way.
+// AppendChildren appends the children to dst in no particular order: for
+// walks that sort them some other way.
 func (e *Entry) AppendChildren(dst []*Entry) []*Entry {
-	for _, c := range e.children {
-		dst = append(dst, c)
-	}
+	e.children.each(func(c *Entry) { dst = append(dst, c) })
 	return dst
 }
 
 // Children returns the children in canonical order.
 func (e *Entry) Children() []*Entry {
-	out := make([]*Entry, 0, len(e.children))
-	for _, c := range e.children {
-		out = append(out, c)
-	}
+	out := e.AppendChildren(make([]*Entry, 0, e.children.len()))
 	slices.SortFunc(out, func(a, b *Entry) int { return a.name.Compare(b.name) })
 	return out
 }
@@ -87,19 +82,21 @@ func (e *Entry) Event(maxLen int) Event {
 	return Event{Path: e.Path(), Value: e.value, Chain: e.chain.Truncate(maxLen), Tock: e.tock}
 }
 
-func (e *Entry) child(el Elem, create bool) *Entry {
-	if c := e.children[el]; c != nil || !create {
+// child returns the child named el, made if create; seed is the tree's
+// Config.HashSeed.
+func (e *Entry) child(el Elem, create bool, seed uint64) *Entry {
+	if c := e.children.get(el); c != nil || !create {
 		return c
 	}
 	if e.children == nil {
-		e.children = make(map[Elem]*Entry, 1)
+		e.children = &kidSet{seed: seed}
 	}
 	c := &Entry{name: el, parent: e}
-	e.children[el] = c
+	e.children.add(c)
 	return c
 }
 
 // empty reports whether the entry carries nothing and can be cut out.
 func (e *Entry) empty() bool {
-	return e.value == nil && len(e.chain) == 0 && len(e.children) == 0
+	return e.value == nil && len(e.chain) == 0 && e.children.len() == 0
 }

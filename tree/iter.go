@@ -38,7 +38,7 @@ func (t *Tree) IterDepth(p Path, depth int) *Iter {
 // descend reports whether the walk visits the children of an entry that
 // is at level (0: the root) and has some.
 func (it *Iter) descend(e *Entry, level int) bool {
-	return len(e.children) > 0 && (it.depth < 0 || level < it.depth)
+	return e.children.len() > 0 && (it.depth < 0 || level < it.depth)
 }
 
 // Next calls fn for up to n more entries and reports whether any are left.

@@ -53,6 +53,10 @@ type Config struct {
 	Self string
 	// ChainLen bounds every stored and sent chain (default DefaultChainLen).
 	ChainLen int
+	// HashSeed seeds the hash that finds an entry's children by name.
+	// Give each process a random one, so that path elements chosen to
+	// collide cannot slow the tree down.
+	HashSeed uint64
 }
 
 // Node is what a tree knows of one node (a writer): its highest known tick,
@@ -163,6 +167,7 @@ func (n *Node) Entry(t uint64) *Entry { return n.entries[t] }
 type Tree struct {
 	self     string
 	chainLen int
+	seed     uint64 // Config.HashSeed
 	root     *Entry
 	nodes    map[string]*Node
 	tock     uint64
@@ -192,6 +197,7 @@ func New(cfg Config) *Tree {
 	return &Tree{
 		self:     cfg.Self,
 		chainLen: cfg.ChainLen,
+		seed:     cfg.HashSeed,
 		root:     &Entry{},
 		nodes:    make(map[string]*Node),
 		tombs:    make(map[*Entry]struct{}),
@@ -204,7 +210,7 @@ func New(cfg Config) *Tree {
 // sharedKids children are kept: small ones cost less to sort again than
 // to remember for every interior entry a walk has passed.
 func (t *Tree) kids(e *Entry) []*Entry {
-	if len(e.children) < sharedKids {
+	if e.children.len() < sharedKids {
 		return e.Children()
 	}
 	k, ok := t.sorted[e]
@@ -320,7 +326,7 @@ func (t *Tree) Skip(name string, ticks RangeSet) RangeSet {
 func (t *Tree) Get(p Path) *Entry {
 	e := t.root
 	for _, el := range p {
-		e = e.children[el]
+		e = e.children.get(el)
 		if e == nil {
 			return nil
 		}
@@ -470,7 +476,7 @@ func (t *Tree) Apply(ev Event) (Outcome, error) {
 func (t *Tree) deepest(p Path) (*Entry, int) {
 	e := t.root
 	for i, el := range p {
-		c := e.children[el]
+		c := e.children.get(el)
 		if c == nil {
 			return e, i
 		}
@@ -516,7 +522,7 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 			delete(t.sorted, anc) // it gains a child
 		}
 		for _, el := range ev.Path[depth:] {
-			e = e.child(el, true)
+			e = e.child(el, true, t.seed)
 		}
 	}
 	if len(e.chain) > 0 {
@@ -604,7 +610,7 @@ func (t *Tree) walk(e *Entry, fn func(*Entry) bool) bool {
 	if !fn(e) {
 		return false
 	}
-	if len(e.children) == 0 {
+	if e.children.len() == 0 {
 		return true
 	}
 	for _, c := range t.kids(e) {
@@ -654,12 +660,12 @@ func (t *Tree) Tombstones() []Path {
 func (t *Tree) chop(e *Entry) {
 	for e.parent != nil && e.empty() {
 		p := e.parent
-		delete(p.children, e.name)
+		p.children.remove(e.name)
 		if len(t.sorted) > 0 {
 			delete(t.sorted, p)
 			delete(t.sorted, e)
 		}
-		if len(p.children) == 0 {
+		if p.children.len() == 0 {
 			p.children = nil
 		}
 		e = p

@@ -85,6 +85,13 @@ func randomFreshStart() uint64 {
 	return 1<<40 + binary.LittleEndian.Uint64(b[:])%(1<<50-1<<40)
 }
 
+// randomSeed draws the tree's hash seed (tree.Config.HashSeed).
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux; zero is a seed too
+	return binary.LittleEndian.Uint64(b[:])
+}
+
 func (c *Config) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -185,7 +192,8 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	hb := max(1, int(cfg.Heartbeat/cfg.TickEvery))
 	rcfg := replica.Config{Node: cfg.Name, ChainLen: cfg.ChainLen, HeartbeatTicks: hb, LiveTicks: 4 * hb,
-		MissingTicks: hb, PurgeTicks: 10 * hb, DigestTicks: 30 * hb, Volatile: sopts.Sync == store.SyncNone}
+		MissingTicks: hb, PurgeTicks: 10 * hb, DigestTicks: 30 * hb, Volatile: sopts.Sync == store.SyncNone,
+		HashSeed: randomSeed()}
 	if loaded.NodeRecord == nil && len(loaded.Snapshot) == 0 && len(loaded.Log) == 0 {
 		rcfg.FreshStart = cfg.FreshStart()
 	}

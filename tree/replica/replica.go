@@ -20,6 +20,8 @@ type LinkID int
 type Config struct {
 	// Node is this node's unique name.
 	Node string
+	// HashSeed seeds the tree's hash of path elements (tree.Config).
+	HashSeed uint64
 	// ChainLen bounds chains (default tree.DefaultChainLen).
 	ChainLen int
 	// HeartbeatTicks: send a heartbeat every this many ticks (default 10).
@@ -207,7 +209,7 @@ func New(cfg Config) *Replica {
 	cfg.setDefaults()
 	return &Replica{
 		cfg:     cfg,
-		t:       tree.New(tree.Config{Self: cfg.Node, ChainLen: cfg.ChainLen}),
+		t:       tree.New(tree.Config{Self: cfg.Node, ChainLen: cfg.ChainLen, HashSeed: cfg.HashSeed}),
 		links:   make(map[LinkID]*LinkState),
 		members: make(map[string]*Member),
 		ticks:   make(map[string]uint64),
