@@ -13,7 +13,7 @@ const invariants = true
 func (t *Tree) checkEntry(e *Entry) {
 	for _, l := range e.chain {
 		n := t.nodes[l.Node]
-		if n == nil || !n.known.Contains(l.Tick) || n.entries[l.Tick] != e {
+		if n == nil || !n.known.Contains(l.Tick) || n.entries.get(l.Tick) != e {
 			panic(fmt.Sprintf("tree invariant: link %s of %s is not indexed", l, e.Path()))
 		}
 		if l.Tick > n.tick {

@@ -89,3 +89,51 @@ func TestKidSet(t *testing.T) {
 	}
 }
 
+
+// TestTickIndex: random sets and removes of entries whose chains hold one
+// node's ticks, checked against a map (lookups, the count, the visit).
+func TestTickIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := tickIndex{node: "a", seed: 7}
+	want := map[uint64]*Entry{}
+	for step := range 30000 {
+		tick := uint64(rng.IntN(2000)) + 1
+		if rng.IntN(3) == 0 || (step > 15000 && rng.IntN(4) < 3) {
+			e := want[tick]
+			if e == nil {
+				e = &Entry{chain: Chain{{Node: "a", Tick: tick}}} // not the indexed one: ignored
+			}
+			x.remove(tick, e)
+			delete(want, tick)
+		} else {
+			e := &Entry{chain: Chain{{Node: "b", Tick: 9}, {Node: "a", Tick: tick}}}
+			x.set(tick, e) // in place of the one that held tick, if any
+			want[tick] = e
+		}
+		if x.n != len(want) {
+			t.Fatalf("step %d: %d ticks, want %d", step, x.n, len(want))
+		}
+		if got := x.get(tick); got != want[tick] {
+			t.Fatalf("step %d: get(%d) = %p, want %p", step, tick, got, want[tick])
+		}
+		if step%1000 == 0 {
+			seen := 0
+			x.each(func(tk uint64, e *Entry) {
+				if want[tk] != e {
+					t.Fatalf("step %d: visits tick %d, not in the index", step, tk)
+				}
+				seen++
+			})
+			if seen != len(want) {
+				t.Fatalf("step %d: visited %d, want %d", step, seen, len(want))
+			}
+		}
+	}
+	// An entry that does not hold the tick is not removed in its place.
+	e := &Entry{chain: Chain{{Node: "a", Tick: 5}}}
+	x.set(5, e)
+	x.remove(5, &Entry{chain: Chain{{Node: "a", Tick: 5}}})
+	if x.get(5) != e {
+		t.Fatal("remove of tick 5 by an entry that does not hold it removed the one that does")
+	}
+}

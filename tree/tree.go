@@ -74,7 +74,7 @@ type Node struct {
 	tick     uint64
 	known    RangeSet
 	skipped  RangeSet
-	entries  map[uint64]*Entry
+	entries  tickIndex
 	heads    uint64 // XOR of headHash over the ticks that head an entry
 }
 
@@ -138,12 +138,12 @@ func (n *Node) Present() RangeSet {
 
 // ticksWhere returns the ticks whose entries satisfy keep.
 func (n *Node) ticksWhere(keep func(*Entry) bool) RangeSet {
-	ticks := make([]uint64, 0, len(n.entries))
-	for t, e := range n.entries {
+	ticks := make([]uint64, 0, n.entries.n)
+	n.entries.each(func(t uint64, e *Entry) {
 		if keep(e) {
 			ticks = append(ticks, t)
 		}
-	}
+	})
 	slices.Sort(ticks)
 	var s RangeSet
 	for _, t := range ticks {
@@ -159,7 +159,7 @@ func (n *Node) Superseded() RangeSet { return n.known.Minus(n.Present()) }
 func (n *Node) Deleted() RangeSet { return n.ticksWhere((*Entry).IsTombstone) }
 
 // Entry returns the entry whose chain holds this node's tick t, or nil.
-func (n *Node) Entry(t uint64) *Entry { return n.entries[t] }
+func (n *Node) Entry(t uint64) *Entry { return n.entries.get(t) }
 
 // Tree is one replica's copy of the key-value tree plus its knowledge of all
 // nodes' ticks. It applies local writes and remote events with edgekv's
@@ -250,7 +250,7 @@ func (t *Tree) Root() *Entry { return t.root }
 func (t *Tree) Node(name string) *Node {
 	n := t.nodes[name]
 	if n == nil {
-		n = &Node{name: name, nameHash: nameHash(name), entries: make(map[uint64]*Entry)}
+		n = &Node{name: name, nameHash: nameHash(name), entries: tickIndex{node: name, seed: t.seed}}
 		t.nodes[name] = n
 	}
 	return n
@@ -441,7 +441,7 @@ func (t *Tree) CheckEvent(ev Event) error {
 	// present on a different entry.
 	for _, l := range ev.Chain {
 		if n := t.nodes[l.Node]; n != nil {
-			if e := n.entries[l.Tick]; e != nil && !e.pathEqual(ev.Path) {
+			if e := n.entries.get(l.Tick); e != nil && !e.pathEqual(ev.Path) {
 				return fmt.Errorf("%w: link %s of %s is already present on %s", ErrMalformed, l, ev.Path, e.Path())
 			}
 		}
@@ -532,8 +532,8 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	// Old links that the new chain does not carry are superseded.
 	for _, l := range e.chain {
 		if !chain.Contains(l) {
-			if n := t.nodes[l.Node]; n != nil && n.entries[l.Tick] == e {
-				delete(n.entries, l.Tick)
+			if n := t.nodes[l.Node]; n != nil {
+				n.entries.remove(l.Tick, e)
 			}
 		}
 	}
@@ -555,7 +555,7 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 	}
 	for _, l := range chain {
 		n := t.markSeen(l)
-		n.entries[l.Tick] = e
+		n.entries.set(l.Tick, e)
 	}
 	if invariants {
 		t.checkEntry(e)
@@ -573,7 +573,7 @@ func (t *Tree) applyAt(ev Event, e *Entry, local bool) Outcome {
 // has never purged a tombstone: after a purge, the known tick is what keeps
 // a late copy from reviving a deletion.
 func (t *Tree) staleSuperseded(hn *Node, ev Event, e *Entry) bool {
-	if hn.entries[ev.Chain[0].Tick] != nil {
+	if hn.entries.get(ev.Chain[0].Tick) != nil {
 		return false // present: a true duplicate
 	}
 	if e == nil {
@@ -632,8 +632,8 @@ func (t *Tree) Purge(p Path, stable func(Link) bool) bool {
 		return false
 	}
 	for _, l := range e.chain {
-		if n := t.nodes[l.Node]; n != nil && n.entries[l.Tick] == e {
-			delete(n.entries, l.Tick)
+		if n := t.nodes[l.Node]; n != nil {
+			n.entries.remove(l.Tick, e)
 		}
 	}
 	t.flipHead(e.chain[0])
