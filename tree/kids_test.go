@@ -89,7 +89,6 @@ func TestKidSet(t *testing.T) {
 	}
 }
 
-
 // TestTickIndex: random sets and removes of entries whose chains hold one
 // node's ticks, checked against a map (lookups, the count, the visit).
 func TestTickIndex(t *testing.T) {
