@@ -100,7 +100,6 @@ type outQueue struct {
 	room     chan struct{}    // closed when bytes leave the queue (walks wait on it); nil: nobody waits
 	sending  *kvFill          // the walk of the item the writer holds, if any
 	later    []outItem        // the client's own publishes to itself, behind its walks (kvretained.go)
-	laterB   int64            // their bytes
 }
 
 type outItem struct {
@@ -169,7 +168,7 @@ func (d *delivery) drop(q *outQueue) {
 		d.filling.Add(-1)
 	}
 	q.items, q.head, q.bytes, q.inflight, q.fills = nil, 0, 0, nil, nil
-	q.later, q.laterB = nil, 0
+	q.later = nil
 	q.signal()
 	q.mu.Unlock()
 	d.total.Add(-freed)
@@ -328,7 +327,6 @@ func (d *delivery) enqueue(cl *mqtt.Client, sub packets.Subscription, pk *packet
 			// retained messages of the filters it subscribed to before
 			// (kvretained.go).
 			q.later = append(q.later, it)
-			q.laterB += cost
 			q.bytes += cost
 			d.total.Add(cost)
 			q.mu.Unlock()
@@ -416,6 +414,10 @@ func (d *delivery) write(q *outQueue) {
 			q.items, q.head = q.items[:n], 0
 		}
 		q.sending = it.fill
+		if it.fill != nil {
+			it.fill.waiting -= it.cost
+			q.signal() // the walk may read more
+		}
 		if it.fill != nil && it.fill.cancelled { // unsubscribed [MQTT-3.10.4-2]
 			q.bytes -= it.cost
 			d.total.Add(-it.cost)

@@ -39,9 +39,10 @@ import (
 //     own filter, as it sends every entry it visits).
 //   - The walk's messages go through the client's queue (fanout.go), as
 //     live ones do: QoS 1/2 within the client's window, and the next chunk
-//     (at most 256 entries or 64 KiB of values) is read only once the
-//     queue holds less than fillRoom bytes, so a client that reads slowly
-//     slows only its own walk. Every walk runs on a goroutine of its own,
+//     (at most 256 entries or 64 KiB of values) is read only once less
+//     than fillRoom bytes of the walk's messages wait in the queue, so a
+//     client that reads slowly slows only its own walk, and live messages
+//     to the client (bounded by its budget) cannot stall the walk. Every walk runs on a goroutine of its own,
 //     never the client's reader, which must go on reading the
 //     acknowledgements that free room. Queued entries share the tree's
 //     value (never a copy) and become packets (JSON, properties) only when
@@ -70,6 +71,7 @@ type kvFill struct {
 	seen      tree.Path // the last entry given (with started)
 	stopped   bool      // ended: walked to the end, or cancelled
 	cancelled bool      // unsubscribed, re-subscribed or not granted: what it queued is not sent
+	waiting   int64     // bytes of its messages in the queue that the writer has not taken yet
 
 	held      map[string]heldMsg // live changes of entries not reached yet, by topic
 	heldSeq   int
@@ -241,7 +243,7 @@ func (d *delivery) releaseLater(q *outQueue) {
 		return
 	}
 	q.items = append(q.items, q.later...)
-	q.later, q.laterB = nil, 0
+	q.later = nil
 	d.startWriter(q)
 }
 
@@ -342,8 +344,9 @@ func (d *delivery) runFill(q *outQueue, f *kvFill) {
 	}
 }
 
-// waitRoom waits until q holds less than fillRoom bytes of its own (not
-// counting what walks hold, nor what waits behind them). It reports false
+// waitRoom waits until less than fillRoom bytes of f's messages wait in
+// q for the writer: a walk's own, so that live messages, which the
+// client's budget bounds, cannot keep it from going on. It reports false
 // if the walk is to stop.
 func (d *delivery) waitRoom(ctx context.Context, q *outQueue, f *kvFill) bool {
 	for {
@@ -352,7 +355,7 @@ func (d *delivery) waitRoom(ctx context.Context, q *outQueue, f *kvFill) bool {
 			q.mu.Unlock()
 			return false
 		}
-		if q.bytes-q.heldBytes()-q.laterB < fillRoom {
+		if f.waiting < fillRoom {
 			q.mu.Unlock()
 			return true
 		}
@@ -367,15 +370,6 @@ func (d *delivery) waitRoom(ctx context.Context, q *outQueue, f *kvFill) bool {
 			return false
 		}
 	}
-}
-
-// heldBytes is what q's walks hold. q.mu is held.
-func (q *outQueue) heldBytes() int64 {
-	var n int64
-	for _, f := range q.fills {
-		n += f.heldBytes
-	}
-	return n
 }
 
 // signal wakes the walks waiting for room. q.mu is held.
@@ -431,6 +425,7 @@ func (d *delivery) fillChunk(q *outQueue, f *kvFill, es []Entry) {
 			fill:     f,
 		})
 		q.bytes += cost
+		f.waiting += cost
 		d.total.Add(cost)
 		added = true
 	}
