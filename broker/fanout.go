@@ -100,6 +100,7 @@ type outQueue struct {
 	room     chan struct{}    // closed when bytes leave the queue (walks wait on it); nil: nobody waits
 	sending  *kvFill          // the walk of the item the writer holds, if any
 	later    []outItem        // the client's own publishes to itself, behind its walks (kvretained.go)
+	lastIn   atomic.Uint32    // the client's last packet id (+1; 0: none yet), see nextPacketID
 }
 
 type outItem struct {
@@ -364,11 +365,11 @@ func (d *delivery) storeAway(cl *mqtt.Client, sub packets.Subscription, pk *pack
 	}
 	d.offline[cl.ID] += cost
 	d.mu.Unlock()
-	id, err := cl.NextPacketID()
+	id, err := d.nextPacketID(cl)
 	if err != nil {
 		return
 	}
-	out.PacketID = uint16(id)
+	out.PacketID = id
 	if cl.State.Inflight.Set(out) {
 		atomic.AddInt64(&d.srv.Info.Inflight, 1)
 	}
@@ -492,6 +493,46 @@ func (d *delivery) write(q *outQueue) {
 	}
 }
 
+// idGuard is how many packet ids after the client's last one the
+// broker's own messages to it leave free (nextPacketID).
+const idGuard = 1024
+
+// inboundID notes the packet id of a client's PUBLISH (QoS 1/2), SUBSCRIBE
+// or UNSUBSCRIBE.
+func (d *delivery) inboundID(cl *mqtt.Client, id uint16) {
+	if q := d.queue(cl, true); q != nil && id != 0 {
+		q.lastIn.Store(uint32(id) + 1)
+	}
+}
+
+// nextPacketID gives out the packet id of a QoS 1/2 message to cl. mochi
+// keeps one set of ids in flight for both directions: a client's SUBSCRIBE
+// or UNSUBSCRIBE whose id one of the broker's messages to it has in flight
+// is refused ("packet identifier in use"), and a client's PUBLISH with such
+// an id drops that message from flight (never resent; its bytes are given
+// back when mochi reports the publish complete, see completed). Clients count their ids up one by
+// one, so the broker's skip the idGuard ids that follow the client's last.
+func (d *delivery) nextPacketID(cl *mqtt.Client) (uint16, error) {
+	var last uint32
+	if d == nil {
+		id, err := cl.NextPacketID()
+		return uint16(id), err
+	}
+	if q := d.queue(cl, false); q != nil {
+		last = q.lastIn.Load()
+	}
+	for range idGuard + 1 {
+		id, err := cl.NextPacketID()
+		if err != nil {
+			return 0, err
+		}
+		if last == 0 || uint16(uint32(id)-(last-1)) >= idGuard {
+			return uint16(id), nil
+		}
+	}
+	return 0, packets.ErrQuotaExceeded // not reached: idGuard+1 ids in a row cannot all be near
+}
+
 // release gives back the bytes of a message that has left q.
 func (d *delivery) release(q *outQueue, cost int64) {
 	q.mu.Lock()
@@ -512,9 +553,9 @@ func (d *delivery) takeSlot(q *outQueue, out *packets.Packet) (uint16, bool) {
 	for {
 		q.slot.Lock()
 		if cl.State.Inflight.Len() < win {
-			id, err := cl.NextPacketID()
+			id, err := d.nextPacketID(cl)
 			if err == nil {
-				out.PacketID = uint16(id)
+				out.PacketID = id
 				if cl.State.Inflight.Set(*out) {
 					atomic.AddInt64(&d.srv.Info.Inflight, 1)
 				}

@@ -76,7 +76,7 @@ func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribe, mqtt.OnUnsubscribed,
 		mqtt.OnPacketProcessed, mqtt.OnQosComplete,
 		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnClientExpired:
 		return true
@@ -213,7 +213,14 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // OnSubscribe hands the retained messages of new subscriptions to the
 // filler (retained.go) instead of mochi.
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.b.out.inboundID(cl, pk.PacketID)
 	return h.b.fill.subscribe(cl, pk)
+}
+
+// OnUnsubscribe notes the client's packet id (fanout.go, nextPacketID).
+func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.b.out.inboundID(cl, pk.PacketID)
+	return pk
 }
 
 // OnPacketProcessed starts the retained messages of a SUBSCRIBE once its
@@ -312,6 +319,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		out.Payload = clonePayload(pk.Payload)
 		h.b.out.forward(out, true)
 		return pk, packets.CodeSuccessIgnore
+	}
+	if pk.FixedHeader.Qos > 0 {
+		h.b.out.inboundID(cl, pk.PacketID)
 	}
 	switch {
 	case underPrefix(pk.TopicName, h.kvPrefix):

@@ -270,11 +270,11 @@ func (f *filler) takeSlot(cl *mqtt.Client, win int, out *packets.Packet) bool {
 	if cl.State.Inflight.Len() >= win {
 		return false
 	}
-	id, err := cl.NextPacketID()
+	id, err := f.out.nextPacketID(cl)
 	if err != nil {
 		return false // every id in flight: wait for an acknowledgement
 	}
-	out.PacketID = uint16(id)
+	out.PacketID = id
 	if cl.State.Inflight.Set(*out) {
 		atomic.AddInt64(&f.srv.Info.Inflight, 1)
 	}
