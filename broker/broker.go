@@ -438,6 +438,9 @@ func (b *Broker) PublishEntry(p tree.Path, value []byte, node string, tick, tock
 	if p.IsMeta() {
 		return nil
 	}
+	if !b.out.kvSubs.any() { // nobody could receive it: build nothing
+		return checkTopicPath(b.cfg.KVPrefix, p)
+	}
 	topic, err := TopicForPath(b.cfg.KVPrefix, p)
 	if err != nil {
 		return err

@@ -40,6 +40,30 @@ func TopicForPath(prefix string, p tree.Path) (string, error) {
 	return string(b), nil
 }
 
+// checkTopicPath returns the error TopicForPath(prefix, p) would, without
+// building the topic (for a change that nobody subscribes to).
+func checkTopicPath(prefix string, p tree.Path) error {
+	if p.IsMeta() {
+		return fmt.Errorf("%w: the meta tree has no MQTT topics", tree.ErrInvalidPath)
+	}
+	if err := p.Check(); err != nil {
+		return err
+	}
+	n := len(prefix)
+	var buf [64]byte
+	for i, e := range p {
+		b, err := appendLevel(buf[:0], e)
+		if err != nil {
+			return fmt.Errorf("%w: element %d: %v", tree.ErrInvalidPath, i, err)
+		}
+		n += 1 + len(b)
+	}
+	if n > maxTopicBytes {
+		return fmt.Errorf("%w: topic would be %d bytes long (MQTT allows %d)", tree.ErrInvalidPath, n, maxTopicBytes)
+	}
+	return nil
+}
+
 // appendLevel appends the topic level of one element.
 func appendLevel(b []byte, e tree.Elem) ([]byte, error) {
 	switch e.Kind() {

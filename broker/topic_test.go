@@ -89,6 +89,9 @@ func TestTopicForPathErrors(t *testing.T) {
 			if !errors.Is(err, tree.ErrInvalidPath) {
 				t.Fatalf("TopicForPath(%#v) = %v, want ErrInvalidPath", tc.path, err)
 			}
+			if err2 := checkTopicPath("kv", tc.path); err2 == nil || err2.Error() != err.Error() {
+				t.Fatalf("checkTopicPath(%#v) = %v, TopicForPath's error %v", tc.path, err2, err)
+			}
 		})
 	}
 }
@@ -163,6 +166,9 @@ func FuzzTopicPath(f *testing.F) {
 		if err != nil {
 			t.Fatalf("PathForTopic(%q) = %#v, but TopicForPath fails: %v", topic, p, err)
 		}
+		if err := checkTopicPath("kv", p); err != nil {
+			t.Fatalf("checkTopicPath(%#v) = %v, TopicForPath gives %q", p, err, back)
+		}
 		if back != topic {
 			t.Fatalf("PathForTopic(%q) = %#v, TopicForPath gives %q", topic, p, back)
 		}
@@ -181,6 +187,9 @@ func FuzzPathTopic(f *testing.F) {
 			return
 		}
 		topic, err := TopicForPath("kv", p)
+		if cerr := checkTopicPath("kv", p); (cerr == nil) != (err == nil) || (err != nil && cerr.Error() != err.Error()) {
+			t.Fatalf("checkTopicPath(%#v) = %v, TopicForPath: %v", p, cerr, err)
+		}
 		if err != nil {
 			if !errors.Is(err, tree.ErrInvalidPath) {
 				t.Fatalf("TopicForPath(%#v): %v does not wrap ErrInvalidPath", p, err)
