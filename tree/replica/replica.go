@@ -288,9 +288,27 @@ func (r *Replica) Links() []LinkState {
 }
 
 func (r *Replica) record(tag byte, enc func([]byte) []byte) []byte {
-	rec := enc(append(make([]byte, 0, 64), tag))
+	return r.recordSized(tag, 64, enc)
+}
+
+// recordSized is record with room for size bytes from the start.
+func (r *Replica) recordSized(tag byte, size int, enc func([]byte) []byte) []byte {
+	rec := enc(append(make([]byte, 0, size), tag))
 	r.out.Records = append(r.out.Records, rec)
 	return rec
+}
+
+// updateSize is about the size of ev's update record (map keys, path,
+// value, chain, tock), so that encoding it takes one allocation.
+func updateSize(ev tree.Event) int {
+	n := 48 + len(ev.Value) + 12*len(ev.Path) + 16*len(ev.Chain)
+	for _, e := range ev.Path {
+		n += len(e.StrVal())
+	}
+	for _, l := range ev.Chain {
+		n += len(l.Node)
+	}
+	return n
 }
 
 func (r *Replica) change(ev tree.Event) {
@@ -354,7 +372,7 @@ func (r *Replica) newReservation() {
 func (r *Replica) Reservation() wire.Reservation { return r.res }
 
 func (r *Replica) local(ev tree.Event) {
-	r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
+	r.recordSized(recEvent, updateSize(ev), func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
 	r.relay(ev, nil, -1)
 	r.change(ev)
 }
@@ -535,7 +553,7 @@ func (r *Replica) stepUpdate(id LinkID, ev tree.Event, via []string) error {
 		r.change(ev)
 	}
 	// New to us: persist it and pass it on (never back to its source).
-	r.record(recEvent, func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
+	r.recordSized(recEvent, updateSize(ev), func(b []byte) []byte { return wire.AppendUpdate(b, ev) })
 	if r.relay(ev, via, id) > 0 {
 		r.stats.Relayed++
 	}
