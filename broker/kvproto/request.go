@@ -97,7 +97,7 @@ func ParseRequest(b []byte) (Request, error) {
 		req.Seq, hasSeq = seq, true
 	}
 	seqParsed := false
-	seen := map[string]bool{}
+	var seen uint32 // requestKeys seen, by index
 	for range n {
 		k, isStr, r, err := readKey(rest)
 		if err != "" {
@@ -110,13 +110,12 @@ func ParseRequest(b []byte) (Request, error) {
 			}
 			continue
 		}
-		key := string(k)
-		switch key {
-		case "seq", "action", "state", "ack", "path", "value", "nchain", "chain", "prev", "idem", "qlen":
-			if seen[key] {
+		key, known := requestKey(k)
+		if known >= 0 {
+			if seen&(1<<known) != 0 {
 				return bad("request: duplicate key %q", key)
 			}
-			seen[key] = true
+			seen |= 1 << known
 		}
 		val := rest
 		switch key {
@@ -138,7 +137,7 @@ func ParseRequest(b []byte) (Request, error) {
 				return bad("key %q: not a short UTF-8 string", key)
 			}
 			if key == "action" {
-				req.Action = string(s)
+				req.Action = actionName(s)
 			} else {
 				req.State = string(s)
 			}
@@ -235,6 +234,33 @@ func ParseRequest(b []byte) (Request, error) {
 		return bad("request: missing key \"seq\"")
 	}
 	return req, nil
+}
+
+// requestKeys are the keys a request may give once.
+var requestKeys = [...]string{"seq", "action", "state", "ack", "path", "value", "nchain", "chain", "prev", "idem", "qlen"}
+
+// requestKey returns k as a string (one of requestKeys, not a copy, if it
+// is one) and its index there, or -1.
+func requestKey(k []byte) (string, int) {
+	for i, rk := range requestKeys {
+		if string(k) == rk {
+			return rk, i
+		}
+	}
+	return string(k), -1
+}
+
+// commonActions are the actions whose names are not copied per request.
+var commonActions = [...]string{"set_value", "get_value", "delete_value", "get_tree", "enum", "watch", "get_state", "auth"}
+
+// actionName returns s as a string, without a copy for common actions.
+func actionName(s []byte) string {
+	for _, a := range commonActions {
+		if string(s) == a {
+			return a
+		}
+	}
+	return string(s)
 }
 
 // findSeq looks for a valid seq among n map pairs at b, ignoring errors.
