@@ -19,7 +19,7 @@ import (
 type request struct {
 	state atomic.Int32 // 0 queued, 1 taken, 2 abandoned
 	run   func(e *Engine)
-	write *writeOp // a local write (then run is nil): one allocation less per write
+	write writeOp // a local write, if run is nil: in the request, one allocation per write
 }
 
 // writeOp is a local write handed to the loop.
@@ -38,7 +38,8 @@ func (e *Engine) take(q *request) {
 	if !q.take() {
 		return
 	}
-	if w := q.write; w != nil {
+	if q.run == nil {
+		w := &q.write
 		e.applyWrite(w.p, w.value, w.cond, w.reply)
 		return
 	}
@@ -185,7 +186,7 @@ func (e *Engine) WriteNoWait(ctx context.Context, p tree.Path, value []byte) err
 	if p.HasPrefix(replica.StatusPrefix) {
 		return fmt.Errorf("%w: %s: status entries are written by their nodes alone", tree.ErrPermission, p)
 	}
-	return e.submit(ctx, &request{write: &writeOp{p: p, value: value}})
+	return e.submit(ctx, &request{write: writeOp{p: p, value: value}})
 }
 
 // Delete deletes the value at p as this node, under c. Deleting an entry
@@ -201,7 +202,7 @@ var replies = sync.Pool{New: func() any { return make(chan writeResult, 1) }}
 
 func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (Result, error) {
 	reply := replies.Get().(chan writeResult)
-	q := &request{write: &writeOp{p: p, value: value, cond: c, reply: reply}}
+	q := &request{write: writeOp{p: p, value: value, cond: c, reply: reply}}
 	if err := e.submit(ctx, q); err != nil {
 		replies.Put(reply)
 		return Result{}, err
