@@ -42,6 +42,14 @@ var errNotJSON = errors.New("not JSON")
 // Errors wrap tree.ErrInvalidValue. Input that is not valid UTF-8, or is
 // not exactly one JSON value, is an error too.
 func JSONToMsgpack(b []byte) ([]byte, error) {
+	if out, ok, err := jsonScalar(b); ok {
+		return out, err
+	}
+	return jsonDecode(b)
+}
+
+// jsonDecode is JSONToMsgpack with encoding/json's decoder, for any input.
+func jsonDecode(b []byte) ([]byte, error) {
 	if !utf8.Valid(b) {
 		return nil, fmt.Errorf("%w: not valid UTF-8", tree.ErrInvalidValue)
 	}
@@ -55,6 +63,84 @@ func JSONToMsgpack(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w: data after the JSON value at byte %d", tree.ErrInvalidValue, errNotJSON, dec.InputOffset())
 	}
 	return out, nil
+}
+
+// jsonScalar converts the payloads most sensors send (a number, true,
+// false, null, a string without escapes, with JSON white space around)
+// without encoding/json's decoder, which costs several allocations even
+// for "21.5". ok is false for everything else: JSONToMsgpack's decoder
+// then decides, and it gives the same result for what jsonScalar takes
+// (FuzzJSONScalar).
+func jsonScalar(b []byte) (out []byte, ok bool, err error) {
+	b = bytes.Trim(b, " \t\r\n")
+	switch {
+	case len(b) == 0:
+		return nil, false, nil
+	case string(b) == "true":
+		return msgp.AppendBool(nil, true), true, nil
+	case string(b) == "false":
+		return msgp.AppendBool(nil, false), true, nil
+	case string(b) == "null":
+		return msgp.AppendNil(nil), true, nil
+	case b[0] == '"':
+		s := b[1:]
+		if len(s) == 0 || s[len(s)-1] != '"' {
+			return nil, false, nil
+		}
+		s = s[:len(s)-1]
+		for _, c := range s {
+			if c < 0x20 || c == '"' || c == '\\' {
+				return nil, false, nil // escapes, or not JSON
+			}
+		}
+		if !utf8.Valid(s) {
+			return nil, false, nil
+		}
+		return msgp.AppendStringFromBytes(make([]byte, 0, len(s)+5), s), true, nil
+	case isJSONNumber(b):
+		out, err := appendJSONNumber(nil, string(b))
+		return out, true, err
+	}
+	return nil, false, nil
+}
+
+// isJSONNumber reports whether b is exactly a JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(b []byte) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
 }
 
 // jsonSyntax wraps a decoder error as "not JSON".

@@ -329,6 +329,25 @@ func FuzzJSONToMsgpack(f *testing.F) {
 	})
 }
 
+// FuzzJSONScalar: what the fast path for scalar payloads takes, it
+// converts exactly as the decoder does (value, or error text).
+func FuzzJSONScalar(f *testing.F) {
+	for _, s := range []string{"0", "-0", "21.5", " 7 \n", "1e400", "-1.5E-3", "123456789012345678901234567890",
+		"true", "false", "null", `"abc"`, `""`, `"a\"b"`, `"\u00e9"`, "\"x\ty\"", "01", "1.", ".5", "-", "+1", `"é"`, "nul"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fast, ok, ferr := jsonScalar(in)
+		if !ok {
+			return
+		}
+		slow, serr := jsonDecode(in)
+		if (ferr == nil) != (serr == nil) || (ferr != nil && ferr.Error() != serr.Error()) || !bytes.Equal(fast, slow) {
+			t.Fatalf("%q: fast path %x, %v; decoder %x, %v", in, fast, ferr, slow, serr)
+		}
+	})
+}
+
 // FuzzMsgpackToJSON: never panics; what converts is valid UTF-8 JSON.
 func FuzzMsgpackToJSON(f *testing.F) {
 	for _, tc := range jsonCases {

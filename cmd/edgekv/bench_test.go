@@ -375,7 +375,12 @@ func startProcNodes(b *testing.B, names []string, links [][]int, syncYAML string
 		if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
 			b.Fatal(err)
 		}
-		cmd := exec.Command(bin, "run", "-n", name, "-c", f)
+		args := []string{"run", "-n", name, "-c", f}
+		if base, err := strconv.Atoi(os.Getenv("EDGEKV_BENCH_PPROF")); err == nil {
+			// Profiles of node i at 127.0.0.1:base+i (go tool pprof).
+			args = append(args, "--pprof", fmt.Sprintf("127.0.0.1:%d", base+i))
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
