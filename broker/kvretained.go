@@ -407,27 +407,34 @@ func (d *delivery) fillChunk(q *outQueue, f *kvFill, es []Entry) {
 		if err != nil {
 			continue // no topic for this path
 		}
-		if h, ok := f.held[topic]; ok && h.tock <= e.Tock { // the walk reads the current value
+		h, held := f.held[topic]
+		if held {
 			delete(f.held, topic)
 			f.heldBytes -= h.item.cost
-			q.bytes -= h.item.cost
-			d.total.Add(-h.item.cost)
+			if h.tock <= e.Tock { // the walk reads the current value
+				q.bytes -= h.item.cost
+				d.total.Add(-h.item.cost)
+				held = false
+			}
 		}
-		if e.Value == nil || !matchTopic(f.sub.Filter, topic) || !d.acl(cl, topic, false) {
-			continue
+		if e.Value != nil && matchTopic(f.sub.Filter, topic) && d.acl(cl, topic, false) {
+			cost := int64(len(e.Value)+len(topic)) + itemOverhead
+			q.items = append(q.items, outItem{
+				kv:       &kvEntry{topic: topic, value: e.Value, node: e.Node, tick: e.Tick, tock: e.Tock},
+				sub:      f.sub,
+				cost:     cost,
+				retained: true,
+				fill:     f,
+			})
+			q.bytes += cost
+			f.waiting += cost
+			d.total.Add(cost)
+			added = true
 		}
-		cost := int64(len(e.Value)+len(topic)) + itemOverhead
-		q.items = append(q.items, outItem{
-			kv:       &kvEntry{topic: topic, value: e.Value, node: e.Node, tick: e.Tick, tock: e.Tock},
-			sub:      f.sub,
-			cost:     cost,
-			retained: true,
-			fill:     f,
-		})
-		q.bytes += cost
-		f.waiting += cost
-		d.total.Add(cost)
-		added = true
+		if held { // newer than what the walk read: it follows at once, before later changes go out live
+			q.items = append(q.items, h.item)
+			added = true
+		}
 	}
 	if added {
 		d.startWriter(q)

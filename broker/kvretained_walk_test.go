@@ -183,28 +183,33 @@ func TestKVRetainedHoldOtherSubscription(t *testing.T) {
 }
 
 // TestKVRetainedHeldNewerThanVisit: a held change newer than what the
-// walk then reads of the entry is not dropped; it follows the walk's.
+// walk then reads of the entry is not dropped; it follows the walk's at
+// once, before a later change that goes out live.
 func TestKVRetainedHeldNewerThanVisit(t *testing.T) {
 	tb := startBroker(t, nil)
 	const n = 600
 	putRange(t, tb, n, 4)
 	old := tb.tree.entries[path("r", 500).String()]
 	tb.tree.beforeNext = func(chunk int) {
-		if chunk != 1 {
-			return
+		switch chunk {
+		case 1:
+			if err := tb.put(path("r", 500), msgp.AppendString(nil, "new"), "n1", 9999, 9999); err != nil {
+				t.Error(err)
+			}
+			tb.tree.emu.Lock() // the walk is to read the older version
+			tb.tree.entries[old.Path.String()] = old
+			tb.tree.emu.Unlock()
+		case 2: // the walk has passed r/500: a change goes out live
+			if err := tb.put(path("r", 500), msgp.AppendString(nil, "newest"), "n1", 10000, 10000); err != nil {
+				t.Error(err)
+			}
 		}
-		if err := tb.put(path("r", 500), msgp.AppendString(nil, "new"), "n1", 9999, 9999); err != nil {
-			t.Error(err)
-		}
-		tb.tree.emu.Lock() // the walk is to read the older version
-		tb.tree.entries[old.Path.String()] = old
-		tb.tree.emu.Unlock()
 	}
 	c, _ := dialRaw(t, tb.addr, 5, packets.ConnectParams{ClientIdentifier: "newer", Clean: true})
 	c.subscribeRaw("kv/r/+", 0, 1)
 	topic, _ := TopicForPath("kv", path("r", 500))
 	var got []string
-	for i := 0; i < n+1; i++ {
+	for i := 0; i < n+2; i++ {
 		pk, err := c.read()
 		if err != nil {
 			t.Fatalf("%v after %d messages", err, i)
@@ -213,8 +218,8 @@ func TestKVRetainedHeldNewerThanVisit(t *testing.T) {
 			got = append(got, string(pk.Payload))
 		}
 	}
-	if len(got) != 2 || got[1] != `"new"` {
-		t.Fatalf("r/500: %q, want the walk's older value, then \"new\"", got)
+	if len(got) != 3 || got[1] != `"new"` || got[2] != `"newest"` {
+		t.Fatalf("r/500: %q, want the walk's older value, then \"new\", then \"newest\"", got)
 	}
 }
 
