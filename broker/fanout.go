@@ -513,12 +513,17 @@ func (d *delivery) inboundID(cl *mqtt.Client, id uint16) {
 // back when mochi reports the publish complete, see completed). Clients count their ids up one by
 // one, so the broker's skip the idGuard ids that follow the client's last.
 func (d *delivery) nextPacketID(cl *mqtt.Client) (uint16, error) {
-	var last uint32
 	if d == nil {
 		id, err := cl.NextPacketID()
 		return uint16(id), err
 	}
-	if q := d.queue(cl, false); q != nil {
+	return nextPacketIDOf(cl, d.queue(cl, false))
+}
+
+// nextPacketIDOf is nextPacketID for cl, whose queue is q (nil: none).
+func nextPacketIDOf(cl *mqtt.Client, q *outQueue) (uint16, error) {
+	var last uint32
+	if q != nil {
 		last = q.lastIn.Load()
 	}
 	for range idGuard + 1 {
@@ -553,7 +558,7 @@ func (d *delivery) takeSlot(q *outQueue, out *packets.Packet) (uint16, bool) {
 	for {
 		q.slot.Lock()
 		if cl.State.Inflight.Len() < win {
-			id, err := d.nextPacketID(cl)
+			id, err := nextPacketIDOf(cl, q)
 			if err == nil {
 				out.PacketID = id
 				if cl.State.Inflight.Set(*out) {
