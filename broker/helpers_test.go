@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -343,6 +344,9 @@ func startBroker(t *testing.T, mod func(*Config)) *testBroker {
 		case err := <-done:
 			if err != nil {
 				t.Errorf("Run: %v", err)
+				var stacks strings.Builder
+				_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				t.Logf("goroutines:\n%s", stacks.String())
 			}
 		case <-time.After(6 * time.Second):
 			t.Errorf("Run did not return 6 s after its context ended")
