@@ -236,9 +236,6 @@ func (d *delivery) deliver(subs *mqtt.Subscribers, pk packets.Packet, p tree.Pat
 // subscribers; nothing is retained (kvretained.go). The packet is built
 // only if someone subscribes.
 func (d *delivery) publishEntry(p tree.Path, topic string, value []byte, node string, tick, tock uint64) error {
-	if !d.kvSubs.any() {
-		return nil
-	}
 	subs := d.subscribers(topic)
 	if subs == nil {
 		return nil
@@ -422,7 +419,6 @@ func (d *delivery) write(q *outQueue) {
 		if it.fill != nil && it.fill.cancelled { // unsubscribed [MQTT-3.10.4-2]
 			q.bytes -= it.cost
 			d.total.Add(-it.cost)
-			q.signal()
 			q.mu.Unlock()
 			continue
 		}
@@ -510,8 +506,9 @@ func (d *delivery) inboundID(cl *mqtt.Client, id uint16) {
 // or UNSUBSCRIBE whose id one of the broker's messages to it has in flight
 // is refused ("packet identifier in use"), and a client's PUBLISH with such
 // an id drops that message from flight (never resent; its bytes are given
-// back when mochi reports the publish complete, see completed). Clients count their ids up one by
-// one, so the broker's skip the idGuard ids that follow the client's last.
+// back when mochi reports the publish complete, see completed). Clients
+// count their ids up one by one, so the broker's skip the idGuard ids that
+// follow the client's last.
 func (d *delivery) nextPacketID(cl *mqtt.Client) (uint16, error) {
 	if d == nil {
 		id, err := cl.NextPacketID()
@@ -545,7 +542,6 @@ func (d *delivery) release(q *outQueue, cost int64) {
 		q.bytes -= cost
 		d.total.Add(-cost)
 	}
-	q.signal()
 	q.mu.Unlock()
 }
 
@@ -598,7 +594,6 @@ func (d *delivery) completed(cl *mqtt.Client, id uint16) {
 			q.bytes -= cost
 			d.total.Add(-cost)
 		}
-		q.signal()
 		q.mu.Unlock()
 	}
 	select {

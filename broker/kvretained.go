@@ -372,7 +372,9 @@ func (d *delivery) waitRoom(ctx context.Context, q *outQueue, f *kvFill) bool {
 	}
 }
 
-// signal wakes the walks waiting for room. q.mu is held.
+// signal wakes the walks waiting for room: one of their messages left the
+// queue, or a walk is to stop (ended, cancelled, the client gone). q.mu is
+// held.
 func (q *outQueue) signal() {
 	if q.room != nil {
 		close(q.room)

@@ -6,7 +6,10 @@ package tree
 // node's link on its chain (a chain names a node at most once). A
 // map[uint64]*Entry took 16 bytes a slot and its control bytes; this takes
 // 8. An entry's link of the node must not change while the entry is in the
-// set: the tree removes the old link before it changes a chain.
+// set: the tree removes the old link before it changes a chain. It probes
+// as kidSet (kids.go) does, with another key; the two are kept apart so
+// that the tree's lookups compare keys directly, with no call through a
+// function value or a generic dictionary.
 type tickIndex struct {
 	node  string
 	seed  uint64
