@@ -35,6 +35,7 @@ func (q *request) abandon() bool { return q.state.CompareAndSwap(0, 2) }
 
 // take runs q on the loop unless its caller gave up.
 func (e *Engine) take(q *request) {
+	defer e.queued.Add(-1)
 	if !q.take() {
 		return
 	}
@@ -48,7 +49,8 @@ func (e *Engine) take(q *request) {
 
 // submit queues q for the loop.
 func (e *Engine) submit(ctx context.Context, q *request) error {
-	select { // the common case, without looking at ctx
+	e.queued.Add(1) // before the send: see writeDirect
+	select {        // the common case, without looking at ctx
 	case e.reqs <- q:
 		return nil
 	default:
@@ -57,8 +59,10 @@ func (e *Engine) submit(ctx context.Context, q *request) error {
 	case e.reqs <- q:
 		return nil
 	case <-ctx.Done():
+		e.queued.Add(-1)
 		return ctx.Err()
 	case <-e.stopping:
+		e.queued.Add(-1)
 		return e.unavailable("stopped")
 	}
 }
@@ -148,17 +152,17 @@ func (e *Engine) Get(ctx context.Context, p tree.Path) (Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return Entry{}, err
 	}
-	if !e.looping.Load() { // not running yet, or driven by a Stepper
-		return call(e, ctx, func(e *Engine) Entry { return entryOf(e.r.Tree().Get(p)) })
+	if e.looping.Load() {
+		e.treeMu.RLock()
+		if e.looping.Load() { // the loop has not ended meanwhile
+			en := entryOf(e.r.Tree().Get(p))
+			e.treeMu.RUnlock()
+			return en, nil
+		}
+		e.treeMu.RUnlock()
 	}
-	e.treeMu.RLock()
-	defer e.treeMu.RUnlock()
-	select {
-	case <-e.stopping:
-		return Entry{}, e.unavailable("stopped")
-	default:
-	}
-	return entryOf(e.r.Tree().Get(p)), nil
+	// Not running yet, driven by a Stepper, or stopping.
+	return call(e, ctx, func(e *Engine) Entry { return entryOf(e.r.Tree().Get(p)) })
 }
 
 // Set writes value (one msgpack value) at p as this node, under c. It
@@ -186,6 +190,9 @@ func (e *Engine) WriteNoWait(ctx context.Context, p tree.Path, value []byte) err
 	if p.HasPrefix(replica.StatusPrefix) {
 		return fmt.Errorf("%w: %s: status entries are written by their nodes alone", tree.ErrPermission, p)
 	}
+	if e.writeDirect(p, value, Cond{}, nil) {
+		return nil
+	}
 	return e.submit(ctx, &request{write: writeOp{p: p, value: value}})
 }
 
@@ -201,7 +208,15 @@ func (e *Engine) Delete(ctx context.Context, p tree.Path, c Cond) (Result, error
 var replies = sync.Pool{New: func() any { return make(chan writeResult, 1) }}
 
 func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
 	reply := replies.Get().(chan writeResult)
+	if e.writeDirect(p, value, c, reply) {
+		wr := <-reply // answered by applyWrite or the flush
+		replies.Put(reply)
+		return wr.res, wr.err
+	}
 	q := &request{write: writeOp{p: p, value: value, cond: c, reply: reply}}
 	if err := e.submit(ctx, q); err != nil {
 		replies.Put(reply)
@@ -225,6 +240,41 @@ func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (
 	}
 	replies.Put(reply)
 	return wr.res, wr.err
+}
+
+// writeDirect applies a local write on the caller's goroutine, as the loop
+// would, and reports whether it did: only while the loop waits for input
+// (the caller takes the lock the loop works under, treeMu, without
+// waiting for it), with no request queued for the loop or in its hands
+// (one queued by the caller itself must be applied first: see
+// WriteNoWait), and unless every
+// write is fsynced (sync "always": there the loop's turns let one fsync
+// serve many writes). Otherwise the write goes to the loop. It saves the
+// two goroutine hand-offs of a write that nothing competes with; the
+// answer is on reply (nil: nobody waits) when it returns.
+//
+// The flush that follows is the loop's: records, answer, messages to
+// peers, changes to watches and the Observer, all under treeMu, so they
+// are seen in the same order as the loop's own. If the store fails here,
+// the loop notices at its next turn (at most TickEvery later) and stops.
+func (e *Engine) writeDirect(p tree.Path, value []byte, c Cond, reply chan writeResult) bool {
+	if !e.direct || e.queued.Load() != 0 || !e.looping.Load() || !e.treeMu.TryLock() {
+		return false
+	}
+	defer e.treeMu.Unlock()
+	// Under treeMu the loop waits in its select, or waits for treeMu with
+	// a request in hand, or has ended (then looping is false). A request
+	// of the caller's own is counted in queued until it is applied, so
+	// that it cannot be overtaken; those of other goroutines may be.
+	if !e.looping.Load() {
+		return false
+	}
+	e.directWrites.Add(1)
+	e.applyWrite(p, value, c, reply)
+	if err := e.flush(); err != nil {
+		e.log.Debug("flush after a direct write failed", "error", err)
+	}
+	return true
 }
 
 // applyWrite applies a local write on the loop and answers on reply (nil:

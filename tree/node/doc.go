@@ -20,7 +20,8 @@
 //     sent on the link afterwards makes the peer send again what it lacks).
 //
 // Outputs go to the senders given with LinkUp, to watches, and to the
-// Observer (every change, for the broker's live MQTT messages). A Cursor
+// Observer (every change, for the broker's live MQTT messages), from the
+// loop or from a writer's goroutine (see below), never two at once. A Cursor
 // walks the tree in steps that run on the engine's goroutine, in order
 // with the Observer, from which the broker serves KV topics' retained
 // messages.
@@ -35,6 +36,19 @@
 // Observer. Nothing leaves the process before it is in the store. If the
 // store fails, the engine stops: Run returns the error, waiting writes get
 // it, and nothing of that step is sent.
+//
+// # Writes without a hand-off
+//
+// The loop works under a lock (treeMu) that it lets go only while it
+// waits for input. Get reads the tree under that lock on the caller's
+// goroutine; a local write (Set, Delete, WriteNoWait) that finds the loop
+// waiting, nothing queued for it and the store not fsyncing every write
+// (sync "interval" or "none") takes the lock without waiting and does
+// what the loop would — apply, flush in the order above — on the caller's
+// goroutine: no hand-off to the loop and back. Otherwise it goes to the
+// loop, whose turns let many writes share one append (and, under sync
+// "always", one fsync). Either way changes reach the store, the peers, the
+// watches and the Observer in tock order, one at a time.
 //
 // # Giving up
 //

@@ -18,9 +18,11 @@ import (
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
-// Observer sees every change of the tree, on the engine's goroutine, after
-// it is in the store: Changed with the new value (nil: deleted) and the
-// entry's chain and tock. It must not block for long. (Entries that were
+// Observer sees every change of the tree, one at a time and in tock order,
+// after it is in the store: Changed with the new value (nil: deleted) and
+// the entry's chain and tock. It is called under the lock the engine works
+// under, on the engine's goroutine or on that of a local write applied
+// without a hand-off (see the package documentation). It must not block for long. (Entries that were
 // there at the start are not shown: Cursor serves those who need them.)
 type Observer interface {
 	Changed(p tree.Path, value []byte, chain tree.Chain, tock uint64)
@@ -140,6 +142,8 @@ type Engine struct {
 	// its read lock while the loop waits for input, without a hand-off.
 	treeMu   sync.RWMutex
 	looping  atomic.Bool   // Run's loop serves (not a Stepper): Get may take treeMu
+	queued   atomic.Int64  // requests submitted and not yet taken (see writeDirect)
+	direct   bool          // local writes may be applied on the caller's goroutine (writeDirect)
 	done     chan struct{} // closed when Run has returned
 	started  atomic.Bool   // Run or a Stepper owns the engine
 	stopOnce sync.Once
@@ -148,6 +152,7 @@ type Engine struct {
 	inboxDropped   atomic.Int64
 	watchOverflows atomic.Int64
 	linkUps        atomic.Int64
+	directWrites   atomic.Int64 // writes applied by writeDirect (tests)
 
 	// Owned by the loop (or the Stepper).
 	links     map[string]*link
@@ -227,6 +232,7 @@ func Open(cfg Config) (*Engine, error) {
 		status:    make(map[string]string),
 		gone:      make(map[string]time.Time),
 		syncDirty: true,
+		direct:    sopts.Sync != store.SyncAlways,
 	}
 	return e, nil
 }
@@ -323,6 +329,7 @@ func (e *Engine) loop(ctx context.Context, storeErr chan error, snapDone chan er
 	e.treeMu.Lock() // the loop's while it works (see Engine.Get)
 	defer e.treeMu.Unlock()
 	e.looping.Store(true)
+	defer e.looping.Store(false)      // under treeMu: Get and writeDirect check it under the lock
 	if err := e.flush(); err != nil { // the reservation of Restore
 		return err
 	}

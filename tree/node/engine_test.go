@@ -1014,3 +1014,173 @@ func TestCursorChunkBytes(t *testing.T) {
 		t.Errorf("%d steps for %d bytes, want at least %d", steps, n*len(big), min)
 	}
 }
+
+// changeLog records the tocks and values the Observer is shown.
+type changeLog struct {
+	mu     sync.Mutex
+	tocks  []uint64
+	values map[string][][]byte
+}
+
+func (o *changeLog) Changed(p tree.Path, value []byte, _ tree.Chain, tock uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.tocks = append(o.tocks, tock)
+	if o.values == nil {
+		o.values = map[string][][]byte{}
+	}
+	o.values[p.String()] = append(o.values[p.String()], value)
+}
+
+// TestDirectWrites: under sync "interval", writes that meet an idle loop
+// are applied on the caller's goroutine (writeDirect); with four writers
+// and walks competing, the Observer still sees every change once, in tock
+// order, and each writer's values in the order it wrote them.
+func TestDirectWrites(t *testing.T) {
+	obs := &changeLog{}
+	r := start(t, func(c *Config) { c.Store.Sync = store.SyncInterval; c.Observer = obs })
+	ctx := context.Background()
+	// The loop is idle once it waits in its select: a write then goes
+	// direct (the first may find it still starting, or finishing a turn).
+	for i := 0; r.e.directWrites.Load() == 0; i++ {
+		if i == 100 {
+			t.Fatal("100 writes to an idle engine, none applied on its caller's goroutine")
+		}
+		time.Sleep(time.Millisecond)
+		if _, err := r.e.Set(ctx, pth("first"), msgp.AppendInt(nil, i), Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs.mu.Lock()
+	firsts := len(obs.tocks)
+	obs.mu.Unlock()
+	const perWriter = 500
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := pth(fmt.Sprintf("w%d", w))
+			for i := range perWriter {
+				v := msgp.AppendInt(nil, i)
+				var err error
+				if i%2 == 0 {
+					err = r.e.WriteNoWait(ctx, p, v)
+				} else {
+					_, err = r.e.Set(ctx, p, v, Cond{})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 10 {
+			if err := r.e.Walk(ctx, nil, func(Item) error { return nil }); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	if _, err := r.e.Set(ctx, pth("last"), str("v"), Cond{}); err != nil { // after every queued write
+		t.Fatal(err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if want := firsts + 1 + 4*perWriter; len(obs.tocks) != want {
+		t.Fatalf("the Observer saw %d changes, want %d", len(obs.tocks), want)
+	}
+	for i := 1; i < len(obs.tocks); i++ {
+		if obs.tocks[i] <= obs.tocks[i-1] {
+			t.Fatalf("change %d: tock %d after %d", i, obs.tocks[i], obs.tocks[i-1])
+		}
+	}
+	for w := range 4 {
+		vals := obs.values[fmt.Sprintf("w%d", w)]
+		for i, v := range vals {
+			if !bytes.Equal(v, msgp.AppendInt(nil, i)) {
+				t.Fatalf("w%d: change %d has %x", w, i, v)
+			}
+		}
+	}
+	t.Logf("%d of %d writes applied on their callers' goroutines", r.e.directWrites.Load(), len(obs.tocks))
+}
+
+// TestDirectWriteAfterQueued: a write queued for the loop (WriteNoWait
+// while the loop could not be had) is applied before a later write of
+// the same goroutine, even when that one finds the loop idle: the loop
+// has taken the first from its channel and waits for treeMu when the
+// second comes.
+func TestDirectWriteAfterQueued(t *testing.T) {
+	r := start(t, func(c *Config) { c.Store.Sync = store.SyncInterval })
+	ctx := context.Background()
+	if _, err := r.e.State(ctx); err != nil { // the loop runs
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		p := pth(fmt.Sprintf("k%d", i))
+		r.e.treeMu.Lock() // as if a direct write of another goroutine were under way
+		if err := r.e.WriteNoWait(ctx, p, str("queued")); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(r.e.reqs) > 0 { // the loop takes it and waits for treeMu
+			if time.Now().After(deadline) { // still busy with a write of the round before
+				r.e.treeMu.Unlock()
+				t.Fatalf("round %d: the loop did not take the queued write", i)
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+		r.e.treeMu.Unlock()
+		if _, err := r.e.Set(ctx, p, str("later"), Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.e.Get(ctx, p)
+		if err != nil || !bytes.Equal(got.Value, str("later")) {
+			t.Fatalf("round %d: %s = %x (%v), want the later write", i, p, got.Value, err)
+		}
+	}
+}
+
+// TestDirectWriteFailureStops: a store failure met by a write on its
+// caller's goroutine (the log's write-behind) answers that write with
+// ErrUnavailable and stops the engine, as one met by the loop does.
+func TestDirectWriteFailureStops(t *testing.T) {
+	fs := store.NewMemFS()
+	e := open(t, fs, func(c *Config) { c.Store.Sync = store.SyncInterval; c.Store.SyncInterval = time.Hour })
+	r := run(t, e, fs)
+	ctx := context.Background()
+	if _, err := e.State(ctx); err != nil { // the loop runs
+		t.Fatal(err)
+	}
+	injected := errors.New("injected")
+	fs.FailAfter("write", 0, injected)
+	big := msgp.AppendBytes(nil, bytes.Repeat([]byte{'x'}, 60<<10))
+	var err error
+	for i := 0; i < 40 && err == nil; i++ { // the write-behind starts at 1 MiB
+		_, err = e.Set(ctx, pth(fmt.Sprintf("k%d", i)), big, Cond{})
+	}
+	if !errors.Is(err, tree.ErrUnavailable) {
+		t.Fatalf("writes on a failing disk: %v, want ErrUnavailable", err)
+	}
+	if e.directWrites.Load() == 0 {
+		t.Fatal("no write took the direct path")
+	}
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if !errors.Is(err, injected) {
+			t.Fatalf("Run returned %v, want the disk's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the engine did not stop after a direct write's store failure")
+	}
+	if _, err := e.Set(ctx, pth("after"), str("v"), Cond{}); !errors.Is(err, tree.ErrUnavailable) {
+		t.Fatalf("a write after the failure: %v", err)
+	}
+}

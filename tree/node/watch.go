@@ -125,8 +125,8 @@ type Subscription struct {
 }
 
 // Subscribe registers a watch of the changes at or below p, like Watch,
-// and returns at once. notify is called, on the engine's goroutine, each
-// time the watch has something new to give (a change queued, or its end)
+// and returns at once. notify is called, under the engine's lock (on its
+// goroutine or a writer's: see Observer), each time the watch has something new to give (a change queued, or its end)
 // and must not block; the owner then calls Drain. Call Drain once after
 // Subscribe (with fetch, the current entries are waiting), and Close when
 // done.
