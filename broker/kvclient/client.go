@@ -195,12 +195,13 @@ func (c *Client) start(n uint32, build func([]byte) []byte, depth int) (uint64, 
 	seq := c.seq
 	ch := make(chan reply, depth)
 	c.pending[seq] = ch
+	crowd := len(c.pending) > 1
 	c.mu.Unlock()
 	b := msgp.AppendMapHeader(make([]byte, 0, 128), n+1) // most requests fit
 	b = build(b)
 	b = msgp.AppendString(b, "seq")
 	b = msgp.AppendUint64(b, seq)
-	if err := c.w.send(b); err != nil {
+	if err := c.w.send(b, crowd); err != nil {
 		c.finish(seq)
 		return 0, nil, fmt.Errorf("%w: %v", ErrClosed, err)
 	}
@@ -213,7 +214,7 @@ func (c *Client) ack(seq, wseq uint64) {
 	b = msgp.AppendUint64(appendPair(b, "seq"), seq)
 	b = msgp.AppendString(appendPair(b, "state"), "ack")
 	b = msgp.AppendUint64(appendPair(b, "ack"), wseq)
-	c.w.send(b)
+	c.w.send(b, true)
 }
 
 func (c *Client) finish(seq uint64) {

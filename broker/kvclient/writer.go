@@ -27,10 +27,12 @@ type writer struct {
 const ownPasses = 2
 
 // send queues b (one or more encoded requests) and, unless another caller
-// is already writing, writes everything queued. A nil error means b was
+// is already writing, writes everything queued. crowd says that other
+// requests are in flight on the connection (more callers may be about to
+// send). A nil error means b was
 // written or handed to the writer of the moment; a write error that
 // writer meets ends the connection, so the read loop fails the requests.
-func (w *writer) send(b []byte) error {
+func (w *writer) send(b []byte, crowd bool) error {
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -43,12 +45,16 @@ func (w *writer) send(b []byte) error {
 		return nil
 	}
 	w.busy = true
-	// Give the other callers on this connection that are about to send a
-	// moment to queue behind this one: one write then carries them all.
-	// With nobody else runnable this returns at once.
-	w.mu.Unlock()
-	runtime.Gosched()
-	w.mu.Lock()
+	if crowd {
+		// Give the other callers on this connection that are about to
+		// send a moment to queue behind this one: one write then
+		// carries them all. A lone caller does not yield: on a machine
+		// with idle cores, yielding can move it to another thread that
+		// first has to be woken (tens of µs on a VM).
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
+	}
 	out := b
 	if len(w.pending) > 0 {
 		out = append(slices.Clip(b), w.pending...)
