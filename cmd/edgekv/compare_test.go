@@ -188,15 +188,8 @@ type op func(i int) error
 
 // sequential runs op n times on one connection: p50 and p99 in µs.
 func sequential(b *testing.B, n int, f op) (p50, p99 float64) {
-	lats := make([]time.Duration, 0, n)
-	for i := range n {
-		t0 := time.Now()
-		if err := f(i); err != nil {
-			b.Fatal(err)
-		}
-		lats = append(lats, time.Since(t0))
-	}
-	return float64(percentile(lats, 0.5).Nanoseconds()) / 1000, float64(percentile(lats, 0.99).Nanoseconds()) / 1000
+	r := interleaved(b, n, f)[0]
+	return r[0], r[1]
 }
 
 // interleaved runs each of fs n times on its own connection, in turns of
