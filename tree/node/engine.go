@@ -543,6 +543,7 @@ func (e *Engine) flush() error {
 			e.cfg.Observer.Changed(c.Path, c.Value, c.Chain, c.Tock)
 		}
 	}
+	e.r.Recycle(rd) // nothing above keeps its slices (held messages are copies)
 	return nil
 }
 

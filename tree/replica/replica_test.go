@@ -516,3 +516,41 @@ func TestImportCannotForge(t *testing.T) {
 		t.Fatalf("node new after a valid info: %+v", n)
 	}
 }
+
+// TestRecycle: slices handed back by Recycle carry the next Ready's
+// records and changes, with nothing of the old ones left over; a slice
+// longer than recycleCap is not kept.
+func TestRecycle(t *testing.T) {
+	r := New(Config{Node: "a"})
+	r.Ready() // the start's reservation
+	if _, _, err := r.Set(path("x"), str("1"), tree.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	rd := r.Ready()
+	if len(rd.Records) != 1 || len(rd.Changes) != 1 {
+		t.Fatalf("first write: %d records, %d changes", len(rd.Records), len(rd.Changes))
+	}
+	recs, changes := &rd.Records[:1][0], &rd.Changes[:1][0]
+	r.Recycle(rd)
+	if r.HasReady() {
+		t.Fatal("HasReady after Recycle with nothing new")
+	}
+	if _, _, err := r.Set(path("y"), str("2"), tree.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	rd2 := r.Ready()
+	if len(rd2.Records) != 1 || len(rd2.Changes) != 1 || !rd2.Changes[0].Path.Equal(path("y")) {
+		t.Fatalf("second write: %d records, changes %+v", len(rd2.Records), rd2.Changes)
+	}
+	if &rd2.Records[0] != recs || &rd2.Changes[0] != changes {
+		t.Error("the recycled arrays were not reused")
+	}
+	big := Ready{Changes: make([]Change, 0, recycleCap+1)}
+	r.Recycle(rd2)
+	r.Ready()
+	r.out = Ready{}
+	r.Recycle(big)
+	if r.out.Changes != nil {
+		t.Error("a slice over recycleCap was kept")
+	}
+}
