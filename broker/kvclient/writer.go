@@ -29,9 +29,9 @@ const ownPasses = 2
 // send queues b (one or more encoded requests) and, unless another caller
 // is already writing, writes everything queued. crowd says that other
 // requests are in flight on the connection (more callers may be about to
-// send). A nil error means b was
-// written or handed to the writer of the moment; a write error that
-// writer meets ends the connection, so the read loop fails the requests.
+// send). A nil error means b was written or handed to the writer of the
+// moment; a write error that writer meets ends the connection, so the
+// read loop fails the requests.
 func (w *writer) send(b []byte, crowd bool) error {
 	w.mu.Lock()
 	if w.err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/replica"
+	"github.com/edgekv/edgekv/tree/store"
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
@@ -243,22 +244,22 @@ func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (
 }
 
 // writeDirect applies a local write on the caller's goroutine, as the loop
-// would, and reports whether it did: only while the loop waits for input
-// (the caller takes the lock the loop works under, treeMu, without
-// waiting for it), with no request queued for the loop or in its hands
-// (one queued by the caller itself must be applied first: see
-// WriteNoWait), and unless every
-// write is fsynced (sync "always": there the loop's turns let one fsync
-// serve many writes). Otherwise the write goes to the loop. It saves the
-// two goroutine hand-offs of a write that nothing competes with; the
-// answer is on reply (nil: nobody waits) when it returns.
+// would, and reports whether it did. It does so only while the loop waits
+// for input (the caller takes treeMu, the lock the loop works under,
+// without waiting for it), with no request queued for the loop or in its
+// hands (one queued by the caller itself must be applied first: see
+// WriteNoWait), and unless every write is fsynced (sync "always": there
+// the loop's turns let one fsync serve many writes). Otherwise the write
+// goes to the loop. It saves the two goroutine hand-offs of a write that
+// nothing competes with; the answer is on reply (nil: nobody waits) when
+// it returns.
 //
 // The flush that follows is the loop's: records, answer, messages to
 // peers, changes to watches and the Observer, all under treeMu, so they
 // are seen in the same order as the loop's own. If the store fails here,
 // the loop notices at its next turn (at most TickEvery later) and stops.
 func (e *Engine) writeDirect(p tree.Path, value []byte, c Cond, reply chan writeResult) bool {
-	if !e.direct || e.queued.Load() != 0 || !e.looping.Load() || !e.treeMu.TryLock() {
+	if e.cfg.Store.Sync == store.SyncAlways || e.queued.Load() != 0 || !e.looping.Load() || !e.treeMu.TryLock() {
 		return false
 	}
 	defer e.treeMu.Unlock()

@@ -22,8 +22,9 @@ import (
 // after it is in the store: Changed with the new value (nil: deleted) and
 // the entry's chain and tock. It is called under the lock the engine works
 // under, on the engine's goroutine or on that of a local write applied
-// without a hand-off (see the package documentation). It must not block for long. (Entries that were
-// there at the start are not shown: Cursor serves those who need them.)
+// without a hand-off (see the package documentation). It must not block
+// for long. (Entries that were there at the start are not shown: Cursor
+// serves those who need them.)
 type Observer interface {
 	Changed(p tree.Path, value []byte, chain tree.Chain, tock uint64)
 }
@@ -143,7 +144,6 @@ type Engine struct {
 	treeMu   sync.RWMutex
 	looping  atomic.Bool   // Run's loop serves (not a Stepper): Get may take treeMu
 	queued   atomic.Int64  // requests submitted and not yet taken (see writeDirect)
-	direct   bool          // local writes may be applied on the caller's goroutine (writeDirect)
 	done     chan struct{} // closed when Run has returned
 	started  atomic.Bool   // Run or a Stepper owns the engine
 	stopOnce sync.Once
@@ -232,7 +232,6 @@ func Open(cfg Config) (*Engine, error) {
 		status:    make(map[string]string),
 		gone:      make(map[string]time.Time),
 		syncDirty: true,
-		direct:    sopts.Sync != store.SyncAlways,
 	}
 	return e, nil
 }

@@ -923,16 +923,7 @@ func TestGetWhileWriting(t *testing.T) {
 			}
 		}
 	}()
-	wg.Add(1)
-	go func() { // walks share the loop with the writes
-		defer wg.Done()
-		for range 20 {
-			if err := r.e.Walk(ctx, nil, func(Item) error { return nil }); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
+	walkWhile(t, &wg, r.e, 20) // walks share the loop with the writes
 	wg.Wait()
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
@@ -1015,6 +1006,21 @@ func TestCursorChunkBytes(t *testing.T) {
 	}
 }
 
+// walkWhile walks the whole tree n times on a goroutine of its own, done
+// with wg: walks that compete with the writes of a test for the loop.
+func walkWhile(t *testing.T, wg *sync.WaitGroup, e *Engine, n int) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range n {
+			if err := e.Walk(context.Background(), nil, func(Item) error { return nil }); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+}
+
 // changeLog records the tocks and values the Observer is shown.
 type changeLog struct {
 	mu     sync.Mutex
@@ -1076,16 +1082,7 @@ func TestDirectWrites(t *testing.T) {
 			}
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for range 10 {
-			if err := r.e.Walk(ctx, nil, func(Item) error { return nil }); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
+	walkWhile(t, &wg, r.e, 10)
 	wg.Wait()
 	if _, err := r.e.Set(ctx, pth("last"), str("v"), Cond{}); err != nil { // after every queued write
 		t.Fatal(err)
@@ -1109,6 +1106,19 @@ func TestDirectWrites(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d writes applied on their callers' goroutines", r.e.directWrites.Load(), len(obs.tocks))
+
+	// Under sync "always" every write goes to the loop, whose turns let
+	// one fsync serve many writes.
+	ra := start(t, nil)
+	for i := range 20 {
+		time.Sleep(time.Millisecond) // the loop idle, as above
+		if _, err := ra.e.Set(ctx, pth("a"), msgp.AppendInt(nil, i), Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ra.e.directWrites.Load(); n != 0 {
+		t.Fatalf("sync always: %d writes applied without the loop", n)
+	}
 }
 
 // TestDirectWriteAfterQueued: a write queued for the loop (WriteNoWait
