@@ -243,21 +243,33 @@ func (n *Node) Run(ctx context.Context) error {
 		return first
 	}
 
+	// The client-protocol ports are bound before the broker opens its
+	// own: whoever sees the MQTT port open (a script, a test, a service
+	// check) can connect to the client port too. Connections wait in
+	// the backlog until the broker is up and they are served.
 	start("engine", n.eng.Run)
+	lns, err := n.listenClients()
+	if err != nil {
+		return stop(err)
+	}
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
 	start("broker", n.br.Run)
 	select {
 	case <-n.br.Ready():
 	case err := <-failed:
+		closeAll()
 		return stop(err)
 	case <-ctx.Done():
+		closeAll()
 		return stop(nil)
 	}
 	if n.br.Addrs() == nil { // it failed to listen: its error is on its way
+		closeAll()
 		return stop(<-failed)
-	}
-	lns, err := n.listenClients()
-	if err != nil {
-		return stop(err)
 	}
 	start("client protocol", func(ctx context.Context) error { return n.serveClients(ctx, lns) })
 	start("memory trimmer", n.trim.Run)
