@@ -47,7 +47,7 @@ help:
 	@echo "make sim        run the simulator: SEED=n OPS=n"
 	@echo "make soak       simulator soak: SOAK_SEEDS=20000 SOAK_OPS=1000"
 	@echo "make probe      hostile-client probes against a node process, with their figures"
-	@echo "make bench-compare  edgekv beside the echo floor, NATS KV and mosquitto (QUICK=1: small)"
+	@echo "make bench-compare  edgekv beside the echo floor, NATS KV and mosquitto (QUICK=1: small; ONLY=line)"
 	@echo "make clean      remove bin/ and dist/"
 
 test:
@@ -114,9 +114,9 @@ probe:
 # (Debian's nats-server, if installed) and mosquitto (alone, and three
 # bridged in a line), every server its own process, in one run; a table
 # with each figure's ratio to the floor and to the anchor. QUICK=1: a small
-# smoke run.
+# smoke run; ONLY=line: only the three-in-a-line part.
 bench-compare:
-	EDGEKV_BENCH_COMPARE=1 $(if $(QUICK),EDGEKV_BENCH_QUICK=1) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkCompare$$' -benchtime=1x -timeout 30m ./cmd/edgekv/
+	EDGEKV_BENCH_COMPARE=1 $(if $(QUICK),EDGEKV_BENCH_QUICK=1) $(if $(ONLY),EDGEKV_BENCH_ONLY=$(ONLY)) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkCompare$$' -benchtime=1x -timeout 30m ./cmd/edgekv/
 
 clean:
 	rm -rf bin dist

@@ -43,7 +43,8 @@ import (
 // It prints one table: each figure with its ratio to the floor and to the
 // anchor. Only ratios of one run are stable on a shared machine. It runs
 // only with EDGEKV_BENCH_COMPARE set (the make target sets it); with
-// EDGEKV_BENCH_QUICK also set, everything is small (a smoke run).
+// EDGEKV_BENCH_QUICK also set, everything is small (a smoke run); with
+// EDGEKV_BENCH_ONLY=line, only the three in a line run.
 func BenchmarkCompare(b *testing.B) {
 	if os.Getenv("EDGEKV_BENCH_COMPARE") == "" {
 		b.Skip("set EDGEKV_BENCH_COMPARE=1 (make bench-compare)")
@@ -245,6 +246,14 @@ func parallel(b *testing.B, pid int, d time.Duration, ops []op) (rate, cpuPerOp 
 
 func (cr *compareRun) run() {
 	b := cr.b
+	switch only := os.Getenv("EDGEKV_BENCH_ONLY"); only {
+	case "":
+	case "line":
+		cr.replication()
+		return
+	default:
+		b.Fatalf("EDGEKV_BENCH_ONLY=%q: the only part that runs alone is line", only)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
@@ -573,8 +582,13 @@ func (cr *compareRun) memoryPerKey(system string, keys, pid int, set func(conn, 
 // counts arrivals on the last: edgekv nodes, then mosquittos bridged.
 func (cr *compareRun) replication() {
 	b := cr.b
-	perRound := cr.n(20_000, 2_000)
-	measure := func(system string, first, last int) (rate, p99 float64) {
+	perRound := cr.n(40_000, 2_000)
+	// measure returns the updates/s, the p99 latency at a paced rate, and
+	// the CPU time per update of the three servers together and of this
+	// process (the publishers and the subscriber) during the throughput
+	// phase: on a machine of 2 cores the five share, so the sum is what
+	// bounds the rate.
+	measure := func(system string, first, last int, pids []int) (rate, p99, serverCPU, clientCPU float64) {
 		var got atomic.Int64
 		var mu sync.Mutex
 		var lats []time.Duration
@@ -592,6 +606,13 @@ func (cr *compareRun) replication() {
 		for i := range 8 {
 			pubs = append(pubs, mqttClient(b, first, fmt.Sprintf("cmp-pub-%s-%d", system, i), "", nil))
 		}
+		ticks := func() (srv, self int) {
+			for _, pid := range pids {
+				srv += cpuTicks(b, pid)
+			}
+			return srv, cpuTicks(b, os.Getpid())
+		}
+		srv0, self0 := ticks()
 		t0 := time.Now()
 		var wg sync.WaitGroup
 		for c, cm := range pubs {
@@ -612,6 +633,10 @@ func (cr *compareRun) replication() {
 			time.Sleep(time.Millisecond)
 		}
 		rate = float64(got.Load()) / time.Since(t0).Seconds()
+		srv1, self1 := ticks()
+		// A tick is 10 ms: µs per update = ticks * 1e4 / updates.
+		serverCPU = float64(srv1-srv0) * 1e4 / float64(max(got.Load(), 1))
+		clientCPU = float64(self1-self0) * 1e4 / float64(max(got.Load(), 1))
 		// Latency at a paced 5,000 updates/s for 2 s.
 		const paced = 5000
 		total := cr.n(2*paced, paced/2)
@@ -626,12 +651,23 @@ func (cr *compareRun) replication() {
 		time.Sleep(time.Second)
 		mu.Lock()
 		defer mu.Unlock()
-		return rate, float64(percentile(lats, 0.99).Microseconds()) / 1000
+		return rate, float64(percentile(lats, 0.99).Microseconds()) / 1000, serverCPU, clientCPU
 	}
-	var mqRate, mqP99 float64
+	cpuRows := func(system string, serverCPU, clientCPU, anchorServer, anchorClient float64) {
+		r := compareRow{figure: "3 in a line: servers' CPU per update", system: system, value: serverCPU, unit: "µs"}
+		r2 := compareRow{figure: "3 in a line: clients' CPU per update", system: system, value: clientCPU, unit: "µs",
+			note: "8 publishers + 1 subscriber (paho), this process"}
+		if anchorServer > 0 {
+			r.anchor, r2.anchor = serverCPU/anchorServer, clientCPU/anchorClient
+		}
+		cr.add(r)
+		cr.add(r2)
+	}
+	var mqRate, mqP99, mqServer, mqClient float64
 	if bin := mosquittoBin(); bin != "" {
 		ps := ports(b, 3)
 		dir := b.TempDir()
+		pids := make([]int, 3)
 		for i := 2; i >= 0; i-- {
 			conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n", ps[i])
 			if i < 2 {
@@ -639,15 +675,16 @@ func (cr *compareRun) replication() {
 			}
 			f := filepath.Join(dir, fmt.Sprintf("m%d.conf", i+1))
 			os.WriteFile(f, []byte(conf), 0o644)
-			cr.start(fmt.Sprintf("mosquitto %d", i+1), []string{bin, "-c", f}, nil, ps[i])
+			pids[i] = cr.start(fmt.Sprintf("mosquitto %d", i+1), []string{bin, "-c", f}, nil, ps[i]).pid
 		}
 		time.Sleep(500 * time.Millisecond) // the bridges connect
-		mqRate, mqP99 = measure("mosquitto", ps[0], ps[2])
+		mqRate, mqP99, mqServer, mqClient = measure("mosquitto", ps[0], ps[2], pids)
 		cr.add(compareRow{figure: "3 in a line: updates/s first -> last", system: "mosquitto x3 bridged", value: mqRate, unit: "upd/s", anchor: 1})
 		cr.add(compareRow{figure: "3 in a line: p99 at 5,000/s", system: "mosquitto x3 bridged", value: mqP99, unit: "ms", anchor: 1})
+		cpuRows("mosquitto x3 bridged", mqServer, mqClient, mqServer, mqClient)
 	}
 	nodes := startProcNodes(b, []string{"line1", "line2", "line3"}, [][]int{{1}, {2}, {}}, "")
-	rate, p99 := measure("edgekv", nodes[0].port, nodes[2].port)
+	rate, p99, server, client := measure("edgekv", nodes[0].port, nodes[2].port, []int{nodes[0].pid, nodes[1].pid, nodes[2].pid})
 	row := compareRow{figure: "3 in a line: updates/s first -> last", system: "edgekv x3 (sync interval)", value: rate, unit: "upd/s"}
 	row2 := compareRow{figure: "3 in a line: p99 at 5,000/s", system: "edgekv x3 (sync interval)", value: p99, unit: "ms"}
 	if mqRate > 0 {
@@ -655,6 +692,7 @@ func (cr *compareRun) replication() {
 	}
 	cr.add(row)
 	cr.add(row2)
+	cpuRows("edgekv x3 (sync interval)", server, client, mqServer, mqClient)
 }
 
 // init makes the test binary the echo server when BenchmarkCompare runs
