@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/tinylib/msgp/msgp"
 )
 
 // BenchmarkHookPassThrough measures what edgekv's hook adds to a publish
@@ -47,6 +48,22 @@ func BenchmarkHookSyncACL(b *testing.B) {
 	for b.Loop() {
 		if !h.OnACLCheck(cl, topic, false) {
 			b.Fatal("denied")
+		}
+	}
+}
+
+// BenchmarkMsgpackToJSON converts a small sensor value (a map of a float,
+// a string and an int) to the JSON payload MQTT subscribers get.
+func BenchmarkMsgpackToJSON(b *testing.B) {
+	v := msgp.AppendMapHeader(nil, 3)
+	v = msgp.AppendFloat64(msgp.AppendString(v, "t"), 21.5)
+	v = msgp.AppendString(msgp.AppendString(v, "unit"), "C")
+	v = msgp.AppendInt64(msgp.AppendString(v, "at"), 1764950400)
+	b.SetBytes(int64(len(v)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := MsgpackToJSON(v); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

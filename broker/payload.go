@@ -321,123 +321,85 @@ func (d *mpDecoder) take(n uint64) ([]byte, error) {
 	return s, nil
 }
 
-// uint reads an n-byte big-endian unsigned integer.
-func (d *mpDecoder) uint(n int) (uint64, error) {
-	s, err := d.take(uint64(n))
-	if err != nil {
-		return 0, err
-	}
-	switch n {
-	case 1:
-		return uint64(s[0]), nil
-	case 2:
-		return uint64(binary.BigEndian.Uint16(s)), nil
-	case 4:
-		return uint64(binary.BigEndian.Uint32(s)), nil
-	}
-	return binary.BigEndian.Uint64(s), nil
-}
-
-// value appends the JSON form of the next msgpack value.
+// value appends the JSON form of the next msgpack value. Its header is
+// read by wire.ReadHead, the one msgpack header reader of edgekv.
 func (d *mpDecoder) value(out []byte, depth int) ([]byte, error) {
 	if d.pos >= len(d.b) {
 		return nil, d.errorf("truncated: value expected")
 	}
 	c := d.b[d.pos]
-	d.pos++
 	switch {
-	case c <= 0x7f:
+	case c <= 0x7f: // fast paths: positive fixint, fixstr
+		d.pos++
 		return strconv.AppendUint(out, uint64(c), 10), nil
-	case c >= 0xe0:
-		return strconv.AppendInt(out, int64(int8(c)), 10), nil
-	case c <= 0x8f:
-		return d.object(out, uint64(c&0x0f), depth)
-	case c <= 0x9f:
-		return d.array(out, uint64(c&0x0f), depth)
-	case c <= 0xbf:
+	case c&0xe0 == 0xa0:
+		d.pos++
 		s, err := d.take(uint64(c & 0x1f))
 		if err != nil {
 			return nil, err
 		}
 		return appendJSONString(out, s), nil
 	}
-	switch c {
-	case 0xc0:
-		return append(out, "null"...), nil
-	case 0xc2:
-		return append(out, "false"...), nil
-	case 0xc3:
-		return append(out, "true"...), nil
-	case 0xc4, 0xc5, 0xc6: // bin 8/16/32
-		n, err := d.uint(1 << (c - 0xc4))
-		if err != nil {
-			return nil, err
-		}
-		s, err := d.take(n)
-		if err != nil {
-			return nil, err
-		}
-		return appendBase64String(out, s), nil
-	case 0xc7, 0xc8, 0xc9: // ext 8/16/32
-		n, err := d.uint(1 << (c - 0xc7))
-		if err != nil {
-			return nil, err
-		}
-		return d.ext(out, n)
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1/2/4/8/16
-		return d.ext(out, 1<<(c-0xd4))
-	case 0xca:
-		v, err := d.uint(4)
-		if err != nil {
-			return nil, err
-		}
-		return appendJSONFloat(out, float64(math.Float32frombits(uint32(v))), 32), nil
-	case 0xcb:
-		v, err := d.uint(8)
-		if err != nil {
-			return nil, err
-		}
-		return appendJSONFloat(out, math.Float64frombits(v), 64), nil
-	case 0xcc, 0xcd, 0xce, 0xcf: // uint 8/16/32/64
-		v, err := d.uint(1 << (c - 0xcc))
-		if err != nil {
-			return nil, err
-		}
-		return strconv.AppendUint(out, v, 10), nil
-	case 0xd0, 0xd1, 0xd2, 0xd3: // int 8/16/32/64
-		n := 1 << (c - 0xd0)
-		v, err := d.uint(n)
-		if err != nil {
-			return nil, err
-		}
-		// Sign-extend from n bytes.
-		shift := 64 - 8*n
-		return strconv.AppendInt(out, int64(v<<shift)>>shift, 10), nil
-	case 0xd9, 0xda, 0xdb: // str 8/16/32
-		n, err := d.uint(1 << (c - 0xd9))
-		if err != nil {
-			return nil, err
-		}
-		s, err := d.take(n)
-		if err != nil {
-			return nil, err
-		}
-		return appendJSONString(out, s), nil
-	case 0xdc, 0xdd: // array 16/32
-		n, err := d.uint(2 << (c - 0xdc))
-		if err != nil {
-			return nil, err
-		}
-		return d.array(out, n, depth)
-	case 0xde, 0xdf: // map 16/32
-		n, err := d.uint(2 << (c - 0xde))
-		if err != nil {
-			return nil, err
-		}
-		return d.object(out, n, depth)
+	h, err := wire.ReadHead(d.b[d.pos:])
+	switch err {
+	case nil:
+	case wire.ErrReserved:
+		return nil, d.errorf("invalid msgpack lead byte 0x%02x", c)
+	default:
+		return nil, d.errorf("truncated %s header", wire.Describe(d.b[d.pos:]))
 	}
-	d.pos--
-	return nil, d.errorf("invalid msgpack lead byte 0x%02x", c)
+	d.pos += h.Len
+	switch h.Type {
+	case wire.TypeMap:
+		return d.object(out, h.N, depth)
+	case wire.TypeArray:
+		return d.array(out, h.N, depth)
+	case wire.TypeNil:
+		return append(out, "null"...), nil
+	case wire.TypeBool:
+		if c == 0xc3 {
+			return append(out, "true"...), nil
+		}
+		return append(out, "false"...), nil
+	}
+	data, err := d.take(h.Size)
+	if err != nil {
+		return nil, err
+	}
+	switch h.Type {
+	case wire.TypeStr:
+		return appendJSONString(out, data), nil
+	case wire.TypeBin:
+		return appendBase64String(out, data), nil
+	case wire.TypeExt:
+		return d.ext(out, data), nil
+	case wire.TypeFloat:
+		if len(data) == 4 {
+			return appendJSONFloat(out, float64(math.Float32frombits(binary.BigEndian.Uint32(data))), 32), nil
+		}
+		return appendJSONFloat(out, math.Float64frombits(binary.BigEndian.Uint64(data)), 64), nil
+	case wire.TypeUint:
+		if len(data) == 0 { // positive fixint
+			return strconv.AppendUint(out, uint64(c), 10), nil
+		}
+		return strconv.AppendUint(out, bigEndian(data), 10), nil
+	}
+	// wire.TypeInt
+	if len(data) == 0 { // negative fixint
+		return strconv.AppendInt(out, int64(int8(c)), 10), nil
+	}
+	// Sign-extend from len(data) bytes.
+	shift := 64 - 8*len(data)
+	return strconv.AppendInt(out, int64(bigEndian(data)<<shift)>>shift, 10), nil
+}
+
+// bigEndian reads 1, 2, 4 or 8 bytes as an unsigned integer.
+func bigEndian(b []byte) uint64 {
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return v
 }
 
 // enter checks nesting and that n items (at least one byte each) can fit.
@@ -511,22 +473,14 @@ func (d *mpDecoder) key(out []byte, depth int) ([]byte, error) {
 	return out, nil
 }
 
-// ext appends {"$ext": type, "data": base64} for an extension with n data
-// bytes; the type byte comes first.
-func (d *mpDecoder) ext(out []byte, n uint64) ([]byte, error) {
-	t, err := d.take(1)
-	if err != nil {
-		return nil, err
-	}
-	data, err := d.take(n)
-	if err != nil {
-		return nil, err
-	}
+// ext appends {"$ext": type, "data": base64} for an extension: its type
+// byte, then its data.
+func (d *mpDecoder) ext(out []byte, ext []byte) []byte {
 	out = append(out, `{"$ext":`...)
-	out = strconv.AppendInt(out, int64(int8(t[0])), 10)
+	out = strconv.AppendInt(out, int64(int8(ext[0])), 10)
 	out = append(out, `,"data":`...)
-	out = appendBase64String(out, data)
-	return append(out, '}'), nil
+	out = appendBase64String(out, ext[1:])
+	return append(out, '}')
 }
 
 // appendJSONFloat writes f so that JSON readers see a float: like

@@ -2,7 +2,6 @@ package kvproto
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -245,17 +244,20 @@ func (s *scanner) scan(b []byte) (done bool, err *FrameError) {
 			return false, nil
 		}
 		at := b[s.pos:]
-		hdr, payload, items, isContainer, short, ferr := itemHeader(at)
-		if ferr != "" {
-			return false, &FrameError{Msg: ferr, Offset: s.pos}
+		h := wire.Lead(at[0])
+		if h.Len == 0 {
+			var herr error
+			if h, herr = wire.ReadHead(at); herr == wire.ErrShortHead {
+				return false, nil
+			} else if herr != nil {
+				return false, &FrameError{Msg: herr.Error(), Offset: s.pos}
+			}
 		}
-		if short {
-			return false, nil
-		}
-		if !s.started && !s.anyItem && !(isContainer && isMapLead(at[0])) {
+		isContainer, items := h.Type == wire.TypeMap || h.Type == wire.TypeArray, h.Items()
+		if !s.started && !s.anyItem && h.Type != wire.TypeMap {
 			return false, &FrameError{Msg: "want a map, got " + wire.Describe(at), Offset: s.pos}
 		}
-		end := uint64(s.pos) + uint64(hdr) + payload
+		end := uint64(s.pos) + h.End()
 		if end > uint64(s.max) {
 			return false, &FrameError{Msg: fmt.Sprintf("message larger than %d bytes", s.max), Offset: s.pos}
 		}
@@ -283,87 +285,6 @@ func (s *scanner) scan(b []byte) (done bool, err *FrameError) {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
 	}
-}
-
-func isMapLead(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
-
-// itemHeader decodes the header of the msgpack item at the start of b:
-// header length, payload bytes after the header (scalars), number of items
-// (containers; a map of n pairs has 2n items). short reports that b ends
-// inside the header. A non-empty bad names a malformed item.
-func itemHeader(b []byte) (hdr int, payload, items uint64, container, short bool, bad string) {
-	c := b[0]
-	switch {
-	case c <= 0x7f || c >= 0xe0:
-		return 1, 0, 0, false, false, ""
-	case c <= 0x8f:
-		return 1, 0, 2 * uint64(c&0x0f), true, false, ""
-	case c <= 0x9f:
-		return 1, 0, uint64(c & 0x0f), true, false, ""
-	case c <= 0xbf:
-		return 1, uint64(c & 0x1f), 0, false, false, ""
-	}
-	width := func(w int) (uint64, bool) {
-		if len(b) < 1+w {
-			return 0, false
-		}
-		switch w {
-		case 1:
-			return uint64(b[1]), true
-		case 2:
-			return uint64(binary.BigEndian.Uint16(b[1:])), true
-		}
-		return uint64(binary.BigEndian.Uint32(b[1:])), true
-	}
-	switch c {
-	case 0xc0, 0xc2, 0xc3:
-		return 1, 0, 0, false, false, ""
-	case 0xc1:
-		return 0, 0, 0, false, false, "reserved byte 0xc1"
-	case 0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb:
-		w := 1 << (c - 0xc4)
-		if c >= 0xd9 {
-			w = 1 << (c - 0xd9)
-		}
-		n, ok := width(w)
-		if !ok {
-			return 0, 0, 0, false, true, ""
-		}
-		return 1 + w, n, 0, false, false, ""
-	case 0xc7, 0xc8, 0xc9:
-		w := 1 << (c - 0xc7)
-		n, ok := width(w)
-		if !ok {
-			return 0, 0, 0, false, true, ""
-		}
-		return 1 + w, n + 1, 0, false, false, "" // +1: the type byte
-	case 0xca:
-		return 1, 4, 0, false, false, ""
-	case 0xcb:
-		return 1, 8, 0, false, false, ""
-	case 0xcc, 0xd0:
-		return 1, 1, 0, false, false, ""
-	case 0xcd, 0xd1:
-		return 1, 2, 0, false, false, ""
-	case 0xce, 0xd2:
-		return 1, 4, 0, false, false, ""
-	case 0xcf, 0xd3:
-		return 1, 8, 0, false, false, ""
-	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-		return 1, 1 + 1<<(c-0xd4), 0, false, false, ""
-	case 0xdc, 0xdd:
-		n, ok := width(2 << (c - 0xdc))
-		if !ok {
-			return 0, 0, 0, false, true, ""
-		}
-		return 1 + 2<<(c-0xdc), 0, n, true, false, ""
-	}
-	// 0xde, 0xdf
-	n, ok := width(2 << (c - 0xde))
-	if !ok {
-		return 0, 0, 0, false, true, ""
-	}
-	return 1 + 2<<(c-0xde), 0, 2 * n, true, false, ""
 }
 
 // Writer writes whole messages to an io.Writer. It is not safe for

@@ -294,17 +294,25 @@ func readMapHeader(b []byte) (int, []byte, string) {
 	if len(b) == 0 {
 		return 0, b, "want map, got end of input"
 	}
-	if !isMapLead(b[0]) {
-		return 0, b, "want map, got " + wire.Describe(b)
-	}
-	hdr, _, items, _, short, _ := itemHeader(b)
-	if short {
+	h, err := head(b)
+	if err == wire.ErrShortHead && wire.Describe(b) == "map" {
 		return 0, b, "truncated map header"
 	}
-	if items > uint64(len(b)-hdr) {
-		return 0, b, fmt.Sprintf("map of %d entries cannot fit in %d bytes", items/2, len(b)-hdr)
+	if err != nil || h.Type != wire.TypeMap {
+		return 0, b, "want map, got " + wire.Describe(b)
 	}
-	return int(items / 2), b[hdr:], ""
+	if h.Items() > uint64(len(b)-h.Len) {
+		return 0, b, fmt.Sprintf("map of %d entries cannot fit in %d bytes", h.N, len(b)-h.Len)
+	}
+	return int(h.N), b[h.Len:], ""
+}
+
+// head reads the header of the item at the start of b (not empty).
+func head(b []byte) (wire.Head, error) {
+	if h := wire.Lead(b[0]); h.Len != 0 {
+		return h, nil
+	}
+	return wire.ReadHead(b)
 }
 
 // readKey reads a map key: a str key is returned with isStr set; any other
@@ -323,15 +331,14 @@ func readStr(b []byte) ([]byte, []byte, string) {
 	if len(b) == 0 {
 		return nil, b, "want str, got end of input"
 	}
-	c := b[0]
-	if !(c&0xe0 == 0xa0 || (c >= 0xd9 && c <= 0xdb)) {
-		return nil, b, "want str, got " + wire.Describe(b)
-	}
-	hdr, n, _, _, short, _ := itemHeader(b)
-	if short || uint64(len(b)-hdr) < n {
+	h, err := head(b)
+	if err != nil && wire.Describe(b) == "str" || err == nil && h.Type == wire.TypeStr && uint64(len(b)-h.Len) < h.Size {
 		return nil, b, "truncated str"
 	}
-	return b[hdr : hdr+int(n)], b[hdr+int(n):], ""
+	if err != nil || h.Type != wire.TypeStr {
+		return nil, b, "want str, got " + wire.Describe(b)
+	}
+	return b[h.Len:h.End()], b[h.End():], ""
 }
 
 // readInt reads any msgpack integer as int64 (uint64 above MaxInt64 fails).
@@ -348,7 +355,8 @@ func readInt(b []byte) (int64, []byte, string) {
 	case c < 0xcc || c > 0xd3:
 		return 0, b, "want integer, got " + wire.Describe(b)
 	}
-	_, w, _, _, _, _ := itemHeader(b)
+	h, _ := wire.ReadHead(b)
+	w := h.Size
 	if uint64(len(b)) < 1+w {
 		return 0, b, "truncated integer"
 	}

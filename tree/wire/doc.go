@@ -15,7 +15,11 @@
 //   - MoaT-KV 0.70's legacy chunk series ({"_p0": [node, seq, i, bytes]}),
 //     reassembled by a bounded Reassembler; chunks are never sent;
 //   - the store's records (state and entry), RecordKind, and DKVReader for
-//     MoaT-KV save files (.dkv), which un-shortens paths.
+//     MoaT-KV save files (.dkv), which un-shortens paths;
+//   - ReadHead and Lead, edgekv's one reader of msgpack item headers (lead
+//     byte, lengths, entry counts): this package's decoders, the client
+//     protocol's framing and request parser (broker/kvproto) and the MQTT
+//     payload converter (broker) all read items through them.
 //
 // Paths and path elements are encoded by package tree (extension type 3).
 // Values are raw msgpack bytes, checked for well-formedness (nesting at most

@@ -27,39 +27,25 @@ func Describe(b []byte) string {
 	if len(b) == 0 {
 		return "end of input"
 	}
-	c := b[0]
-	switch {
-	case c <= 0x7f || c >= 0xe0:
-		return "int"
-	case c <= 0x8f:
-		return "map"
-	case c <= 0x9f:
-		return "array"
-	case c <= 0xbf:
-		return "str"
-	}
-	switch c {
-	case 0xc0:
-		return "nil"
-	case 0xc1:
+	if b[0] == 0xc1 {
 		return "reserved byte 0xc1"
-	case 0xc2, 0xc3:
-		return "bool"
-	case 0xc4, 0xc5, 0xc6:
-		return "bin"
-	case 0xc7, 0xc8, 0xc9, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-		return "ext"
-	case 0xca, 0xcb:
-		return "float"
-	case 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
-		return "int"
-	case 0xd9, 0xda, 0xdb:
-		return "str"
-	case 0xdc, 0xdd:
-		return "array"
 	}
-	return "map" // 0xde, 0xdf
+	return typeNames[leadTypes[b[0]]]
 }
+
+var typeNames = [...]string{TypeNil: "nil", TypeBool: "bool", TypeInt: "int", TypeUint: "int", TypeFloat: "float",
+	TypeStr: "str", TypeBin: "bin", TypeArray: "array", TypeMap: "map", TypeExt: "ext"}
+
+// leadTypes is the type of each lead byte, from ReadHead (0xc1: 0).
+var leadTypes = func() (t [256]Type) {
+	for c := range 256 {
+		var b [5]byte
+		b[0] = byte(c)
+		h, _ := ReadHead(b[:])
+		t[c] = h.Type
+	}
+	return t
+}()
 
 // isNil reports whether b starts with msgpack nil.
 func isNil(b []byte) bool { return len(b) > 0 && b[0] == 0xc0 }
@@ -184,50 +170,34 @@ func readUintOrNil(b []byte) (uint64, []byte, *Error) {
 
 // readStr reads a str and returns its bytes (aliasing b).
 func readStr(b []byte) ([]byte, []byte, *Error) {
-	if len(b) == 0 {
-		return nil, b, fail(b, "want str, got end of input")
-	}
-	c := b[0]
-	var n uint64
-	var h int
-	switch {
-	case c&0xe0 == 0xa0:
-		n, h = uint64(c&0x1f), 1
-	case c == 0xd9 || c == 0xda || c == 0xdb:
-		w := 1 << (c - 0xd9)
-		v, ok := be(b, w)
-		if !ok {
-			return nil, b, fail(b, "truncated str header")
-		}
-		n, h = v, 1+w
-	default:
-		return nil, b, fail(b, "want str, got %s", Describe(b))
-	}
-	if uint64(len(b)-h) < n {
-		return nil, b, fail(b, "truncated str: %d bytes declared, %d present", n, len(b)-h)
-	}
-	return b[h : h+int(n)], b[h+int(n):], nil
+	return readData(b, TypeStr)
 }
 
 // readBin reads a bin and returns its bytes (aliasing b).
 func readBin(b []byte) ([]byte, []byte, *Error) {
+	return readData(b, TypeBin)
+}
+
+// readData reads a str or a bin (t) and returns its bytes (aliasing b).
+func readData(b []byte, t Type) ([]byte, []byte, *Error) {
+	name := typeNames[t]
 	if len(b) == 0 {
-		return nil, b, fail(b, "want bin, got end of input")
+		return nil, b, fail(b, "want %s, got end of input", name)
 	}
-	c := b[0]
-	if c < 0xc4 || c > 0xc6 {
-		return nil, b, fail(b, "want bin, got %s", Describe(b))
+	h, err := ReadHead(b)
+	if err == nil && h.Type != t || err == ErrReserved {
+		return nil, b, fail(b, "want %s, got %s", name, Describe(b))
 	}
-	w := 1 << (c - 0xc4)
-	n, ok := be(b, w)
-	if !ok {
-		return nil, b, fail(b, "truncated bin header")
+	if err != nil {
+		if leadTypes[b[0]] != t {
+			return nil, b, fail(b, "want %s, got %s", name, Describe(b))
+		}
+		return nil, b, fail(b, "truncated %s header", name)
 	}
-	h := 1 + w
-	if uint64(len(b)-h) < n {
-		return nil, b, fail(b, "truncated bin: %d bytes declared, %d present", n, len(b)-h)
+	if uint64(len(b)-h.Len) < h.Size {
+		return nil, b, fail(b, "truncated %s: %d bytes declared, %d present", name, h.Size, len(b)-h.Len)
 	}
-	return b[h : h+int(n)], b[h+int(n):], nil
+	return b[h.Len:h.End()], b[h.End():], nil
 }
 
 // readName reads a node name: a non-empty UTF-8 str of at most MaxNodeName
@@ -257,25 +227,11 @@ func checkName(at []byte, s []byte) *Error {
 
 // containerHeader decodes a map or array header at the start of b.
 func containerHeader(b []byte) (n uint64, isMap bool, h int, ok bool) {
-	if len(b) == 0 {
+	hd, err := ReadHead(b)
+	if err != nil || (hd.Type != TypeMap && hd.Type != TypeArray) {
 		return 0, false, 0, false
 	}
-	c := b[0]
-	switch {
-	case c&0xf0 == 0x80:
-		return uint64(c & 0x0f), true, 1, true
-	case c&0xf0 == 0x90:
-		return uint64(c & 0x0f), false, 1, true
-	}
-	switch c {
-	case 0xdc, 0xde:
-		v, good := be(b, 2)
-		return v, c == 0xde, 3, good
-	case 0xdd, 0xdf:
-		v, good := be(b, 4)
-		return v, c == 0xdf, 5, good
-	}
-	return 0, false, 0, false
+	return hd.N, hd.Type == TypeMap, hd.Len, true
 }
 
 // readMapHeader reads a map header and checks its size against MaxEntries
@@ -340,31 +296,26 @@ func readKey(b []byte) (key []byte, ok bool, rest []byte, e *Error) {
 // skipValue skips one well-formed msgpack value whose enclosing containers
 // are depth deep, allowing at most MaxValueDepth levels of nesting.
 func skipValue(b []byte, depth int) ([]byte, *Error) {
-	if len(b) == 0 {
-		return b, fail(b, "truncated value: want a msgpack item, got end of input")
-	}
-	c := b[0]
-	var size uint64 // bytes after the lead byte, for scalars
-	switch {
-	case c <= 0x7f || c >= 0xe0:
+	if len(b) > 0 && (b[0] <= 0x7f || b[0] >= 0xe0) { // fast path: fixint
 		return b[1:], nil
-	case c&0xe0 == 0xa0:
-		size = uint64(c & 0x1f)
-	case c <= 0x9f || c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf:
-		n, isMap, h, ok := containerHeader(b)
-		if !ok {
-			return b, fail(b, "truncated %s header", Describe(b))
-		}
+	}
+	h, err := ReadHead(b)
+	switch {
+	case len(b) == 0:
+		return b, fail(b, "truncated value: want a msgpack item, got end of input")
+	case err == ErrReserved:
+		return b, fail(b, "reserved byte 0xc1")
+	case err != nil:
+		return b, fail(b, "truncated %s header", Describe(b))
+	}
+	if h.Type == TypeMap || h.Type == TypeArray {
 		if depth >= MaxValueDepth {
 			return b, fail(b, "value nested deeper than %d levels", MaxValueDepth)
 		}
-		items := n
-		if isMap {
-			items = 2 * n
-		}
-		rest := b[h:]
+		items := h.Items()
+		rest := b[h.Len:]
 		if items > uint64(len(rest)) {
-			return b, fail(b, "truncated %s: %d entries cannot fit in %d bytes", Describe(b), n, len(rest))
+			return b, fail(b, "truncated %s: %d entries cannot fit in %d bytes", Describe(b), h.N, len(rest))
 		}
 		for range items {
 			var e *Error
@@ -374,47 +325,9 @@ func skipValue(b []byte, depth int) ([]byte, *Error) {
 			}
 		}
 		return rest, nil
-	default:
-		switch c {
-		case 0xc0, 0xc2, 0xc3:
-			return b[1:], nil
-		case 0xc1:
-			return b, fail(b, "reserved byte 0xc1")
-		case 0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb:
-			w := 1 << (c - 0xd9)
-			if c <= 0xc6 {
-				w = 1 << (c - 0xc4)
-			}
-			n, ok := be(b, w)
-			if !ok {
-				return b, fail(b, "truncated %s header", Describe(b))
-			}
-			size = uint64(w) + n
-		case 0xc7, 0xc8, 0xc9:
-			w := 1 << (c - 0xc7)
-			n, ok := be(b, w)
-			if !ok {
-				return b, fail(b, "truncated ext header")
-			}
-			size = uint64(w) + 1 + n
-		case 0xca:
-			size = 4
-		case 0xcb:
-			size = 8
-		case 0xcc, 0xd0:
-			size = 1
-		case 0xcd, 0xd1:
-			size = 2
-		case 0xce, 0xd2:
-			size = 4
-		case 0xcf, 0xd3:
-			size = 8
-		case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-			size = 1 + 1<<(c-0xd4)
-		}
 	}
-	if uint64(len(b)-1) < size {
+	if size := uint64(h.Len-1) + h.Size; uint64(len(b)-1) < size {
 		return b, fail(b, "truncated %s: %d bytes needed, %d present", Describe(b), size, len(b)-1)
 	}
-	return b[1+size:], nil
+	return b[h.End():], nil
 }
