@@ -35,6 +35,11 @@ func (k kvTree) Hello(ctx context.Context) (kvproto.Hello, error) {
 
 func (k kvTree) Tock(ctx context.Context) (uint64, error) { return k.eng().Tock(ctx) }
 
+// QuickWrites: a pipelining client's requests are answered on its
+// connection's reader unless every write waits for an fsync (kvproto's
+// QuickWriter).
+func (k kvTree) QuickWrites() bool { return !k.eng().SyncsEachWrite() }
+
 func (k kvTree) Get(ctx context.Context, p tree.Path) (kvproto.Entry, error) {
 	en, err := k.eng().Get(ctx, p)
 	return kvproto.Entry{Value: en.Value, Chain: en.Chain, Tock: en.Tock}, err

@@ -71,14 +71,18 @@
 // each request runs on a worker goroutine (at most Server.MaxInFlight at a
 // time; reading pauses beyond that), so one connection's requests may be
 // answered in any order, except that a get_value, set_value, delete_value
-// or get_tock that arrives while nothing else runs and nothing more has
-// been read is answered by the reading goroutine itself (a sequential
-// client: no hand-off). A reply is written by its sender when nothing
-// waits to be written before it, and otherwise by one writer goroutine
-// that batches; either way a stream's messages keep their order. All of
-// them have ended when ServeConn returns. Tree methods are called
-// concurrently, from all connections: the node serves Get under a read
-// lock and the rest by handing the call to its owning goroutine. A Server may serve many connections at
-// once. Reader and Writer belong to one goroutine each; the parsers and
-// encoders are safe for concurrent use.
+// or get_tock is answered by the reading goroutine itself, in the order
+// the requests came, when it arrives while nothing else runs and nothing
+// more has been read (a sequential client: no hand-off), or always if the
+// Tree is a QuickWriter that says its writes do not wait for the disk (a
+// pipelining client: the replies to what arrived together go out in one
+// write). A reply is written by its sender when nothing waits to be
+// written before it, and otherwise by one writer goroutine that batches;
+// either way a stream's messages keep their order. All of them have ended
+// when ServeConn returns. Tree methods are called concurrently, from all
+// connections: the node applies a write on the caller's goroutine when its
+// engine is idle and hands it to the engine's goroutine otherwise. A
+// Server may serve many connections at once. Reader and Writer belong to
+// one goroutine each; the parsers and encoders are safe for concurrent
+// use.
 package kvproto

@@ -64,7 +64,14 @@ type Reader struct {
 	held  int64
 	dl    interface{ SetReadDeadline(time.Time) error }
 	start time.Time // when the current message outgrew budget.Free; zero: it has not
+
+	wait func() // called before each read from r (OnWait)
 }
+
+// OnWait makes Next call f each time before it reads from the underlying
+// reader, that is before it may block: a server flushes the replies it
+// has gathered there.
+func (r *Reader) OnWait(f func()) { r.wait = f }
 
 // SetBudget makes r take what its buffer holds beyond budget.Free from b,
 // waiting as b.Take does (until ctx is done at most), and hold a message
@@ -206,6 +213,9 @@ func (r *Reader) fill() error {
 		if r.dl != nil {
 			_ = r.dl.SetReadDeadline(budget.Deadline(r.start, int64(r.n)))
 		}
+	}
+	if r.wait != nil {
+		r.wait()
 	}
 	for range 100 {
 		k, err := r.r.Read(r.buf[r.n:])

@@ -59,6 +59,18 @@ type Tree interface {
 	Delete(ctx context.Context, p tree.Path, c Cond) (Result, error)
 }
 
+// QuickWriter is a Tree that may say its Set and Delete answer without
+// waiting for the disk (its store syncs on an interval, or never). The
+// server then answers get_value, set_value, delete_value and get_tock on
+// the connection's reader even when the client sends many at once, in the
+// order they came, and sends the replies to what arrived together in one
+// write. A Tree whose writes wait for an fsync gains from running them
+// side by side (one fsync serves them all): its requests go to worker
+// goroutines unless the client waits for each reply.
+type QuickWriter interface {
+	QuickWrites() bool
+}
+
 // Server serves MoaT-KV client-protocol connections over a Tree. Set the
 // fields before the first ServeConn; a Server may serve many connections
 // concurrently.
@@ -206,6 +218,9 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 			wmu.Unlock()
 		}
 	}()
+	// queue hands msg to the writer goroutine: its sender never waits on
+	// the socket, only on the queue's budget.
+	var queue func(msg []byte)
 	send := func(msg []byte) {
 		if wmu.TryLock() {
 			if pending == 0 && bw == nil && writeErr == nil {
@@ -220,6 +235,9 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 			}
 			wmu.Unlock()
 		}
+		queue(msg)
+	}
+	queue = func(msg []byte) {
 		if queued.Take(ctx, min(int64(len(msg)), maxQueued)) != nil {
 			return // ctx is done
 		}
@@ -237,7 +255,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 
 	var wg sync.WaitGroup
-	err := s.serve(ctx, conn, qlen, inflight, send, &wg, log)
+	err := s.serve(ctx, conn, qlen, inflight, send, queue, &wg, log)
 	wg.Wait()
 	close(out)
 	<-writerDone
@@ -311,7 +329,11 @@ func isStream(action string) bool {
 	return action == "watch" || action == "get_tree" || action == "msg_monitor"
 }
 
-func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, send func([]byte), wg *sync.WaitGroup, log *slog.Logger) error {
+// serve reads and answers requests until the client hangs up or ctx ends.
+// send writes a message or queues it for the writer; queue always queues
+// (the reader's batches: the reader must not wait on a client that sends
+// before it reads).
+func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, send, queue func([]byte), wg *sync.WaitGroup, log *slog.Logger) error {
 	h, err := s.Tree.Hello(ctx)
 	if err != nil {
 		send(AppendFatal(nil, tree.KindOf(err), err.Error()))
@@ -340,6 +362,23 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 		tasks.stopEndless()
 	}()
 	var root tree.Path // the connection's root (the root action); only this loop touches it
+	quick := false
+	if q, ok := s.Tree.(QuickWriter); ok {
+		quick = q.QuickWrites()
+	}
+	// Replies the reader made itself to requests that came together, sent
+	// in one write before the reader waits for more (or once 16 KiB have
+	// gathered), by the writer goroutine: a client may send a long run of
+	// requests before it reads any reply.
+	var batch []byte
+	flush := func() {
+		if len(batch) > 0 {
+			queue(batch)
+			batch = nil
+		}
+	}
+	defer flush()
+	r.OnWait(flush)
 	pool := newWorkers(8)
 	defer pool.close()
 	// Watches of a Subscriber tree are served by one goroutine, the pump;
@@ -414,14 +453,26 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 			req = internalize(req)
 		}
 		stream := err == nil && isStream(req.Action)
-		if err == nil && inlineAction(req.Action) && r.Buffered() == 0 && tasks.idle() {
-			// A client that waits for each reply before it sends the
-			// next request (nothing else is running, nothing more has
-			// come): answered here, on the reader, without handing the
-			// request to a worker goroutine and back. A client that
-			// sends more meanwhile waits for this one only as long as
-			// the tree takes to answer.
-			send(s.handle(withRoot(ctx, root), req, nil))
+		if err == nil && inlineAction(req.Action) && (quick || r.Buffered() == 0 && tasks.idle()) {
+			// Answered here, on the reader, without handing the request
+			// to a worker goroutine and back: a client that waits for
+			// each reply before it sends the next request (nothing else
+			// is running, nothing more has come), or any client of a
+			// QuickWriter. A client that sends more meanwhile waits for
+			// this one only as long as the tree takes to answer.
+			reply := s.handle(withRoot(ctx, root), req, nil)
+			if len(batch) == 0 && r.Buffered() == 0 {
+				send(reply)
+				continue
+			}
+			if batch == nil {
+				batch = msgBuf(4096)
+			}
+			batch = append(batch, reply...)
+			putMsg(reply)
+			if len(batch) >= 16<<10 || r.Buffered() == 0 {
+				flush()
+			}
 			continue
 		}
 		var pos *flowPos

@@ -258,6 +258,11 @@ func (e *Engine) write(ctx context.Context, p tree.Path, value []byte, c Cond) (
 // peers, changes to watches and the Observer, all under treeMu, so they
 // are seen in the same order as the loop's own. If the store fails here,
 // the loop notices at its next turn (at most TickEvery later) and stops.
+// SyncsEachWrite reports whether Set and Delete wait for an fsync of
+// their record before they answer (sync always). Under interval or never
+// they answer as soon as the write is applied.
+func (e *Engine) SyncsEachWrite() bool { return e.cfg.Store.Sync == store.SyncAlways }
+
 func (e *Engine) writeDirect(p tree.Path, value []byte, c Cond, reply chan writeResult) bool {
 	if e.cfg.Store.Sync == store.SyncAlways || e.queued.Load() != 0 || !e.looping.Load() || !e.treeMu.TryLock() {
 		return false
