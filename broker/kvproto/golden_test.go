@@ -55,11 +55,16 @@ type conn struct {
 func dial(t *testing.T, tr Tree) *conn {
 	t.Helper()
 	cli, srv := net.Pipe()
+	done := serveConn(t, &Server{Tree: tr}, cli, srv)
+	return &conn{t: t, c: cli, r: NewReader(cli, 0), done: done}
+}
+
+// serveConn serves srv with s until the test ends; then it closes cli and
+// checks that ServeConn returns. The channel gets ServeConn's result.
+func serveConn(t *testing.T, s *Server, cli, srv net.Conn) chan error {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Tree: tr}
 	done := make(chan error, 1)
 	go func() { done <- s.ServeConn(ctx, srv) }()
-	c := &conn{t: t, c: cli, r: NewReader(cli, 0), done: done}
 	t.Cleanup(func() {
 		cli.Close()
 		cancel()
@@ -69,7 +74,7 @@ func dial(t *testing.T, tr Tree) *conn {
 			t.Error("ServeConn did not return")
 		}
 	})
-	return c
+	return done
 }
 
 func (c *conn) send(b []byte) {

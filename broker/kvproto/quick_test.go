@@ -1,7 +1,6 @@
 package kvproto
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -29,9 +28,8 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-// serveQuickTCP serves tr on a loopback TCP connection and returns the client
-// side, the server side's write counter, and a function that waits for
-// ServeConn to end.
+// serveQuickTCP serves tr on a loopback TCP connection until the test
+// ends and returns the client side and the server side's write counter.
 func serveQuickTCP(t *testing.T, tr Tree) (net.Conn, *countingConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -48,18 +46,7 @@ func serveQuickTCP(t *testing.T, tr Tree) (net.Conn, *countingConn) {
 		t.Fatal(err)
 	}
 	srv := &countingConn{Conn: raw}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Server{Tree: tr}).ServeConn(ctx, srv) }()
-	t.Cleanup(func() {
-		cli.Close()
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("ServeConn did not return")
-		}
-	})
+	serveConn(t, &Server{Tree: tr}, cli, srv)
 	return cli, srv
 }
 
