@@ -47,6 +47,8 @@ type Config struct {
 	PeerUsers []PeerUser `yaml:"peer_users"`
 	// Limits bound what clients may take from the node.
 	Limits Limits `yaml:"limits"`
+	// Hardware binds the board's sensors and pins to tree paths.
+	Hardware Hardware `yaml:"hardware"`
 
 	source string         // the name given to Parse or Load
 	lines  map[string]int // YAML path → line, from the parsed file

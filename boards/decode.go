@@ -67,7 +67,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		c.Data.Dir = DefaultDataDir(c.Node)
 	}
 	problems := d.problems
-	for _, p := range c.check(false) {
+	for _, p := range c.check(false, nil) {
 		if !d.failed(p.Path) {
 			problems = append(problems, p)
 		}
@@ -268,6 +268,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, depth int) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || null || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") || n.Decode(&f) != nil {
+			d.typeError(path, n.Line, "want a number, got %s", describe(n))
+			return
+		}
+		v.SetFloat(f)
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || null || n.Decode(&b) != nil {

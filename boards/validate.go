@@ -31,7 +31,14 @@ const (
 // named in TLS settings must exist and be readable; they are opened and
 // closed, not parsed.
 func (c *Config) Validate() error {
-	if ps := c.check(true); len(ps) > 0 {
+	return c.ValidateWith(nil)
+}
+
+// ValidateWith is Validate that also checks each tree path the config
+// binds hardware to with checkPath (boards does not parse tree paths:
+// the caller passes the tree's parser). nil skips that check.
+func (c *Config) ValidateWith(checkPath func(string) error) error {
+	if ps := c.check(true, checkPath); len(ps) > 0 {
 		return &ConfigError{Source: c.source, Problems: sortProblems(ps)}
 	}
 	return nil
@@ -39,7 +46,7 @@ func (c *Config) Validate() error {
 
 // check returns every problem with c; with requireNode false an empty node
 // name (and so an empty data directory) is allowed.
-func (c *Config) check(requireNode bool) []Problem {
+func (c *Config) check(requireNode bool, checkPath func(string) error) []Problem {
 	v := validator{c: c}
 	if c.Node != "" || requireNode {
 		if msg := nameProblem(c.Node); msg != "" {
@@ -64,6 +71,7 @@ func (c *Config) check(requireNode bool) []Problem {
 	v.links()
 	v.peerUsers()
 	v.limits()
+	v.hardware(checkPath)
 	return v.problems
 }
 

@@ -82,6 +82,21 @@ var parseCases = []struct {
 	{"prefixes equal", "kv:\n  prefix: data\nsync:\n  prefix: data\n", "sync.prefix", 4, `"data" overlaps kv.prefix "data" (line 2)`},
 	{"sync under kv", "kv:\n  prefix: kv\nsync:\n  prefix: kv/sync\n", "sync.prefix", 4, "overlaps"},
 	{"kv under sync", "kv:\n  prefix: edgekv/sync/kv\n", "sync.prefix", 0, "overlaps"},
+	// hardware
+	{"sensor without device", "hardware:\n  sensors:\n    - {path: a.b}\n", "hardware.sensors[0].device", 3, "a device id is required"},
+	{"sensor without path", "hardware:\n  sensors:\n    - {device: sim-1}\n", "hardware.sensors[0].path", 3, "a tree path is required"},
+	{"sensor interval short", "hardware:\n  sensors:\n    - device: sim-1\n      path: a.b\n      interval: 10ms\n", "hardware.sensors[0].interval", 5, "10ms is shorter than 100ms"},
+	{"sensor deadband negative", "hardware:\n  sensors:\n    - {device: sim-1, path: a.b, deadband: -0.5}\n", "hardware.sensors[0].deadband", 3, "-0.5 is not a non-negative number"},
+	{"sensor deadband string", "hardware:\n  sensors:\n    - {device: sim-1, path: a.b, deadband: lots}\n", "hardware.sensors[0].deadband", 3, `want a number, got the string "lots"`},
+	{"sensor scale zero", "hardware:\n  sensors:\n    - {device: sim-1, path: a.b, scale: 0}\n", "hardware.sensors[0].scale", 3, "not a usable factor"},
+	{"sensor device twice", "hardware:\n  sensors:\n    - {device: sim-1, path: a.b}\n    - {device: sim-1, path: a.c}\n", "hardware.sensors[1].device", 4, `device "sim-1" is already bound by hardware.sensors[0].device`},
+	{"path bound twice", "hardware:\n  sensors:\n    - {device: sim-1, path: a.b}\n  inputs:\n    - {pin: GPIO17, path: a.b}\n", "hardware.inputs[0].path", 5, `"a.b" is already bound by hardware.sensors[0].path`},
+	{"unknown pin", "hardware:\n  inputs:\n    - {pin: GPIO99, path: a.b}\n", "hardware.inputs[0].pin", 3, `board sim has no pin "GPIO99" (its pins: GPIO4, GPIO17`},
+	{"pin bound twice", "hardware:\n  inputs:\n    - {pin: GPIO17, path: a.b}\n  outputs:\n    - {pin: gpio17, path: a.c}\n", "hardware.outputs[0].pin", 5, "pin GPIO17 is already bound by hardware.inputs[0].pin"},
+	{"pull unknown", "hardware:\n  inputs:\n    - {pin: GPIO17, path: a.b, pull: sideways}\n", "hardware.inputs[0].pull", 3, `"sideways" is not a pull (want up, down or none)`},
+	{"debounce too long", "hardware:\n  inputs:\n    - {pin: GPIO17, path: a.b, debounce: 1m}\n", "hardware.inputs[0].debounce", 3, "1m0s is out of range (0 to 10s)"},
+	{"output state on a bound path", "hardware:\n  sensors:\n    - {device: sim-1, path: r.state}\n  outputs:\n    - {pin: GPIO27, path: r}\n", "hardware.outputs[0].state", 5, `"r.state" is already bound by hardware.sensors[0].path`},
+	{"output without pin", "hardware:\n  outputs:\n    - {path: r}\n", "hardware.outputs[0].pin", 3, "a pin is required (one of the sim profile's: GPIO4"},
 	{"max payload zero", "kv:\n  max_payload_bytes: 0\n", "kv.max_payload_bytes", 2, "0 is out of range (want 1 to 268435455)"},
 	{"max payload too big", "kv:\n  max_payload_bytes: 268435456\n", "kv.max_payload_bytes", 2, "out of range"},
 	{"max payload string", "kv:\n  max_payload_bytes: lots\n", "kv.max_payload_bytes", 2, `want an integer, got the string "lots"`},
@@ -132,7 +147,7 @@ var parseCases = []struct {
 
 	// keys and documents
 	{"unknown top-level key", "node: a\nnodes: b\n", "nodes", 2, `unknown key (did you mean "node"?)`},
-	{"unknown key far from all", "zzzzzz: 1\n", "zzzzzz", 1, "unknown key (known keys: board, data, hubs, kv, limits, listen, log_level, node, peer_users, peers, sync)"},
+	{"unknown key far from all", "zzzzzz: 1\n", "zzzzzz", 1, "unknown key (known keys: board, data, hardware, hubs, kv, limits, listen, log_level, node, peer_users, peers, sync)"},
 	{"unknown nested key", "data:\n  directory: x\n", "data.directory", 2, "unknown key"},
 	{"duplicate key", "node: a\nboard: sim\nnode: b\n", "node", 3, "duplicate key (first at line 1)"},
 	{"non-string key", "[a]: 1\n", "", 1, "a key must be a string, got a list"},
@@ -372,5 +387,31 @@ colour: blue
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("line %d:\n got %s\nwant %s…", i, got[i], want[i])
 		}
+	}
+}
+
+// TestValidateWithPaths: the caller's path parser sees every bound path,
+// and its error is reported at the binding's line.
+func TestValidateWithPaths(t *testing.T) {
+	c, err := Parse([]byte("node: n\nhardware:\n  sensors:\n    - {device: sim-1, path: good}\n  outputs:\n    - pin: GPIO27\n      path: \"bad path\"\n"), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	err = c.ValidateWith(func(p string) error {
+		seen = append(seen, p)
+		if strings.Contains(p, " ") {
+			return errors.New("spaces are not allowed")
+		}
+		return nil
+	})
+	if got := strings.Join(seen, ","); got != "good,bad path,bad path.state" {
+		t.Errorf("paths checked: %s", got)
+	}
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:7: hardware.outputs[0].path: "bad path" is not a tree path: spaces are not allowed`) {
+		t.Errorf("ValidateWith: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate without a path parser: %v", err)
 	}
 }

@@ -1,0 +1,220 @@
+package boards
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Hardware binds the board's sensors and GPIO pins to tree paths
+// (DESIGN.md §8). A reading is written to its path as a JSON-shaped value
+// (README: "Hardware"); an output follows the value at its path, and the
+// board that owns the pin drives it, whichever node wrote the value.
+type Hardware struct {
+	// Sensors are thermometers, each read every Interval.
+	Sensors []Sensor `yaml:"sensors"`
+	// Inputs are GPIO inputs, written on every debounced change.
+	Inputs []Input `yaml:"inputs"`
+	// Outputs are GPIO outputs that follow a tree value.
+	Outputs []Output `yaml:"outputs"`
+}
+
+// Sensor binds one thermometer to a tree path.
+type Sensor struct {
+	// Device is the sensor's id on the board's 1-wire source: on the sim
+	// board any name ("sim-1"), which makes a simulated thermometer.
+	Device string `yaml:"device"`
+	// Path is where its readings are written, in MoaT-KV's path syntax
+	// ("home.living.temp").
+	Path string `yaml:"path"`
+	// Interval is how often it is read. Default 10s, at least 100ms.
+	Interval Duration `yaml:"interval"`
+	// Deadband: a reading is written only when it differs from the last
+	// one written by at least this much (°C). Default 0: every change.
+	Deadband float64 `yaml:"deadband"`
+	// Scale and Offset correct a reading: written = read × scale + offset.
+	// Default 1 and 0.
+	Scale  *float64 `yaml:"scale"`
+	Offset float64  `yaml:"offset"`
+}
+
+// Input binds a GPIO input pin to a tree path.
+type Input struct {
+	// Pin is the pin's name in the board profile ("GPIO17").
+	Pin string `yaml:"pin"`
+	// Path is where its level is written (true: high, or low if Invert).
+	Path string `yaml:"path"`
+	// Pull is the pin's bias: up, down or none (the default).
+	Pull string `yaml:"pull"`
+	// Debounce is how long a new level must hold before it counts.
+	// Default 20ms; 0 takes every edge.
+	Debounce *Duration `yaml:"debounce"`
+	// Invert reports a low pin as true (a switch to ground with pull: up).
+	Invert bool `yaml:"invert"`
+}
+
+// Output binds a GPIO output pin to the tree value that drives it.
+type Output struct {
+	// Pin is the pin's name in the board profile ("GPIO27").
+	Pin string `yaml:"pin"`
+	// Path holds the command: true/false, 1/0 or "on"/"off". Any node may
+	// write it.
+	Path string `yaml:"path"`
+	// State is where the board writes what the pin does now. Default the
+	// child "state" of Path.
+	State string `yaml:"state"`
+	// Safe is the level the output takes at start, at shutdown, and while
+	// Path is deleted or holds a value it cannot apply. Default false
+	// (off): a relay on a heater must not stay on because a node died.
+	Safe bool `yaml:"safe"`
+	// Invert drives the pin low for true (an active-low relay board).
+	Invert bool `yaml:"invert"`
+}
+
+// Defaults of hardware bindings.
+const (
+	DefaultSensorInterval = 10 * time.Second
+	MinSensorInterval     = 100 * time.Millisecond
+	DefaultDebounce       = 20 * time.Millisecond
+	MaxDebounce           = 10 * time.Second
+)
+
+// Every returns the sensor's read interval (Interval or its default).
+func (s Sensor) Every() time.Duration {
+	if s.Interval == 0 {
+		return DefaultSensorInterval
+	}
+	return s.Interval.Std()
+}
+
+// Factor returns the sensor's scale (Scale or 1).
+func (s Sensor) Factor() float64 {
+	if s.Scale == nil {
+		return 1
+	}
+	return *s.Scale
+}
+
+// Settle returns the input's debounce time (Debounce or its default).
+func (in Input) Settle() time.Duration {
+	if in.Debounce == nil {
+		return DefaultDebounce
+	}
+	return in.Debounce.Std()
+}
+
+// StatePath returns where the output's state is written (State, or the
+// child "state" of Path in MoaT-KV's path syntax).
+func (o Output) StatePath() string {
+	if o.State != "" {
+		return o.State
+	}
+	return o.Path + ".state"
+}
+
+// hardware checks the bindings against the board profile: pins that exist
+// and are bound once, paths given (and, with checkPath, well-formed) and
+// bound once, intervals and numbers in range.
+func (v *validator) hardware(checkPath func(string) error) {
+	h := v.c.Hardware
+	prof, ok := Lookup(v.c.Board)
+	if !ok {
+		return // reported as board
+	}
+	paths := map[string]string{} // tree path → YAML path of its first binding
+	path := func(yamlPath, p string, required bool) {
+		switch {
+		case p == "" && required:
+			v.add(yamlPath, "a tree path is required")
+			return
+		case p == "":
+			return
+		}
+		if checkPath != nil {
+			if err := checkPath(p); err != nil {
+				v.add(yamlPath, "%q is not a tree path: %v", p, err)
+				return
+			}
+		}
+		if first, dup := paths[p]; dup {
+			v.add(yamlPath, "%q is already bound by %s: each path has one writer on a board", p, first)
+			return
+		}
+		paths[p] = yamlPath
+	}
+	pins := map[string]string{} // pin name (upper case) → YAML path of its binding
+	pin := func(yamlPath, name string) {
+		if name == "" {
+			v.add(yamlPath, "a pin is required (one of the %s profile's: %s)", prof.Name, pinNames(prof))
+			return
+		}
+		p, ok := prof.Pin(name)
+		if !ok {
+			v.add(yamlPath, "board %s has no pin %q (its pins: %s)", prof.Name, name, pinNames(prof))
+			return
+		}
+		if first, dup := pins[p.Name]; dup {
+			v.add(yamlPath, "pin %s is already bound by %s", p.Name, first)
+			return
+		}
+		pins[p.Name] = yamlPath
+	}
+	devices := map[string]string{}
+	for i, s := range h.Sensors {
+		at := fmt.Sprintf("hardware.sensors[%d]", i)
+		if s.Device == "" {
+			v.add(at+".device", "a device id is required")
+		} else if first, dup := devices[s.Device]; dup {
+			v.add(at+".device", "device %q is already bound by %s", s.Device, first)
+		} else {
+			devices[s.Device] = at + ".device"
+		}
+		path(at+".path", s.Path, true)
+		if s.Interval != 0 && s.Interval.Std() < MinSensorInterval {
+			v.add(at+".interval", "%s is shorter than %s", s.Interval, MinSensorInterval)
+		}
+		if s.Deadband < 0 || math.IsNaN(s.Deadband) || math.IsInf(s.Deadband, 0) {
+			v.add(at+".deadband", "%v is not a non-negative number", s.Deadband)
+		}
+		if s.Scale != nil && (*s.Scale == 0 || math.IsNaN(*s.Scale) || math.IsInf(*s.Scale, 0)) {
+			v.add(at+".scale", "%v is not a usable factor (non-zero, finite)", *s.Scale)
+		}
+		if math.IsNaN(s.Offset) || math.IsInf(s.Offset, 0) {
+			v.add(at+".offset", "%v is not a finite number", s.Offset)
+		}
+	}
+	for i, in := range h.Inputs {
+		at := fmt.Sprintf("hardware.inputs[%d]", i)
+		pin(at+".pin", in.Pin)
+		path(at+".path", in.Path, true)
+		switch in.Pull {
+		case "", "none", "up", "down":
+		default:
+			v.add(at+".pull", "%q is not a pull (want up, down or none)", in.Pull)
+		}
+		if in.Debounce != nil && (in.Debounce.Std() < 0 || in.Debounce.Std() > MaxDebounce) {
+			v.add(at+".debounce", "%s is out of range (0 to %s)", in.Debounce, MaxDebounce)
+		}
+	}
+	for i, o := range h.Outputs {
+		at := fmt.Sprintf("hardware.outputs[%d]", i)
+		pin(at+".pin", o.Pin)
+		path(at+".path", o.Path, true)
+		if o.Path != "" {
+			path(at+".state", o.StatePath(), false)
+		}
+	}
+}
+
+// pinNames lists a profile's pin names for error messages.
+func pinNames(p Profile) string {
+	if len(p.Pins) == 0 {
+		return "none"
+	}
+	names := make([]string, len(p.Pins))
+	for i, pin := range p.Pins {
+		names[i] = pin.Name
+	}
+	return strings.Join(names, ", ")
+}
