@@ -1,0 +1,17 @@
+// Package hw drives a board's hardware: 1-wire thermometers and GPIO pins
+// (DESIGN.md §8).
+//
+// Today it has the simulated board's devices (Sim): thermometers whose
+// readings take a slow random walk, inputs that toggle on their own, and
+// outputs that record every level they were told. The kernel's w1 sysfs
+// files, OWFS's owserver, periph.io's GPIO and DS248x come next behind the
+// same method sets.
+//
+// The consumer (the module root's assembly) defines the small interfaces it
+// needs (read a temperature, read and wait for an input's edge, drive an
+// output); hw's types provide those methods. hw imports boards and
+// periph.io only, never the tree, the broker or the runner.
+//
+// Concurrency: every device is safe for concurrent use; a Sim hands out
+// one device per id or pin and keeps it for later calls.
+package hw
