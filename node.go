@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/broker"
+	"github.com/edgekv/edgekv/hw"
 	"github.com/edgekv/edgekv/internal/budget"
 	"github.com/edgekv/edgekv/internal/memtrim"
 	"github.com/edgekv/edgekv/tree"
@@ -38,6 +39,7 @@ type Node struct {
 	links  []*broker.PeerLink
 	client []clientListener // plain first (if any), then TLS
 	trim   *memtrim.Trimmer // told when clients leave
+	hw     *hardware        // the board's sensor and pin bindings
 	recv   *budget.Budget   // limits.receiving: unfinished messages of all connections
 
 	ready     chan struct{} // closed once every listener is open (or Run failed)
@@ -136,6 +138,10 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 	for _, lc := range linkCfgs {
 		n.links = append(n.links, broker.NewPeerLink(lc, linkHandler{n, lc.Hub}))
 	}
+	if n.hw, err = newHardware(cfg, n.eng, n.log); err != nil {
+		n.eng.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -213,6 +219,11 @@ type part struct {
 	done   chan error
 }
 
+// SimHardware returns the simulated board's devices when the node runs on
+// the sim board with hardware bound, else nil: a test or a demo can make a
+// thermometer fail, hold an input, or see what an output was told.
+func (n *Node) SimHardware() *hw.Sim { return n.hw.sim }
+
 // Run starts the node's parts in order and stops them in reverse (see the
 // package documentation). It may be called once.
 func (n *Node) Run(ctx context.Context) error {
@@ -273,6 +284,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	start("client protocol", func(ctx context.Context) error { return n.serveClients(ctx, lns) })
 	start("memory trimmer", n.trim.Run)
+	start("hardware", n.hw.Run)
 	n.readyOnce.Do(func() { close(n.ready) })
 	for _, l := range n.links {
 		start("link "+l.Name(), l.Run)

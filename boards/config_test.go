@@ -98,8 +98,16 @@ limits: {mqtt_connections: 10, client_connections: 20, client_message: 1MiB, mqt
 
 func TestDefault(t *testing.T) {
 	c := Default()
-	if diff := cmp.Diff(DefaultConfig(""), c, cmpConfig...); diff != "" {
+	// Every setting is its default; the demo's hardware bindings are the
+	// only addition (the sim board's thermometers, an input, a relay).
+	settings := *c
+	settings.Hardware = Hardware{}
+	if diff := cmp.Diff(DefaultConfig(""), &settings, cmpConfig...); diff != "" {
 		t.Errorf("Default() differs from DefaultConfig(\"\") (-DefaultConfig +Default):\n%s", diff)
+	}
+	h := c.Hardware
+	if len(h.Sensors) != 2 || len(h.Inputs) != 1 || len(h.Outputs) != 1 || h.Outputs[0].Path != "demo.relay" || h.Outputs[0].Safe {
+		t.Errorf("the demo's hardware: %+v", h)
 	}
 	if c.Node != "" {
 		t.Errorf("embedded default has node %q; the node comes from -n", c.Node)

@@ -44,6 +44,24 @@ func (c *Config) ValidateWith(checkPath func(string) error) error {
 	return nil
 }
 
+// ValidatePaths checks only the tree paths that hardware is bound to, with
+// checkPath: for a config that has no node name yet (Parse has checked the
+// rest).
+func (c *Config) ValidatePaths(checkPath func(string) error) error {
+	v := validator{c: c}
+	v.hardware(checkPath)
+	var ps []Problem
+	for _, p := range v.problems {
+		if strings.HasSuffix(p.Path, ".path") || strings.HasSuffix(p.Path, ".state") {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) > 0 {
+		return &ConfigError{Source: c.source, Problems: sortProblems(ps)}
+	}
+	return nil
+}
+
 // check returns every problem with c; with requireNode false an empty node
 // name (and so an empty data directory) is allowed.
 func (c *Config) check(requireNode bool, checkPath func(string) error) []Problem {

@@ -128,6 +128,7 @@ type SimInput struct {
 	mu      sync.Mutex
 	held    bool // Set took over from the toggling
 	level   bool
+	pending bool          // a Set that no WaitForEdge has returned for yet
 	changed chan struct{} // closed and replaced at each Set
 }
 
@@ -142,9 +143,15 @@ func (in *SimInput) Read() bool {
 }
 
 // WaitForEdge returns when the level may have changed (the next toggle, or
-// a Set), or with ctx's error.
+// a Set), or with ctx's error. Like a kernel's edge events, a Set made
+// while nobody waited is not lost: the next WaitForEdge returns at once.
 func (in *SimInput) WaitForEdge(ctx context.Context) error {
 	in.mu.Lock()
+	if in.pending {
+		in.pending = false
+		in.mu.Unlock()
+		return nil
+	}
 	changed, held := in.changed, in.held
 	in.mu.Unlock()
 	var tick <-chan time.Time
@@ -158,6 +165,9 @@ func (in *SimInput) WaitForEdge(ctx context.Context) error {
 	case <-tick:
 		return nil
 	case <-changed:
+		in.mu.Lock()
+		in.pending = false
+		in.mu.Unlock()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -167,7 +177,7 @@ func (in *SimInput) WaitForEdge(ctx context.Context) error {
 // Set holds the pin at level from now on (tests: an edge when they want).
 func (in *SimInput) Set(level bool) {
 	in.mu.Lock()
-	in.held, in.level = true, level
+	in.held, in.level, in.pending = true, level, true
 	close(in.changed)
 	in.changed = make(chan struct{})
 	in.mu.Unlock()

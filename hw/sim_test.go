@@ -68,6 +68,9 @@ func TestSimInputToggles(t *testing.T) {
 	if !in.Read() {
 		t.Error("Set(true) reads false")
 	}
+	if err := in.WaitForEdge(ctx); err != nil { // the Set's own edge
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- in.WaitForEdge(ctx) }()
 	time.Sleep(100 * time.Millisecond) // held: no toggles any more
@@ -79,6 +82,11 @@ func TestSimInputToggles(t *testing.T) {
 	in.Set(false)
 	if err := <-done; err != nil || in.Read() {
 		t.Errorf("after Set(false): %v, level %v", err, in.Read())
+	}
+	// A Set while nobody waits is not lost.
+	in.Set(true)
+	if err := in.WaitForEdge(ctx); err != nil || !in.Read() {
+		t.Errorf("a Set made before the wait: %v, level %v", err, in.Read())
 	}
 	cctx, ccancel := context.WithCancel(context.Background())
 	ccancel()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgekv/edgekv"
 	"github.com/edgekv/edgekv/boards"
 )
 
@@ -127,12 +128,15 @@ func loadConfig(file, name string) (*boards.Config, error) {
 		}
 	}
 	if name == "" {
+		if err := c.ValidatePaths(edgekv.CheckTreePath); err != nil {
+			return nil, err
+		}
 		return c, nil
 	}
 	if err := c.SetNode(name); err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.ValidateWith(edgekv.CheckTreePath); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -185,7 +189,7 @@ and no -n exits 2.`,
 			if c.Node == "" {
 				return usageError{errors.New("no node name: give -n NAME (the config has no node: line)")}
 			}
-			if err := c.Validate(); err != nil {
+			if err := c.ValidateWith(edgekv.CheckTreePath); err != nil {
 				return configProblems(cmd.ErrOrStderr(), err)
 			}
 			text, err := c.Marshal()

@@ -100,7 +100,7 @@ func loadBoardConfig(name, path string) (*boards.Config, error) {
 	if err := cfg.SetNode(name); err != nil {
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateWith(edgekv.CheckTreePath); err != nil {
 		return nil, err
 	}
 	return cfg, nil

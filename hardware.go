@@ -1,0 +1,364 @@
+package edgekv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/hw"
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/node"
+)
+
+// The devices the assembly needs from package hw, as small interfaces.
+type (
+	thermometer interface {
+		Read(ctx context.Context) (float64, error)
+	}
+	inputPin interface {
+		Read() bool
+		WaitForEdge(ctx context.Context) error
+	}
+	outputPin interface {
+		Out(level bool) error
+	}
+)
+
+// hardware runs a board's bindings (boards.Hardware): each sensor read
+// every interval and written to its path when it moved by the deadband,
+// each input written when its debounced level changes, each output driven
+// from the value at its path. One goroutine per binding; all end when
+// Run's context does, and outputs then take their safe level.
+type hardware struct {
+	eng      *node.Engine
+	log      *slog.Logger
+	now      func() time.Time
+	sensors  []boundSensor
+	inputs   []boundInput
+	outputs  []boundOutput
+	sim      *hw.Sim // the simulated board's devices, or nil
+	shutdown time.Duration
+}
+
+type boundSensor struct {
+	cfg  boards.Sensor
+	path tree.Path
+	dev  thermometer
+}
+
+type boundInput struct {
+	cfg  boards.Input
+	path tree.Path
+	dev  inputPin
+}
+
+type boundOutput struct {
+	cfg         boards.Output
+	path, state tree.Path
+	dev         outputPin
+}
+
+// CheckTreePath is the tree's path parser, for boards.Config.ValidateWith.
+func CheckTreePath(s string) error {
+	_, err := tree.ParsePath(s)
+	return err
+}
+
+// newHardware binds cfg's hardware to its devices. Today only the sim
+// board has devices; bindings on any other board are refused with an error
+// that says so (w1 sysfs, owserver and GPIO come next).
+func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardware, error) {
+	h := &hardware{eng: eng, log: log.With("component", "hardware"), now: time.Now, shutdown: 2 * time.Second}
+	hc := cfg.Hardware
+	if len(hc.Sensors)+len(hc.Inputs)+len(hc.Outputs) == 0 {
+		return h, nil
+	}
+	prof, ok := boards.Lookup(cfg.Board)
+	if !ok {
+		return nil, fmt.Errorf("board: unknown board %q", cfg.Board)
+	}
+	if prof.Name != "sim" {
+		return nil, fmt.Errorf("hardware: board %s: only the sim board's devices are supported so far (w1 sysfs, owserver and GPIO are not built yet)", prof.Name)
+	}
+	h.sim = hw.NewSim()
+	parse := func(at, s string) (tree.Path, error) {
+		p, err := tree.ParsePath(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a tree path: %w", at, s, err)
+		}
+		return p, nil
+	}
+	for i, s := range hc.Sensors {
+		p, err := parse(fmt.Sprintf("hardware.sensors[%d].path", i), s.Path)
+		if err != nil {
+			return nil, err
+		}
+		h.sensors = append(h.sensors, boundSensor{cfg: s, path: p, dev: h.sim.Thermometer(s.Device)})
+	}
+	for i, in := range hc.Inputs {
+		p, err := parse(fmt.Sprintf("hardware.inputs[%d].path", i), in.Path)
+		if err != nil {
+			return nil, err
+		}
+		pin, _ := prof.Pin(in.Pin) // checked by Validate
+		h.inputs = append(h.inputs, boundInput{cfg: in, path: p, dev: h.sim.Input(pin)})
+	}
+	for i, o := range hc.Outputs {
+		p, err := parse(fmt.Sprintf("hardware.outputs[%d].path", i), o.Path)
+		if err != nil {
+			return nil, err
+		}
+		st, err := parse(fmt.Sprintf("hardware.outputs[%d].state", i), o.StatePath())
+		if err != nil {
+			return nil, err
+		}
+		pin, _ := prof.Pin(o.Pin)
+		h.outputs = append(h.outputs, boundOutput{cfg: o, path: p, state: st, dev: h.sim.Output(pin)})
+	}
+	return h, nil
+}
+
+// Run runs every binding until ctx ends. Outputs take their safe level
+// first, and again when Run ends.
+func (h *hardware) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range h.sensors {
+		wg.Go(func() { h.runSensor(ctx, s) })
+	}
+	for _, in := range h.inputs {
+		wg.Go(func() { h.runInput(ctx, in) })
+	}
+	for _, o := range h.outputs {
+		wg.Go(func() { h.runOutput(ctx, o) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// unixSeconds is t as seconds since 1970, to the millisecond.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+// reading encodes a sensor's or an input's entry: {value, unit, at}, and
+// with a fault {error, since} (value and at then the last good reading's,
+// left out if there was none).
+type reading struct {
+	value any // float64 or bool; nil: none yet
+	unit  string
+	at    time.Time
+	err   string
+	since time.Time
+}
+
+func (r reading) msgpack() []byte {
+	n := uint32(0)
+	if r.value != nil {
+		n += 2
+		if r.unit != "" {
+			n++
+		}
+	}
+	if r.err != "" {
+		n += 2
+	}
+	b := msgp.AppendMapHeader(nil, n)
+	if r.value != nil {
+		b = msgp.AppendString(b, "value")
+		switch v := r.value.(type) {
+		case float64:
+			b = msgp.AppendFloat64(b, v)
+		case bool:
+			b = msgp.AppendBool(b, v)
+		}
+		if r.unit != "" {
+			b = msgp.AppendString(msgp.AppendString(b, "unit"), r.unit)
+		}
+		b = msgp.AppendFloat64(msgp.AppendString(b, "at"), unixSeconds(r.at))
+	}
+	if r.err != "" {
+		b = msgp.AppendString(msgp.AppendString(b, "error"), r.err)
+		b = msgp.AppendFloat64(msgp.AppendString(b, "since"), unixSeconds(r.since))
+	}
+	return b
+}
+
+// write stores value at p; a failure is logged (the next reading tries
+// again) unless the node is stopping.
+func (h *hardware) write(ctx context.Context, what string, p tree.Path, value []byte) {
+	if _, err := h.eng.Set(ctx, p, value, node.Cond{}); err != nil && ctx.Err() == nil {
+		h.log.Warn("cannot write a reading", "binding", what, "path", p.String(), "error", err)
+	}
+}
+
+// runSensor reads s every interval. A reading is written when it moved by
+// the deadband from the last one written (the first always). A failed
+// read keeps the last good value and adds the error and since when to the
+// entry, logged once; the next good reading clears it.
+func (h *hardware) runSensor(ctx context.Context, s boundSensor) {
+	what := "sensor " + s.cfg.Device
+	var last reading // last written
+	written := false
+	tick := time.NewTicker(s.cfg.Every())
+	defer tick.Stop()
+	for {
+		v, err := s.dev.Read(ctx)
+		now := h.now()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if last.err == "" {
+				h.log.Warn("sensor fails; its last good value stays", "sensor", s.cfg.Device, "path", s.path.String(), "error", err)
+				last.err, last.since = err.Error(), now
+				h.write(ctx, what, s.path, last.msgpack())
+			}
+		default:
+			v = v*s.cfg.Factor() + s.cfg.Offset
+			fault := last.err != ""
+			if fault {
+				h.log.Info("sensor reads again", "sensor", s.cfg.Device, "path", s.path.String(), "failed_for", now.Sub(last.since).Round(time.Millisecond))
+			}
+			if !written || fault || math.Abs(v-last.value.(float64)) >= s.cfg.Deadband {
+				last = reading{value: v, unit: "°C", at: now}
+				written = true
+				h.write(ctx, what, s.path, last.msgpack())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// runInput writes in's level at start and after every change that held
+// for the debounce time.
+func (h *hardware) runInput(ctx context.Context, in boundInput) {
+	what := "input " + in.cfg.Pin
+	level := func() bool { return in.dev.Read() != in.cfg.Invert }
+	last := level()
+	h.write(ctx, what, in.path, reading{value: last, at: h.now()}.msgpack())
+	for {
+		if err := in.dev.WaitForEdge(ctx); err != nil {
+			return
+		}
+		if d := in.cfg.Settle(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if l := level(); l != last {
+			last = l
+			h.write(ctx, what, in.path, reading{value: l, at: h.now()}.msgpack())
+		}
+	}
+}
+
+// runOutput drives o from the value at its path: its safe level at start,
+// at the end, and while the path is deleted or holds a value that is not
+// a level. What the pin does is written to the state path:
+// {value, at}, plus {safe: true, reason} when it is at its safe level for
+// one of those reasons.
+func (h *hardware) runOutput(ctx context.Context, o boundOutput) {
+	what := "output " + o.cfg.Pin
+	drive := func(level bool, reason string) {
+		if err := o.dev.Out(level != o.cfg.Invert); err != nil {
+			h.log.Warn("cannot drive an output", "pin", o.cfg.Pin, "error", err)
+			reason = "cannot drive the pin: " + err.Error()
+		}
+		st := outputState{level: level, at: h.now(), reason: reason}
+		wctx := ctx
+		if ctx.Err() != nil { // shutting down: the state still goes in
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(context.Background(), h.shutdown)
+			defer cancel()
+		}
+		if _, err := h.eng.Set(wctx, o.state, st.msgpack(), node.Cond{}); err != nil && !errors.Is(err, context.Canceled) {
+			h.log.Debug("output state not written", "binding", what, "error", err)
+		}
+	}
+	drive(o.cfg.Safe, "start")
+	defer drive(o.cfg.Safe, "shutdown")
+	err := h.eng.Watch(ctx, o.path, true, func(it node.Item) error {
+		if it.UpToDate || !it.Path.Equal(o.path) {
+			return nil
+		}
+		if it.Entry.Value == nil {
+			drive(o.cfg.Safe, "deleted")
+			return nil
+		}
+		level, ok := outputLevel(it.Entry.Value)
+		if !ok {
+			h.log.Warn("output command is not a level; the output takes its safe level", "pin", o.cfg.Pin, "path", o.path.String())
+			drive(o.cfg.Safe, "not a level (want true/false, 1/0 or on/off)")
+			return nil
+		}
+		drive(level, "")
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		h.log.Warn("output stopped following its path", "pin", o.cfg.Pin, "error", err)
+	}
+}
+
+// outputState is an output's state entry.
+type outputState struct {
+	level  bool
+	at     time.Time
+	reason string // why it is at its safe level; "" when commanded
+}
+
+func (s outputState) msgpack() []byte {
+	n := uint32(2)
+	if s.reason != "" {
+		n += 2
+	}
+	b := msgp.AppendMapHeader(nil, n)
+	b = msgp.AppendBool(msgp.AppendString(b, "value"), s.level)
+	b = msgp.AppendFloat64(msgp.AppendString(b, "at"), unixSeconds(s.at))
+	if s.reason != "" {
+		b = msgp.AppendBool(msgp.AppendString(b, "safe"), true)
+		b = msgp.AppendString(msgp.AppendString(b, "reason"), s.reason)
+	}
+	return b
+}
+
+// outputLevel reads a command: a bool, the integers 0 and 1, or the
+// strings on/off, true/false, 1/0 (any case).
+func outputLevel(v []byte) (level, ok bool) {
+	switch msgp.NextType(v) {
+	case msgp.BoolType:
+		b, _, err := msgp.ReadBoolBytes(v)
+		return b, err == nil
+	case msgp.IntType, msgp.UintType:
+		i, _, err := msgp.ReadInt64Bytes(v)
+		if err != nil || (i != 0 && i != 1) {
+			return false, false
+		}
+		return i == 1, true
+	case msgp.StrType:
+		s, _, err := msgp.ReadStringBytes(v)
+		if err != nil {
+			return false, false
+		}
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "on", "true", "1":
+			return true, true
+		case "off", "false", "0":
+			return false, true
+		}
+	}
+	return false, false
+}

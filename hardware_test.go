@@ -1,0 +1,230 @@
+package edgekv_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgekv/edgekv"
+	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/hw"
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/node"
+)
+
+// hwNode runs a node on the sim board with hc bound until the test ends;
+// stop stops it early and waits.
+func hwNode(t *testing.T, hc boards.Hardware) (n *edgekv.Node, stop func()) {
+	t.Helper()
+	c := config(t, "hw")
+	c.Hardware = hc
+	if err := c.ValidateWith(edgekv.CheckTreePath); err != nil {
+		t.Fatal(err)
+	}
+	n, err := edgekv.New(c, edgekv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	select {
+	case <-n.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("node not ready")
+	}
+	return n, stop
+}
+
+// entry reads path's value as a map; nil if it has none.
+func entry(t *testing.T, n *edgekv.Node, path string) map[string]any {
+	t.Helper()
+	e, err := n.Engine().Get(context.Background(), mustPath(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Value == nil {
+		return nil
+	}
+	m, _, err := msgp.ReadMapStrIntfBytes(e.Value, nil)
+	if err != nil {
+		t.Fatalf("%s holds % x, not a map: %v", path, e.Value, err)
+	}
+	return m
+}
+
+func mustPath(t *testing.T, s string) tree.Path {
+	t.Helper()
+	p, err := tree.ParsePath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func set(t *testing.T, n *edgekv.Node, path string, value []byte) {
+	t.Helper()
+	if _, err := n.Engine().Set(context.Background(), mustPath(t, path), value, node.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHardwareSensors: simulated thermometers are written with their unit
+// and read time, keep moving, respect the deadband and scale/offset; a
+// failing sensor keeps its last good value and says what is wrong and
+// since when, until it reads again.
+func TestHardwareSensors(t *testing.T) {
+	two := 2.0
+	ms := boards.Duration(100 * time.Millisecond)
+	n, _ := hwNode(t, boards.Hardware{Sensors: []boards.Sensor{
+		{Device: "sim-1", Path: "hw.t", Interval: ms},
+		{Device: "sim-2", Path: "hw.still", Interval: ms, Deadband: 100},
+		{Device: "sim-3", Path: "hw.scaled", Interval: boards.Duration(time.Hour), Scale: &two, Offset: 1},
+	}})
+	eventually(t, "hw.t written", func() bool { return entry(t, n, "hw.t") != nil })
+	m := entry(t, n, "hw.t")
+	v, ok := m["value"].(float64)
+	if !ok || v < 10 || v > 35 || m["unit"] != "°C" || m["at"] == nil {
+		t.Fatalf("hw.t = %v: want {value: °C, unit, at}", m)
+	}
+	if at := m["at"].(float64); time.Since(time.UnixMilli(int64(at*1000))) > 5*time.Second {
+		t.Errorf("read time %v is not now", at)
+	}
+	eventually(t, "hw.t moves", func() bool { return entry(t, n, "hw.t")["value"] != v })
+
+	first := entry(t, n, "hw.still")
+	time.Sleep(500 * time.Millisecond) // five reads, none 100 °C away
+	if again := entry(t, n, "hw.still"); again["at"] != first["at"] {
+		t.Errorf("a reading within the deadband was written: %v then %v", first, again)
+	}
+
+	raw, _ := hw.NewSim().Thermometer("sim-3").Read(context.Background()) // the same walk
+	eventually(t, "hw.scaled written", func() bool { return entry(t, n, "hw.scaled") != nil })
+	if got := entry(t, n, "hw.scaled")["value"]; got != raw*2+1 {
+		t.Errorf("scaled reading %v, want %v × 2 + 1 = %v", got, raw, raw*2+1)
+	}
+
+	th := n.SimHardware().Thermometer("sim-1")
+	th.Fail(nil)
+	eventually(t, "the fault in hw.t", func() bool { return entry(t, n, "hw.t")["error"] != nil })
+	m = entry(t, n, "hw.t")
+	if !strings.Contains(m["error"].(string), "simulated fault") || m["since"] == nil || m["value"] == nil {
+		t.Errorf("a failing sensor's entry: %v: want the last value, the error and since when", m)
+	}
+	last := m["value"]
+	time.Sleep(300 * time.Millisecond)
+	if m2 := entry(t, n, "hw.t"); m2["value"] != last || m2["since"] != m["since"] {
+		t.Errorf("while failing the entry changed: %v then %v", m, m2)
+	}
+	th.Recover()
+	eventually(t, "hw.t reads again", func() bool { return entry(t, n, "hw.t")["error"] == nil })
+}
+
+// TestHardwareInput: an input's level is written at start and after each
+// change.
+func TestHardwareInput(t *testing.T) {
+	zero := boards.Duration(0)
+	n, _ := hwNode(t, boards.Hardware{Inputs: []boards.Input{{Pin: "GPIO17", Path: "hw.door", Debounce: &zero, Invert: true}}})
+	eventually(t, "hw.door written", func() bool { return entry(t, n, "hw.door") != nil })
+	in := n.SimHardware().Input(boards.Pin{Name: "GPIO17"})
+	for _, level := range []bool{true, false, true} {
+		in.Set(level)
+		eventually(t, "hw.door follows the pin (inverted)", func() bool { return entry(t, n, "hw.door")["value"] == !level })
+	}
+}
+
+// TestHardwareOutputs: an output takes its safe level at start, follows
+// its path's value, takes the safe level again for a value that is not a
+// level and for a delete, reports each in its state entry, and is left at
+// its safe level when the node stops.
+func TestHardwareOutputs(t *testing.T) {
+	n, stop := hwNode(t, boards.Hardware{Outputs: []boards.Output{
+		{Pin: "GPIO27", Path: "hw.relay"},
+		{Pin: "GPIO22", Path: "hw.fan", State: "hw.fan_state", Safe: true, Invert: true},
+	}})
+	sim := n.SimHardware()
+	relay, fan := sim.Output(boards.Pin{Name: "GPIO27"}), sim.Output(boards.Pin{Name: "GPIO22"})
+	state := func(p string) map[string]any { return entry(t, n, p) }
+	eventually(t, "the start states", func() bool {
+		r, f := state("hw.relay.state"), state("hw.fan_state")
+		return r != nil && f != nil && r["value"] == false && r["reason"] == "start" && f["value"] == true && f["safe"] == true
+	})
+	if l, driven := relay.Level(); l || !driven {
+		t.Errorf("relay at start: level %v, driven %v; want driven low", l, driven)
+	}
+	if l, _ := fan.Level(); l {
+		t.Error("fan (safe on, inverted) at start: pin high, want low")
+	}
+	steps := []struct {
+		value  []byte
+		level  bool
+		reason string
+	}{
+		{msgp.AppendBool(nil, true), true, ""},
+		{msgp.AppendString(nil, "off"), false, ""},
+		{msgp.AppendInt(nil, 1), true, ""},
+		{msgp.AppendString(nil, "ON"), true, ""},
+		{msgp.AppendString(nil, "bogus"), false, "not a level"},
+		{msgp.AppendInt(nil, 2), false, "not a level"},
+		{msgp.AppendBool(nil, true), true, ""},
+		{nil, false, "deleted"},
+	}
+	for i, s := range steps {
+		if s.value == nil {
+			if _, err := n.Engine().Delete(context.Background(), mustPath(t, "hw.relay"), node.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			set(t, n, "hw.relay", s.value)
+		}
+		eventually(t, "step "+string(rune('0'+i))+": the relay's state", func() bool {
+			st := state("hw.relay.state")
+			r, _ := st["reason"].(string)
+			return st["value"] == s.level && strings.HasPrefix(r, s.reason) && (s.reason != "") == (st["safe"] == true)
+		})
+		if l, _ := relay.Level(); l != s.level {
+			t.Errorf("step %d: relay pin %v, want %v", i, l, s.level)
+		}
+	}
+	set(t, n, "hw.relay", msgp.AppendBool(nil, true))
+	set(t, n, "hw.fan", msgp.AppendBool(nil, false))
+	eventually(t, "relay on, fan off", func() bool {
+		r, _ := relay.Level()
+		f, _ := fan.Level()
+		return r && f // the fan's pin is inverted: off is high
+	})
+	stop()
+	if l, _ := relay.Level(); l {
+		t.Error("the relay stayed on after the node stopped")
+	}
+	if l, _ := fan.Level(); l {
+		t.Error("the fan (safe on, inverted) was not back at its safe level after the node stopped")
+	}
+}
