@@ -72,9 +72,10 @@ func CheckTreePath(s string) error {
 	return err
 }
 
-// newHardware binds cfg's hardware to its devices. Today only the sim
-// board has devices; bindings on any other board are refused with an error
-// that says so (w1 sysfs, owserver and GPIO come next).
+// newHardware binds cfg's hardware to its devices: sensors on the sim bus
+// or behind an owserver (any board); inputs and outputs on the sim
+// board's pins. GPIO on a real board is refused with an error that says
+// it is not built yet.
 func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardware, error) {
 	h := &hardware{eng: eng, log: log.With("component", "hardware"), now: time.Now, shutdown: 2 * time.Second}
 	hc := cfg.Hardware
@@ -85,8 +86,8 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 	if !ok {
 		return nil, fmt.Errorf("board: unknown board %q", cfg.Board)
 	}
-	if prof.Name != "sim" {
-		return nil, fmt.Errorf("hardware: board %s: only the sim board's devices are supported so far (w1 sysfs, owserver and GPIO are not built yet)", prof.Name)
+	if prof.Name != "sim" && len(hc.Inputs)+len(hc.Outputs) > 0 {
+		return nil, fmt.Errorf("hardware: board %s: GPIO inputs and outputs are supported on the sim board only so far (periph.io's GPIO is not built yet)", prof.Name)
 	}
 	h.sim = hw.NewSim()
 	parse := func(at, s string) (tree.Path, error) {
@@ -96,12 +97,31 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 		}
 		return p, nil
 	}
+	owservers := map[string]*hw.OWServer{}
 	for i, s := range hc.Sensors {
-		p, err := parse(fmt.Sprintf("hardware.sensors[%d].path", i), s.Path)
+		at := fmt.Sprintf("hardware.sensors[%d]", i)
+		p, err := parse(at+".path", s.Path)
 		if err != nil {
 			return nil, err
 		}
-		h.sensors = append(h.sensors, boundSensor{cfg: s, path: p, dev: h.sim.Thermometer(s.Device)})
+		var dev thermometer
+		switch bus := s.BusOn(prof); {
+		case bus == "sim":
+			dev = h.sim.Thermometer(s.Device)
+		case strings.HasPrefix(bus, "owserver:"):
+			addr := strings.TrimPrefix(bus, "owserver:")
+			c := owservers[addr]
+			if c == nil {
+				c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, s.Every())}
+				owservers[addr] = c
+			}
+			if dev, err = c.Thermometer(s.Device); err != nil {
+				return nil, fmt.Errorf("%s.device: %w", at, err)
+			}
+		default:
+			return nil, fmt.Errorf("%s.bus: %q is not a bus edgekv can read (want sim or owserver:HOST:PORT)", at, bus)
+		}
+		h.sensors = append(h.sensors, boundSensor{cfg: s, path: p, dev: dev})
 	}
 	for i, in := range hc.Inputs {
 		p, err := parse(fmt.Sprintf("hardware.inputs[%d].path", i), in.Path)
@@ -209,6 +229,9 @@ func (h *hardware) runSensor(ctx context.Context, s boundSensor) {
 	defer tick.Stop()
 	for {
 		v, err := s.dev.Read(ctx)
+		if err == nil {
+			err = hw.CheckReading(v)
+		}
 		now := h.now()
 		switch {
 		case ctx.Err() != nil:

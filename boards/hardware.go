@@ -22,9 +22,14 @@ type Hardware struct {
 
 // Sensor binds one thermometer to a tree path.
 type Sensor struct {
-	// Device is the sensor's id on the board's 1-wire source: on the sim
-	// board any name ("sim-1"), which makes a simulated thermometer.
+	// Device is the sensor's id on its bus: a 1-wire id in owserver's
+	// form ("28.67C6697351FF") or the kernel's ("28-67c6697351ff"); on the
+	// sim bus any name ("sim-1"), which makes a simulated thermometer.
 	Device string `yaml:"device"`
+	// Bus is where the sensor is: "sim" (simulated), or
+	// "owserver:HOST:PORT" (OWFS's owserver, any board). Default the board
+	// profile's 1-wire source (sim on the sim board).
+	Bus string `yaml:"bus"`
 	// Path is where its readings are written, in MoaT-KV's path syntax
 	// ("home.living.temp").
 	Path string `yaml:"path"`
@@ -86,6 +91,32 @@ func (s Sensor) Every() time.Duration {
 		return DefaultSensorInterval
 	}
 	return s.Interval.Std()
+}
+
+// BusOn returns the sensor's bus on board p: Bus, or the board's default
+// 1-wire source ("sim" on the sim board; "" where edgekv has none yet).
+func (s Sensor) BusOn(p Profile) string {
+	if s.Bus != "" {
+		return s.Bus
+	}
+	if p.OneWire.Kind == OneWireSim {
+		return "sim"
+	}
+	return ""
+}
+
+// oneWireID reports whether s is a 1-wire id in owserver's or the
+// kernel's form: two hex digits, '.' or '-', twelve hex digits.
+func oneWireID(s string) bool {
+	if len(s) != 15 || (s[2] != '.' && s[2] != '-') {
+		return false
+	}
+	for i := range len(s) {
+		if i != 2 && !strings.ContainsRune("0123456789ABCDEFabcdef", rune(s[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 // Factor returns the sensor's scale (Scale or 1).
@@ -171,6 +202,19 @@ func (v *validator) hardware(checkPath func(string) error) {
 			devices[s.Device] = at + ".device"
 		}
 		path(at+".path", s.Path, true)
+		switch bus := s.BusOn(prof); {
+		case bus == "sim":
+		case strings.HasPrefix(bus, "owserver:"):
+			if _, _, msg := splitAddr(strings.TrimPrefix(bus, "owserver:"), false); msg != "" {
+				v.add(at+".bus", "%q: owserver's address %s", s.Bus, msg)
+			} else if !oneWireID(s.Device) {
+				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28.67C6697351FF or 28-67c6697351ff)", s.Device)
+			}
+		case s.Bus == "":
+			v.add(at+".bus", "board %s has no default 1-wire bus that edgekv can read yet: give bus: owserver:HOST:PORT (or sim)", prof.Name)
+		default:
+			v.add(at+".bus", "%q is not a bus (want sim or owserver:HOST:PORT)", s.Bus)
+		}
 		if s.Interval != 0 && s.Interval.Std() < MinSensorInterval {
 			v.add(at+".interval", "%s is shorter than %s", s.Interval, MinSensorInterval)
 		}

@@ -3,9 +3,11 @@
 //
 // Today it has the simulated board's devices (Sim): thermometers whose
 // readings take a slow random walk, inputs that toggle on their own, and
-// outputs that record every level they were told. The kernel's w1 sysfs
-// files, OWFS's owserver, periph.io's GPIO and DS248x come next behind the
-// same method sets.
+// outputs that record every level they were told; and OWServer, a client
+// of OWFS's owserver (read, write, directory; DS18B20-family thermometers
+// through Thermometer). CheckReading rejects what such a thermometer
+// reports when it did not measure. The kernel's w1 sysfs files,
+// periph.io's GPIO and DS248x come next behind the same method sets.
 //
 // The consumer (the module root's assembly) defines the small interfaces it
 // needs (read a temperature, read and wait for an input's edge, drive an

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/hw"
 )
 
 // TestDemoIsAlive: the embedded default config (what `make run` starts),
@@ -99,4 +101,107 @@ func TestDemoIsAlive(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startOWServer runs Debian's owserver with fake devices on port until the
+// test ends (or stop). Without --foreground it would fork away from its pid.
+func startOWServer(t *testing.T, port int) (stop func()) {
+	t.Helper()
+	bin := needTool(t, "owserver", "owserver")
+	cmd := exec.Command(bin, "--foreground", "--fake", "28,10,22,3A,29", "-p", fmt.Sprintf("127.0.0.1:%d", port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	stop = func() {
+		cmd.Process.Kill()
+		<-done
+	}
+	t.Cleanup(stop)
+	c := &hw.OWServer{Addr: fmt.Sprintf("127.0.0.1:%d", port), Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := c.Devices(context.Background()); err == nil {
+			return stop
+		} else if time.Now().After(deadline) {
+			t.Fatalf("owserver on port %d: %v", port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// retainedJSON reads topic's retained message with mosquitto_sub.
+func retainedJSON(t *testing.T, sub string, port int, topic string) map[string]any {
+	t.Helper()
+	out, _ := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-t", topic, "-C", "1", "-W", "2").Output()
+	var m map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(out), &m); err != nil {
+		return nil
+	}
+	return m
+}
+
+// TestOWServerSensors: a node on the generic board reads the fake
+// thermometers of a real owserver (DS18B20, DS18S20, DS1822), seen on
+// mosquitto_sub; when owserver stops, each entry keeps its last value and
+// gains the error and since when; when it is back, the error goes.
+func TestOWServerSensors(t *testing.T) {
+	sub := needTool(t, "mosquitto_sub", "mosquitto-clients")
+	ps := freePorts(t, 2)
+	stopOW := startOWServer(t, ps[1])
+	ow := &hw.OWServer{Addr: fmt.Sprintf("127.0.0.1:%d", ps[1])}
+	ids, err := ow.Devices(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sensors strings.Builder
+	var topics []string
+	for _, id := range ids {
+		if fam := id[:2]; fam == "28" || fam == "10" || fam == "22" {
+			fmt.Fprintf(&sensors, "    - {device: %s, bus: \"owserver:127.0.0.1:%d\", path: ow.t%s, interval: 200ms}\n", id, ps[1], fam)
+			topics = append(topics, "kv/ow/t"+fam)
+		}
+	}
+	if len(topics) != 3 {
+		t.Fatalf("owserver's thermometers: %v", ids)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ow.yaml")
+	yaml := fmt.Sprintf("node: ow\nboard: generic\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nhardware:\n  sensors:\n%s",
+		filepath.Join(dir, "data"), ps[0], sensors.String())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startNode(t, "ow", cfg, ps[0])
+	wait := func(what string, ok func(map[string]any) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for _, topic := range topics {
+			for {
+				m := retainedJSON(t, sub, ps[0], topic)
+				if m != nil && ok(m) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %s is %v", what, topic, m)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	wait("readings", func(m map[string]any) bool {
+		v, ok := m["value"].(float64)
+		return ok && v >= -55 && v <= 125 && m["unit"] == "°C" && m["error"] == nil
+	})
+	stopOW()
+	wait("owserver down", func(m map[string]any) bool {
+		e, _ := m["error"].(string)
+		return strings.Contains(e, "owserver") && m["since"] != nil && m["value"] != nil
+	})
+	if n := strings.Count(p.Log(), "sensor fails"); n != len(topics) {
+		t.Errorf("%d log lines about failing sensors, want one per sensor (%d):\n%s", n, len(topics), p.Log())
+	}
+	startOWServer(t, ps[1])
+	wait("owserver back", func(m map[string]any) bool { return m["error"] == nil && m["value"] != nil })
 }
