@@ -72,9 +72,9 @@ func CheckTreePath(s string) error {
 	return err
 }
 
-// newHardware binds cfg's hardware to its devices: sensors on the sim bus
-// or behind an owserver (any board); inputs and outputs on the sim
-// board's pins. GPIO on a real board is refused with an error that says
+// newHardware binds cfg's hardware to its devices: sensors on the sim
+// bus, the kernel's w1 sysfs files or behind an owserver (any board);
+// inputs and outputs on the sim board's pins. GPIO on a real board is refused with an error that says
 // it is not built yet.
 func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardware, error) {
 	h := &hardware{eng: eng, log: log.With("component", "hardware"), now: time.Now, shutdown: 2 * time.Second}
@@ -118,8 +118,13 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 			if dev, err = c.Thermometer(s.Device); err != nil {
 				return nil, fmt.Errorf("%s.device: %w", at, err)
 			}
+		case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
+			w := &hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}
+			if dev, err = w.Thermometer(s.Device); err != nil {
+				return nil, fmt.Errorf("%s.device: %w", at, err)
+			}
 		default:
-			return nil, fmt.Errorf("%s.bus: %q is not a bus edgekv can read (want sim or owserver:HOST:PORT)", at, bus)
+			return nil, fmt.Errorf("%s.bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", at, bus)
 		}
 		h.sensors = append(h.sensors, boundSensor{cfg: s, path: p, dev: dev})
 	}

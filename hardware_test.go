@@ -2,6 +2,9 @@ package edgekv_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +229,48 @@ func TestHardwareOutputs(t *testing.T) {
 	}
 	if l, _ := fan.Level(); l {
 		t.Error("the fan (safe on, inverted) was not back at its safe level after the node stopped")
+	}
+}
+
+// TestHardwareW1Sysfs: a thermometer read through a fake w1 sysfs tree
+// (files as the kernel writes them). Absent at start: its entry says so,
+// with no value. Present: its value. A CRC error and the power-on 85 °C
+// are faults that keep the last value. Back to good: the fault clears.
+func TestHardwareW1Sysfs(t *testing.T) {
+	dir := t.TempDir()
+	n, _ := hwNode(t, boards.Hardware{Sensors: []boards.Sensor{
+		{Device: "28-0316a2794bff", Bus: "w1-sysfs:" + dir, Path: "hw.w1", Interval: boards.Duration(100 * time.Millisecond)},
+	}})
+	eventually(t, "the absent sensor's entry", func() bool {
+		m := entry(t, n, "hw.w1")
+		e, _ := m["error"].(string)
+		return strings.Contains(e, "not on the bus") && m["value"] == nil && m["since"] != nil
+	})
+	dev := filepath.Join(dir, "28-0316a2794bff")
+	if err := os.Mkdir(dev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	slave := func(crc string, milli int) {
+		t.Helper()
+		text := fmt.Sprintf("72 01 4b 46 7f ff 0e 10 57 : crc=57 %s\n72 01 4b 46 7f ff 0e 10 57 t=%d\n", crc, milli)
+		if err := os.WriteFile(filepath.Join(dev, "w1_slave"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slave("YES", 23125)
+	eventually(t, "23.125", func() bool { m := entry(t, n, "hw.w1"); return m["value"] == 23.125 && m["error"] == nil })
+	for _, fault := range []struct {
+		crc   string
+		milli int
+		text  string
+	}{{"NO", 23125, "CRC error"}, {"YES", 85000, "power-on"}} {
+		slave(fault.crc, fault.milli)
+		eventually(t, fault.text, func() bool {
+			m := entry(t, n, "hw.w1")
+			e, _ := m["error"].(string)
+			return strings.Contains(e, fault.text) && m["value"] == 23.125
+		})
+		slave("YES", 23125)
+		eventually(t, "clear after "+fault.text, func() bool { return entry(t, n, "hw.w1")["error"] == nil })
 	}
 }

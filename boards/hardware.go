@@ -26,9 +26,11 @@ type Sensor struct {
 	// form ("28.67C6697351FF") or the kernel's ("28-67c6697351ff"); on the
 	// sim bus any name ("sim-1"), which makes a simulated thermometer.
 	Device string `yaml:"device"`
-	// Bus is where the sensor is: "sim" (simulated), or
-	// "owserver:HOST:PORT" (OWFS's owserver, any board). Default the board
-	// profile's 1-wire source (sim on the sim board).
+	// Bus is where the sensor is: "sim" (simulated), "w1-sysfs" (the
+	// kernel's w1 driver, /sys/bus/w1/devices; "w1-sysfs:DIR" for another
+	// directory) or "owserver:HOST:PORT" (OWFS's owserver, any board).
+	// Default the board profile's 1-wire source: sim on the sim board,
+	// w1-sysfs on a Raspberry Pi or a BeagleBone.
 	Bus string `yaml:"bus"`
 	// Path is where its readings are written, in MoaT-KV's path syntax
 	// ("home.living.temp").
@@ -99,8 +101,11 @@ func (s Sensor) BusOn(p Profile) string {
 	if s.Bus != "" {
 		return s.Bus
 	}
-	if p.OneWire.Kind == OneWireSim {
+	switch p.OneWire.Kind {
+	case OneWireSim:
 		return "sim"
+	case OneWireSysfs:
+		return "w1-sysfs:" + p.OneWire.Path
 	}
 	return ""
 }
@@ -210,10 +215,16 @@ func (v *validator) hardware(checkPath func(string) error) {
 			} else if !oneWireID(s.Device) {
 				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28.67C6697351FF or 28-67c6697351ff)", s.Device)
 			}
+		case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
+			if dir := strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":"); dir != "" && !strings.HasPrefix(dir, "/") {
+				v.add(at+".bus", "%q: the w1 sysfs directory must be an absolute path", s.Bus)
+			} else if !oneWireID(s.Device) {
+				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff or 28.0316A2794BFF)", s.Device)
+			}
 		case s.Bus == "":
-			v.add(at+".bus", "board %s has no default 1-wire bus that edgekv can read yet: give bus: owserver:HOST:PORT (or sim)", prof.Name)
+			v.add(at+".bus", "board %s has no default 1-wire bus: give bus: w1-sysfs, owserver:HOST:PORT or sim", prof.Name)
 		default:
-			v.add(at+".bus", "%q is not a bus (want sim or owserver:HOST:PORT)", s.Bus)
+			v.add(at+".bus", "%q is not a bus (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", s.Bus)
 		}
 		if s.Interval != 0 && s.Interval.Std() < MinSensorInterval {
 			v.add(at+".interval", "%s is shorter than %s", s.Interval, MinSensorInterval)

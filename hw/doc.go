@@ -5,8 +5,9 @@
 // readings take a slow random walk, inputs that toggle on their own, and
 // outputs that record every level they were told; and OWServer, a client
 // of OWFS's owserver (read, write, directory; DS18B20-family thermometers
-// through Thermometer). CheckReading rejects what such a thermometer
-// reports when it did not measure. The kernel's w1 sysfs files,
+// through Thermometer); and W1Sysfs, the kernel's w1 driver's files
+// (ParseW1Slave reads a w1_slave file, CRC line included). CheckReading
+// rejects what such a thermometer reports when it did not measure.
 // periph.io's GPIO and DS248x come next behind the same method sets.
 //
 // The consumer (the module root's assembly) defines the small interfaces it
