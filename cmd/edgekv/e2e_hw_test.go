@@ -205,3 +205,60 @@ func TestOWServerSensors(t *testing.T) {
 	startOWServer(t, ps[1])
 	wait("owserver back", func(m map[string]any) bool { return m["error"] == nil && m["value"] != nil })
 }
+
+// TestHardwareAcrossBoards: three edgekv processes in a line (board1 ->
+// board2 -> board3). A sim thermometer bound on board1 is read on board3;
+// a relay bound on board2 is switched by a write on board1 (MQTT), and
+// its state, written by board2, is seen on board1 and board3.
+func TestHardwareAcrossBoards(t *testing.T) {
+	sub := needTool(t, "mosquitto_sub", "mosquitto-clients")
+	pub := needTool(t, "mosquitto_pub", "mosquitto-clients")
+	dir := t.TempDir()
+	ps := freePorts(t, 3)
+	names := []string{"board1", "board2", "board3"}
+	hwYAML := map[string]string{
+		"board1": "hardware:\n  sensors:\n    - {device: sim-1, path: site.b1.temp, interval: 200ms}\n",
+		"board2": "hardware:\n  outputs:\n    - {pin: GPIO27, path: site.b2.relay}\n",
+	}
+	for i, name := range names {
+		c := e2eCfg{name: name, port: ps[i], data: filepath.Join(dir, name), extra: hwYAML[name]}
+		if i < 2 {
+			c.peers = []e2eLink{{name: names[i+1], port: ps[i+1]}}
+		}
+		if i > 0 {
+			c.peerUsers = []string{names[i-1]}
+		}
+		startNodeCfg(t, dir, "", c)
+	}
+	read := func(port int, topic string) map[string]any { return retainedJSON(t, sub, port, topic) }
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 15 s: %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	var first any
+	until("board1's thermometer on board3", func() bool {
+		m := read(ps[2], "kv/site/b1/temp")
+		if m == nil || m["unit"] != "°C" {
+			return false
+		}
+		first = m["value"]
+		return true
+	})
+	until("board1's thermometer changing on board3", func() bool { m := read(ps[2], "kv/site/b1/temp"); return m != nil && m["value"] != first })
+
+	if out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "kv/site/b2/relay", "-m", "on", "-q", "1").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	for _, port := range []int{ps[1], ps[0], ps[2]} {
+		until(fmt.Sprintf("the relay on board2 on, seen on port %d", port), func() bool {
+			m := read(port, "kv/site/b2/relay/state")
+			return m != nil && m["value"] == true && m["safe"] == nil
+		})
+	}
+}
