@@ -395,9 +395,12 @@ func startProcNodes(b *testing.B, names []string, links [][]int, syncYAML string
 	probe := func(from int, to []int, topic string) {
 		seen := make(chan struct{}, len(to))
 		for _, t := range to {
-			mqttClient(b, out[t].port, fmt.Sprintf("probe-%d-%d", from, t), topic, func(string, []byte) { seen <- struct{}{} })
+			mqttClient(b, out[t].port, fmt.Sprintf("probe-%d-%d-%s", from, t, topic), topic, func(string, []byte) { seen <- struct{}{} })
 		}
-		pub := mqttClient(b, out[from].port, fmt.Sprintf("probe-pub-%d", from), "", nil)
+		// The client ids name the topic: with one node, both probes
+		// publish on it, and a second client with the same id would
+		// take over the first one's session.
+		pub := mqttClient(b, out[from].port, fmt.Sprintf("probe-pub-%d-%s", from, topic), "", nil)
 		if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: topic, Payload: []byte("1"), QoS: 1}); err != nil {
 			b.Fatal(err)
 		}
@@ -1045,4 +1048,42 @@ func storeSizes(b *testing.B, dir string) (snap, logs int64) {
 		}
 	}
 	return snap, logs
+}
+
+// BenchmarkSimSensors100 is the cost of polling: a node process with 100
+// simulated thermometers read every second, each reading written (no
+// deadband), beside a node without sensors in the same run; CPU-% is the
+// node's share of one core over 30 s, and the difference is what the
+// sensors cost.
+func BenchmarkSimSensors100(b *testing.B) {
+	var sensors strings.Builder
+	sensors.WriteString("hardware:\n  sensors:\n")
+	for i := range 100 {
+		fmt.Fprintf(&sensors, "    - {device: sim-%d, path: bench.temp.s%d, interval: 1s}\n", i, i)
+	}
+	for b.Loop() {
+		with := startProcNodes(b, []string{"sensors"}, [][]int{{}}, sensors.String())[0]
+		without := startProcNodes(b, []string{"plain"}, [][]int{{}}, "")[0]
+		time.Sleep(3 * time.Second)
+		w0, p0 := cpuTicks(b, with.pid), cpuTicks(b, without.pid)
+		time.Sleep(30 * time.Second)
+		w1, p1 := cpuTicks(b, with.pid), cpuTicks(b, without.pid)
+		// The readings are there: every sensor's topic in 3 s.
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		mqttClient(b, with.port, "sensors-check", "kv/bench/temp/#", func(topic string, _ []byte) {
+			mu.Lock()
+			seen[topic] = true
+			mu.Unlock()
+		})
+		time.Sleep(3 * time.Second)
+		mu.Lock()
+		if len(seen) != 100 {
+			b.Fatalf("%d of 100 sensors' topics seen", len(seen))
+		}
+		mu.Unlock()
+		b.ReportMetric(float64(w1-w0)/30, "CPU-%")
+		b.ReportMetric(float64(p1-p0)/30, "without-CPU-%")
+		b.ReportMetric(float64(rssKiB(b, with.pid))/1024, "RSS-MiB")
+	}
 }
