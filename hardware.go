@@ -86,8 +86,16 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 	if !ok {
 		return nil, fmt.Errorf("board: unknown board %q", cfg.Board)
 	}
-	if prof.Name != "sim" && len(hc.Inputs)+len(hc.Outputs) > 0 {
-		return nil, fmt.Errorf("hardware: board %s: GPIO inputs and outputs are supported on the sim board only so far (periph.io's GPIO is not built yet)", prof.Name)
+	if prof.Name != "sim" {
+		gpio := len(hc.Inputs)
+		for _, o := range hc.Outputs {
+			if o.Device == "" {
+				gpio++
+			}
+		}
+		if gpio > 0 {
+			return nil, fmt.Errorf("hardware: board %s: GPIO inputs and outputs are supported on the sim board only so far (periph.io's GPIO is not built yet)", prof.Name)
+		}
 	}
 	h.sim = hw.NewSim()
 	parse := func(at, s string) (tree.Path, error) {
@@ -145,8 +153,22 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 		if err != nil {
 			return nil, err
 		}
-		pin, _ := prof.Pin(o.Pin)
-		h.outputs = append(h.outputs, boundOutput{cfg: o, path: p, state: st, dev: h.sim.Output(pin)})
+		var dev outputPin
+		if o.Device != "" { // a 1-wire switch's channel (bus checked by Validate)
+			addr := strings.TrimPrefix(o.Bus, "owserver:")
+			c := owservers[addr]
+			if c == nil {
+				c = &hw.OWServer{Addr: addr, Timeout: 5 * time.Second}
+				owservers[addr] = c
+			}
+			if dev, err = c.Switch(o.Device, o.Channel); err != nil {
+				return nil, fmt.Errorf("hardware.outputs[%d]: %w", i, err)
+			}
+		} else {
+			pin, _ := prof.Pin(o.Pin)
+			dev = h.sim.Output(pin)
+		}
+		h.outputs = append(h.outputs, boundOutput{cfg: o, path: p, state: st, dev: dev})
 	}
 	return h, nil
 }
@@ -301,9 +323,12 @@ func (h *hardware) runInput(ctx context.Context, in boundInput) {
 // one of those reasons.
 func (h *hardware) runOutput(ctx context.Context, o boundOutput) {
 	what := "output " + o.cfg.Pin
+	if o.cfg.Device != "" {
+		what = "output " + o.cfg.Device + " channel " + o.cfg.Channel
+	}
 	drive := func(level bool, reason string) {
 		if err := o.dev.Out(level != o.cfg.Invert); err != nil {
-			h.log.Warn("cannot drive an output", "pin", o.cfg.Pin, "error", err)
+			h.log.Warn("cannot drive an output", "output", what, "error", err)
 			reason = "cannot drive the pin: " + err.Error()
 		}
 		st := outputState{level: level, at: h.now(), reason: reason}
@@ -329,7 +354,7 @@ func (h *hardware) runOutput(ctx context.Context, o boundOutput) {
 		}
 		level, ok := outputLevel(it.Entry.Value)
 		if !ok {
-			h.log.Warn("output command is not a level; the output takes its safe level", "pin", o.cfg.Pin, "path", o.path.String())
+			h.log.Warn("output command is not a level; the output takes its safe level", "output", what, "path", o.path.String())
 			drive(o.cfg.Safe, "not a level (want true/false, 1/0 or on/off)")
 			return nil
 		}
@@ -337,7 +362,7 @@ func (h *hardware) runOutput(ctx context.Context, o boundOutput) {
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		h.log.Warn("output stopped following its path", "pin", o.cfg.Pin, "error", err)
+		h.log.Warn("output stopped following its path", "output", what, "error", err)
 	}
 }
 

@@ -61,10 +61,18 @@ type Input struct {
 	Invert bool `yaml:"invert"`
 }
 
-// Output binds a GPIO output pin to the tree value that drives it.
+// Output binds a GPIO output pin, or a channel of a 1-wire switch, to the
+// tree value that drives it.
 type Output struct {
-	// Pin is the pin's name in the board profile ("GPIO27").
+	// Pin is the pin's name in the board profile ("GPIO27"). Give either a
+	// pin or a device.
 	Pin string `yaml:"pin"`
+	// Device is a 1-wire switch: a DS2413 (family 3A, Channel A or B) or a
+	// DS2408 (family 29, Channel 0 to 7), on Bus.
+	Device  string `yaml:"device"`
+	Channel string `yaml:"channel"`
+	// Bus is the switch's bus: owserver:HOST:PORT.
+	Bus string `yaml:"bus"`
 	// Path holds the command: true/false, 1/0 or "on"/"off". Any node may
 	// write it.
 	Path string `yaml:"path"`
@@ -252,14 +260,58 @@ func (v *validator) hardware(checkPath func(string) error) {
 			v.add(at+".debounce", "%s is out of range (0 to %s)", in.Debounce, MaxDebounce)
 		}
 	}
+	switches := map[string]string{}
 	for i, o := range h.Outputs {
 		at := fmt.Sprintf("hardware.outputs[%d]", i)
-		pin(at+".pin", o.Pin)
+		switch {
+		case o.Pin != "" && o.Device != "":
+			v.add(at, "give a pin or a device, not both")
+		case o.Device != "":
+			v.switchOutput(at, o, switches)
+		default:
+			pin(at+".pin", o.Pin)
+		}
 		path(at+".path", o.Path, true)
 		if o.Path != "" {
 			path(at+".state", o.StatePath(), false)
 		}
 	}
+}
+
+// switchOutput checks an output on a 1-wire switch's channel.
+func (v *validator) switchOutput(at string, o Output, seen map[string]string) {
+	if !oneWireID(o.Device) {
+		v.add(at+".device", "%q is not a 1-wire id (want e.g. 3A.54F81BE8E78D)", o.Device)
+		return
+	}
+	ch := strings.ToUpper(o.Channel)
+	switch fam := strings.ToUpper(o.Device[:2]); {
+	case fam == "3A" && (ch == "A" || ch == "B"):
+	case fam == "29" && len(ch) == 1 && ch[0] >= '0' && ch[0] <= '7':
+	case fam == "3A":
+		v.add(at+".channel", "a DS2413 has channels A and B, not %q", o.Channel)
+		return
+	case fam == "29":
+		v.add(at+".channel", "a DS2408 has channels 0 to 7, not %q", o.Channel)
+		return
+	default:
+		v.add(at+".device", "family %s is not a switch edgekv drives (3A DS2413, 29 DS2408)", fam)
+		return
+	}
+	if !strings.HasPrefix(o.Bus, "owserver:") {
+		v.add(at+".bus", "a switch's bus must be owserver:HOST:PORT (got %q)", o.Bus)
+		return
+	}
+	if _, _, msg := splitAddr(strings.TrimPrefix(o.Bus, "owserver:"), false); msg != "" {
+		v.add(at+".bus", "%q: owserver's address %s", o.Bus, msg)
+		return
+	}
+	key := strings.ToUpper(strings.Replace(o.Device, "-", ".", 1)) + "/" + ch + "@" + o.Bus
+	if first, dup := seen[key]; dup {
+		v.add(at+".channel", "channel %s of %s is already bound by %s", ch, o.Device, first)
+		return
+	}
+	seen[key] = at
 }
 
 // pinNames lists a profile's pin names for error messages.

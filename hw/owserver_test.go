@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -182,6 +184,116 @@ func TestCheckReading(t *testing.T) {
 	for _, c := range []float64{85, 127.94, -127, 126, -56} {
 		if err := CheckReading(c); !errors.Is(err, ErrNoReading) {
 			t.Errorf("%v accepted (%v)", c, err)
+		}
+	}
+}
+
+// recordingProxy forwards connections to addr and keeps what clients
+// sent: the real owserver answers, the test sees the requests.
+func recordingProxy(t *testing.T, addr string) (string, func() []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sent bytes.Buffer
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					mu.Lock()
+					sent.Write(buf[:n])
+					mu.Unlock()
+					s.Write(buf[:n])
+					if err != nil {
+						s.(*net.TCPConn).CloseWrite()
+						return
+					}
+				}
+			}()
+			go func() { defer wg.Done(); io.Copy(c, s); c.Close(); s.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String(), func() []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return bytes.Clone(sent.Bytes())
+	}
+}
+
+// writeSuccesses reads owserver's count of successful writes.
+func writeSuccesses(t *testing.T, c *OWServer) int {
+	t.Helper()
+	v, err := c.Read(context.Background(), "/statistics/write/success")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestOWSwitch drives DS2413 and DS2408 channels of a real owserver. Its
+// fake devices do not keep what they are told (reads are random), so the
+// test sees the requests through a proxy and owserver's own count of
+// successful writes.
+func TestOWSwitch(t *testing.T) {
+	real := fakeOWServer(t)
+	addr, sent := recordingProxy(t, real.Addr)
+	c := &OWServer{Addr: addr, Timeout: 2 * time.Second}
+	ctx := context.Background()
+	ids, _ := c.Devices(ctx)
+	var ds2413, ds2408 string
+	for _, id := range ids {
+		switch id[:2] {
+		case "3A":
+			ds2413 = id
+		case "29":
+			ds2408 = id
+		}
+	}
+	before := writeSuccesses(t, real)
+	writes := 0
+	for _, ch := range []struct{ id, ch string }{{ds2413, "A"}, {ds2413, "b"}, {ds2408, "0"}, {ds2408, "7"}} {
+		sw, err := c.Switch(ch.id, ch.ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, level := range []bool{true, false} {
+			if err := sw.Out(level); err != nil {
+				t.Fatalf("%s: %v", sw, err)
+			}
+			writes++
+			want := "/" + ch.id + "/PIO." + strings.ToUpper(ch.ch) + "\x00" + map[bool]string{true: "1", false: "0"}[level]
+			if !bytes.Contains(sent(), []byte(want)) {
+				t.Errorf("no write of %q sent", want)
+			}
+		}
+	}
+	if got := writeSuccesses(t, real) - before; got != writes {
+		t.Errorf("owserver counted %d successful writes, want %d", got, writes)
+	}
+	for _, bad := range []struct{ id, ch string }{{ds2413, "C"}, {ds2408, "8"}, {"28.67C6697351FF", "A"}, {"nope", "A"}} {
+		if _, err := c.Switch(bad.id, bad.ch); err == nil {
+			t.Errorf("Switch(%q, %q) accepted", bad.id, bad.ch)
 		}
 	}
 }

@@ -73,3 +73,52 @@ func (t *OWThermometer) Read(ctx context.Context) (float64, error) {
 
 // String names the thermometer.
 func (t *OWThermometer) String() string { return t.id + "@" + t.c.Addr }
+
+// OWSwitch is one channel of a DS2413 (family 3A, channels A and B) or a
+// DS2408 (family 29, channels 0 to 7) behind an owserver.
+type OWSwitch struct {
+	c    *OWServer
+	path string // "/3A.54F81BE8E78D/PIO.A"
+}
+
+// Switch returns channel ch of switch id (either id form) behind c.
+func (c *OWServer) Switch(id, ch string) (*OWSwitch, error) {
+	ow, ok := OWID(id)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a 1-wire id (want e.g. 3A.54F81BE8E78D)", id)
+	}
+	if err := CheckSwitchChannel(ow, ch); err != nil {
+		return nil, err
+	}
+	return &OWSwitch{c: c, path: "/" + ow + "/PIO." + strings.ToUpper(ch)}, nil
+}
+
+// CheckSwitchChannel says whether ch is a channel of the switch id
+// (owserver's form): A or B on a DS2413, 0 to 7 on a DS2408.
+func CheckSwitchChannel(id, ch string) error {
+	switch id[:2] {
+	case "3A":
+		if c := strings.ToUpper(ch); c == "A" || c == "B" {
+			return nil
+		}
+		return fmt.Errorf("a DS2413 (%s) has channels A and B, not %q", id, ch)
+	case "29":
+		if len(ch) == 1 && ch[0] >= '0' && ch[0] <= '7' {
+			return nil
+		}
+		return fmt.Errorf("a DS2408 (%s) has channels 0 to 7, not %q", id, ch)
+	}
+	return fmt.Errorf("%s is not a switch edgekv drives (family 3A DS2413 or 29 DS2408)", id)
+}
+
+// Out sets the channel's output latch: true turns its transistor on.
+func (s *OWSwitch) Out(level bool) error {
+	v := "0"
+	if level {
+		v = "1"
+	}
+	return s.c.Write(context.Background(), s.path, v)
+}
+
+// String names the channel.
+func (s *OWSwitch) String() string { return s.path + "@" + s.c.Addr }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,10 +167,19 @@ func TestOWServerSensors(t *testing.T) {
 	if len(topics) != 3 {
 		t.Fatalf("owserver's thermometers: %v", ids)
 	}
+	var outputs strings.Builder
+	for _, id := range ids {
+		switch id[:2] {
+		case "3A":
+			fmt.Fprintf(&outputs, "    - {device: %s, channel: A, bus: \"owserver:127.0.0.1:%d\", path: ow.valve}\n", id, ps[1])
+		case "29":
+			fmt.Fprintf(&outputs, "    - {device: %s, channel: 3, bus: \"owserver:127.0.0.1:%d\", path: ow.pump}\n", id, ps[1])
+		}
+	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ow.yaml")
-	yaml := fmt.Sprintf("node: ow\nboard: generic\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nhardware:\n  sensors:\n%s",
-		filepath.Join(dir, "data"), ps[0], sensors.String())
+	yaml := fmt.Sprintf("node: ow\nboard: generic\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nhardware:\n  sensors:\n%s  outputs:\n%s",
+		filepath.Join(dir, "data"), ps[0], sensors.String(), outputs.String())
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +204,35 @@ func TestOWServerSensors(t *testing.T) {
 		v, ok := m["value"].(float64)
 		return ok && v >= -55 && v <= 125 && m["unit"] == "°C" && m["error"] == nil
 	})
+	// The DS2413 and DS2408 channels follow their topics. owserver's
+	// fake devices do not keep what they are told, so its count of
+	// successful writes shows that each command reached it.
+	writes := func() int {
+		v, err := ow.Read(context.Background(), "/statistics/write/success")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	pub := needTool(t, "mosquitto_pub", "mosquitto-clients")
+	for _, topic := range []string{"kv/ow/valve", "kv/ow/pump"} {
+		before := writes()
+		if out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", topic, "-m", "on", "-q", "1").CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m := retainedJSON(t, sub, ps[0], topic+"/state")
+			if m != nil && m["value"] == true && m["safe"] == nil && writes() > before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s on: state %v, owserver writes %d -> %d", topic, m, before, writes())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	stopOW()
 	wait("owserver down", func(m map[string]any) bool {
 		e, _ := m["error"].(string)
