@@ -40,6 +40,7 @@ type Node struct {
 	client []clientListener // plain first (if any), then TLS
 	trim   *memtrim.Trimmer // told when clients leave
 	hw     *hardware        // the board's sensor and pin bindings
+	ha     *homeAssistant   // Home Assistant discovery, or nil
 	recv   *budget.Budget   // limits.receiving: unfinished messages of all connections
 
 	ready     chan struct{} // closed once every listener is open (or Run failed)
@@ -139,6 +140,10 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 		n.links = append(n.links, broker.NewPeerLink(lc, linkHandler{n, lc.Hub}))
 	}
 	if n.hw, err = newHardware(cfg, n.eng, n.log); err != nil {
+		n.eng.Close()
+		return nil, err
+	}
+	if n.ha, err = newHomeAssistant(cfg, n.br, n.eng, n.log); err != nil {
 		n.eng.Close()
 		return nil, err
 	}
@@ -285,6 +290,9 @@ func (n *Node) Run(ctx context.Context) error {
 	start("client protocol", func(ctx context.Context) error { return n.serveClients(ctx, lns) })
 	start("memory trimmer", n.trim.Run)
 	start("hardware", n.hw.Run)
+	if n.ha != nil {
+		start("home assistant", n.ha.Run)
+	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	for _, l := range n.links {
 		start("link "+l.Name(), l.Run)

@@ -18,6 +18,26 @@ type Hardware struct {
 	Inputs []Input `yaml:"inputs"`
 	// Outputs are GPIO outputs that follow a tree value.
 	Outputs []Output `yaml:"outputs"`
+	// HomeAssistant announces the bindings to Home Assistant.
+	HomeAssistant HomeAssistant `yaml:"home_assistant"`
+}
+
+// HomeAssistant is Home Assistant's MQTT discovery for the board's bound
+// hardware (README: Home Assistant).
+type HomeAssistant struct {
+	// Enabled announces every binding: sensors as sensor, inputs as
+	// binary_sensor, outputs as switch, one device per board. Default off.
+	Enabled bool `yaml:"enabled"`
+	// Prefix is Home Assistant's discovery prefix. Default homeassistant.
+	Prefix string `yaml:"prefix"`
+}
+
+// DiscoveryPrefix returns Prefix or its default.
+func (h HomeAssistant) DiscoveryPrefix() string {
+	if h.Prefix == "" {
+		return "homeassistant"
+	}
+	return h.Prefix
 }
 
 // Sensor binds one thermometer to a tree path.
@@ -258,6 +278,13 @@ func (v *validator) hardware(checkPath func(string) error) {
 		}
 		if in.Debounce != nil && (in.Debounce.Std() < 0 || in.Debounce.Std() > MaxDebounce) {
 			v.add(at+".debounce", "%s is out of range (0 to %s)", in.Debounce, MaxDebounce)
+		}
+	}
+	if hp := h.HomeAssistant.Prefix; hp != "" {
+		if msg := topicPrefixProblem(hp); msg != "" {
+			v.add("hardware.home_assistant.prefix", "%q %s", hp, msg)
+		} else if topicsOverlap(hp, v.c.KV.Prefix) || topicsOverlap(hp, v.c.Sync.Prefix) {
+			v.add("hardware.home_assistant.prefix", "%q overlaps the kv or sync prefix", hp)
 		}
 	}
 	switches := map[string]string{}

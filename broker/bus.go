@@ -51,6 +51,17 @@ func (b *Broker) SyncPrefix() string { return b.cfg.SyncPrefix }
 // topics that are not valid MQTT topic names one wrapping ErrTopic. It may
 // be called from any goroutine.
 func (b *Broker) PublishMessage(topic string, payload []byte) error {
+	return b.publishInline(topic, payload, false)
+}
+
+// PublishRetained is PublishMessage with the retain flag: the broker keeps
+// the message for later subscribers (within limits.retained), and an
+// empty payload removes the one kept on topic.
+func (b *Broker) PublishRetained(topic string, payload []byte) error {
+	return b.publishInline(topic, payload, true)
+}
+
+func (b *Broker) publishInline(topic string, payload []byte, retain bool) error {
 	if err := checkTopicName(topic); err != nil {
 		return err
 	}
@@ -63,7 +74,7 @@ func (b *Broker) PublishMessage(topic string, payload []byte) error {
 		return fmt.Errorf("%w: %q is peer sync traffic", ErrReservedTopic, topic)
 	}
 	err := b.srv.InjectPacket(b.inline, packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain},
 		TopicName:   topic,
 		PacketID:    1, // required for QoS 1; mochi numbers deliveries itself
 		Payload:     payload,

@@ -62,6 +62,30 @@ func TestPublishMessage(t *testing.T) {
 	}
 }
 
+// TestPublishRetained: a retained message is delivered to a client that
+// subscribes later, with the retain flag; an empty one removes it.
+func TestPublishRetained(t *testing.T) {
+	tb := startBroker(t, nil)
+	if err := tb.PublishRetained("ha/sensor/x/config", []byte(`{"name":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	sub := connect(t, tb.addr, "late", "", "")
+	sub.subscribe(t, "ha/#")
+	if m := sub.expect(t); m.Topic != "ha/sensor/x/config" || string(m.Payload) != `{"name":"x"}` || !m.Retain {
+		t.Fatalf("got %q %q retain=%v", m.Topic, m.Payload, m.Retain)
+	}
+	if err := tb.PublishRetained("ha/sensor/x/config", nil); err != nil {
+		t.Fatal(err)
+	}
+	sub.expect(t) // the empty publish itself, live
+	again := connect(t, tb.addr, "later", "", "")
+	again.subscribe(t, "ha/#")
+	again.expectNone(t, 200*time.Millisecond)
+	if err := tb.PublishRetained("kv/x", []byte("1")); !errors.Is(err, ErrReservedTopic) {
+		t.Errorf("kv/x: %v, want ErrReservedTopic", err)
+	}
+}
+
 // TestMonitor: a monitor sees client publishes, PublishMessage and the
 // node's KV publishes on matching topics, from when it started (no
 // retained replay), never peer sync traffic; Close ends it.

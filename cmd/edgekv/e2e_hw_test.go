@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -299,5 +300,139 @@ func TestHardwareAcrossBoards(t *testing.T) {
 			m := read(port, "kv/site/b2/relay/state")
 			return m != nil && m["value"] == true && m["safe"] == nil
 		})
+	}
+}
+
+// haConfigs reads the retained discovery configs under homeassistant/#.
+func haConfigs(t *testing.T, sub string, port int) map[string]map[string]any {
+	t.Helper()
+	out, _ := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-t", "homeassistant/#", "-v", "-W", "1").Output()
+	got := map[string]map[string]any{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		topic, payload, _ := strings.Cut(sc.Text(), " ")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(payload), &m); err != nil {
+			t.Errorf("%s: %q is not JSON: %v", topic, payload, err)
+			continue
+		}
+		got[topic] = m
+	}
+	return got
+}
+
+// TestHomeAssistantDiscovery: with home_assistant enabled, the node
+// announces each binding as Home Assistant's MQTT discovery documents it
+// (sensor, binary_sensor, switch; the keys each requires, a unique_id, one
+// device block for the board, availability), announces again when Home
+// Assistant publishes "online" on its status topic, says "offline" when it
+// stops, and removes the entity of a binding that is gone when it starts
+// again.
+func TestHomeAssistantDiscovery(t *testing.T) {
+	sub := needTool(t, "mosquitto_sub", "mosquitto-clients")
+	pub := needTool(t, "mosquitto_pub", "mosquitto-clients")
+	dir := t.TempDir()
+	ps := freePorts(t, 1)
+	write := func(withDoor bool) string {
+		hw := "hardware:\n  home_assistant: {enabled: true}\n  sensors:\n    - {device: sim-1, path: ha.temp, interval: 1s}\n  outputs:\n    - {pin: GPIO27, path: ha.relay}\n"
+		if withDoor {
+			hw += "  inputs:\n    - {pin: GPIO17, path: ha.door}\n"
+		}
+		cfg := filepath.Join(dir, "ha.yaml")
+		yaml := fmt.Sprintf("node: ha1\nboard: sim\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\n%s", filepath.Join(dir, "data"), ps[0], hw)
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	p := startNode(t, "ha1", write(true), ps[0])
+	var got map[string]map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for got = haConfigs(t, sub, ps[0]); len(got) < 3 && time.Now().Before(deadline); got = haConfigs(t, sub, ps[0]) {
+	}
+	want := map[string][]string{ // component → keys Home Assistant requires or edgekv promises
+		"homeassistant/sensor/edgekv_ha1/ha_temp/config":        {"state_topic", "unit_of_measurement", "device_class", "value_template"},
+		"homeassistant/binary_sensor/edgekv_ha1/ha_door/config": {"state_topic", "payload_on", "payload_off", "value_template"},
+		"homeassistant/switch/edgekv_ha1/ha_relay/config":       {"command_topic", "state_topic", "payload_on", "payload_off", "state_on", "state_off"},
+	}
+	ids := map[string]bool{}
+	for topic, keys := range want {
+		m := got[topic]
+		if m == nil {
+			t.Errorf("no config on %s (got %v)", topic, got)
+			continue
+		}
+		for _, k := range append(keys, "name", "unique_id", "availability_topic", "payload_available", "payload_not_available", "device") {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%s: no %q in %v", topic, k, m)
+			}
+		}
+		ids[fmt.Sprint(m["unique_id"])] = true
+		dev, _ := m["device"].(map[string]any)
+		if idents, _ := dev["identifiers"].([]any); len(idents) != 1 || idents[0] != "edgekv_ha1" || dev["name"] != "ha1" {
+			t.Errorf("%s: device %v, want identifiers [edgekv_ha1] and name ha1", topic, m["device"])
+		}
+		if m["availability_topic"] != "edgekv/availability/ha1" {
+			t.Errorf("%s: availability_topic %v", topic, m["availability_topic"])
+		}
+	}
+	if len(ids) != 3 {
+		t.Errorf("unique_ids not unique: %v", ids)
+	}
+	if sw := got["homeassistant/switch/edgekv_ha1/ha_relay/config"]; sw != nil && (sw["command_topic"] != "kv/ha/relay" || sw["state_topic"] != "kv/ha/relay/state") {
+		t.Errorf("switch topics: %v", sw)
+	}
+	if s := got["homeassistant/sensor/edgekv_ha1/ha_temp/config"]; s != nil && s["state_topic"] != "kv/ha/temp" {
+		t.Errorf("sensor state_topic: %v", s["state_topic"])
+	}
+	avail := func() string {
+		out, _ := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "edgekv/availability/ha1", "-C", "1", "-W", "1").Output()
+		return strings.TrimSpace(string(out))
+	}
+	if a := avail(); a != "online" {
+		t.Errorf("availability %q, want online", a)
+	}
+
+	// Home Assistant restarts: its birth message brings the configs again,
+	// live (not only as retained messages).
+	live := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "homeassistant/+/+/+/config", "-R", "-C", "3", "-W", "5")
+	var liveOut bytes.Buffer
+	live.Stdout = &liveOut
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "homeassistant/status", "-m", "online").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	if err := live.Wait(); err != nil {
+		t.Errorf("re-announce after Home Assistant's birth message: %v (%q)", err, liveOut.String())
+	}
+
+	// Stop: a subscriber sees offline. Start without the door: its entity
+	// is removed.
+	watch := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "edgekv/availability/ha1", "-C", "2", "-W", "5")
+	var watchOut bytes.Buffer
+	watch.Stdout = &watchOut
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.stop(syscall.SIGTERM)
+	watch.Wait()
+	if got := strings.Fields(watchOut.String()); len(got) != 2 || got[0] != "online" || got[1] != "offline" {
+		t.Errorf("availability around the stop: %q, want online then offline", watchOut.String())
+	}
+	startNode(t, "ha1", write(false), ps[0])
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		got = haConfigs(t, sub, ps[0])
+		if _, door := got["homeassistant/binary_sensor/edgekv_ha1/ha_door/config"]; !door && len(got) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restarting without the door: %v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
