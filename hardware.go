@@ -112,27 +112,9 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 		if err != nil {
 			return nil, err
 		}
-		var dev thermometer
-		switch bus := s.BusOn(prof); {
-		case bus == "sim":
-			dev = h.sim.Thermometer(s.Device)
-		case strings.HasPrefix(bus, "owserver:"):
-			addr := strings.TrimPrefix(bus, "owserver:")
-			c := owservers[addr]
-			if c == nil {
-				c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, s.Every())}
-				owservers[addr] = c
-			}
-			if dev, err = c.Thermometer(s.Device); err != nil {
-				return nil, fmt.Errorf("%s.device: %w", at, err)
-			}
-		case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
-			w := &hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}
-			if dev, err = w.Thermometer(s.Device); err != nil {
-				return nil, fmt.Errorf("%s.device: %w", at, err)
-			}
-		default:
-			return nil, fmt.Errorf("%s.bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", at, bus)
+		dev, err := sensorDevice(prof, s, h.sim, owservers)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", at, err)
 		}
 		h.sensors = append(h.sensors, boundSensor{cfg: s, path: p, dev: dev})
 	}
@@ -171,6 +153,59 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 		h.outputs = append(h.outputs, boundOutput{cfg: o, path: p, state: st, dev: dev})
 	}
 	return h, nil
+}
+
+// sensorDevice builds the thermometer a sensor binding reads on board
+// prof: a simulated one from sim, or one behind an owserver (kept per
+// address in owservers) or the kernel's w1 sysfs files.
+func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers map[string]*hw.OWServer) (thermometer, error) {
+	switch bus := s.BusOn(prof); {
+	case bus == "sim":
+		return sim.Thermometer(s.Device), nil
+	case strings.HasPrefix(bus, "owserver:"):
+		addr := strings.TrimPrefix(bus, "owserver:")
+		c := owservers[addr]
+		if c == nil {
+			c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, s.Every())}
+			owservers[addr] = c
+		}
+		th, err := c.Thermometer(s.Device)
+		if err != nil {
+			return nil, fmt.Errorf("device: %w", err)
+		}
+		return th, nil
+	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
+		w := &hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}
+		th, err := w.Thermometer(s.Device)
+		if err != nil {
+			return nil, fmt.Errorf("device: %w", err)
+		}
+		return th, nil
+	}
+	return nil, fmt.Errorf("bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", s.Bus)
+}
+
+// ReadSensor reads the thermometer of a sensor binding of cfg once, as a
+// running node would (scale and offset applied, readings that are not
+// measurements refused), without a node: `edgekv hw read`. A simulated
+// sensor gives the first value of its walk.
+func ReadSensor(ctx context.Context, cfg *boards.Config, s boards.Sensor) (float64, error) {
+	prof, ok := boards.Lookup(cfg.Board)
+	if !ok {
+		return 0, fmt.Errorf("unknown board %q", cfg.Board)
+	}
+	dev, err := sensorDevice(prof, s, hw.NewSim(), map[string]*hw.OWServer{})
+	if err != nil {
+		return 0, err
+	}
+	v, err := dev.Read(ctx)
+	if err == nil {
+		err = hw.CheckReading(v)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return v*s.Factor() + s.Offset, nil
 }
 
 // Run runs every binding until ctx ends. Outputs take their safe level

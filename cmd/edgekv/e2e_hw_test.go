@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -434,5 +435,103 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			t.Fatalf("after restarting without the door: %v", got)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// edgekvCLI runs the edgekv binary with args and returns its output and
+// exit status.
+func edgekvCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(edgekvBinary(t), args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	t.Fatal(err)
+	return "", -1
+}
+
+// TestHwCommands: `edgekv hw list` shows a config's bindings, the devices
+// found now on its owserver and w1 sysfs buses (bound or not) and its
+// pins; `edgekv hw read` reads a bound thermometer by id or path, an
+// unbound one on --bus, fails with status 1 when owserver is down, and
+// with --node asks the running node for the binding's entry.
+func TestHwCommands(t *testing.T) {
+	ps := freePorts(t, 2)
+	stopOW := startOWServer(t, ps[1])
+	ow := &hw.OWServer{Addr: fmt.Sprintf("127.0.0.1:%d", ps[1])}
+	ids, err := ow.Devices(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var t28, t10 string
+	for _, id := range ids {
+		switch id[:2] {
+		case "28":
+			t28 = id
+		case "10":
+			t10 = id
+		}
+	}
+	dir := t.TempDir()
+	w1 := filepath.Join(dir, "w1")
+	dev := filepath.Join(w1, "28-0316a2794bff")
+	os.MkdirAll(dev, 0o755)
+	os.WriteFile(filepath.Join(dev, "w1_slave"), []byte("72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"), 0o644)
+	cfg := filepath.Join(dir, "hw.yaml")
+	yaml := fmt.Sprintf("node: hw1\nboard: sim\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\nhardware:\n  sensors:\n"+
+		"    - {device: %s, bus: \"owserver:127.0.0.1:%d\", path: cli.ow, interval: 200ms}\n"+
+		"    - {device: 28-0316a2794bff, bus: \"w1-sysfs:%s\", path: cli.w1, interval: 200ms}\n"+
+		"  inputs:\n    - {pin: GPIO17, path: cli.door}\n",
+		filepath.Join(dir, "data"), ps[0], freePorts(t, 1)[0], t28, ps[1], w1)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := edgekvCLI(t, "hw", "list", "-c", cfg)
+	for _, want := range []string{
+		t28 + "  ", "cli.ow", // the binding, and the device found on owserver bound to it
+		t10, // an unbound device found on the bus
+		"28-0316a2794bff", "cli.w1",
+		"GPIO17", "input  cli.door",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("hw list (status %d) lacks %q:\n%s", code, want, out)
+		}
+	}
+	if out, code := edgekvCLI(t, "hw", "read", "cli.w1", "-c", cfg); code != 0 || !strings.Contains(out, "28-0316a2794bff (cli.w1): 23.125 °C") {
+		t.Errorf("hw read cli.w1: status %d, %q", code, out)
+	}
+	if out, code := edgekvCLI(t, "hw", "read", strings.ToLower(strings.Replace(t28, ".", "-", 1)), "-c", cfg); code != 0 || !strings.Contains(out, "(cli.ow): ") {
+		t.Errorf("hw read of the bound owserver id in the kernel's form: status %d, %q", code, out)
+	}
+	if out, code := edgekvCLI(t, "hw", "read", t10, "--bus", fmt.Sprintf("owserver:127.0.0.1:%d", ps[1]), "-c", cfg); code != 0 || !strings.Contains(out, t10+": ") {
+		t.Errorf("hw read of an unbound id on --bus: status %d, %q", code, out)
+	}
+
+	// --node: the running node's entry for the binding.
+	p := startNode(t, "hw1", cfg, ps[0])
+	_ = p
+	clientAddr := strings.Split(strings.Split(yaml, "client: \"")[1], "\"")[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, code := edgekvCLI(t, "hw", "read", "cli.w1", "--node", "-s", clientAddr, "-c", cfg, "-o", "json")
+		if code == 0 && strings.Contains(out, `"value":23.125`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hw read --node: status %d, %q", code, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	stopOW()
+	if out, code := edgekvCLI(t, "hw", "read", "cli.ow", "-c", cfg); code != 1 || !strings.Contains(out, "owserver") {
+		t.Errorf("hw read with owserver down: status %d, %q", code, out)
+	}
+	if out, code := edgekvCLI(t, "hw", "list", "-c", cfg); code != 0 || !strings.Contains(out, "cannot read") {
+		t.Errorf("hw list with owserver down: status %d, %q", code, out)
 	}
 }

@@ -140,7 +140,7 @@ and watch use. Hardware and jobs are still to come.
 		return usageError{err}
 	})
 	root.AddCommand(newVersionCmd(), newRunCmd(), newSimCmd())
-	root.AddCommand(newConfigCmd())
+	root.AddCommand(newConfigCmd(), newHwCmd())
 	root.AddCommand(newGetCmd(), newSetCmd(), newDeleteCmd(),
 		newWalkCmd("list", "List the children of PATH that hold values", true),
 		newWalkCmd("tree", "Print every entry at and below PATH", false),
