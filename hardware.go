@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
+	"periph.io/x/conn/v3/gpio"
 
 	"github.com/edgekv/edgekv/boards"
 	"github.com/edgekv/edgekv/hw"
@@ -26,6 +27,7 @@ type (
 	inputPin interface {
 		Read() bool
 		WaitForEdge(ctx context.Context) error
+		Edge() bool // an edge came since the last wait (taken), without waiting
 	}
 	outputPin interface {
 		Out(level bool) error
@@ -74,9 +76,10 @@ func CheckTreePath(s string) error {
 
 // newHardware binds cfg's hardware to its devices: sensors on the sim
 // bus, the kernel's w1 sysfs files or behind an owserver (any board);
-// inputs and outputs on the sim board's pins. GPIO on a real board is refused with an error that says
-// it is not built yet.
-func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardware, error) {
+// inputs and outputs on the sim board's simulated pins, on a real board's
+// GPIO (periph's character-device driver, or pins when not nil), or on
+// 1-wire switches.
+func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins func(boards.Pin) (gpio.PinIO, error)) (*hardware, error) {
 	h := &hardware{eng: eng, log: log.With("component", "hardware"), now: time.Now, shutdown: 2 * time.Second}
 	hc := cfg.Hardware
 	if len(hc.Sensors)+len(hc.Inputs)+len(hc.Outputs) == 0 {
@@ -86,16 +89,18 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 	if !ok {
 		return nil, fmt.Errorf("board: unknown board %q", cfg.Board)
 	}
-	if prof.Name != "sim" {
-		gpio := len(hc.Inputs)
-		for _, o := range hc.Outputs {
-			if o.Device == "" {
-				gpio++
-			}
+	var gp *hw.GPIO // a real board's pins, opened on first use
+	openGPIO := func() (*hw.GPIO, error) {
+		if gp != nil {
+			return gp, nil
 		}
-		if gpio > 0 {
-			return nil, fmt.Errorf("hardware: board %s: GPIO inputs and outputs are supported on the sim board only so far (periph.io's GPIO is not built yet)", prof.Name)
+		if pins != nil {
+			gp = hw.GPIOWith(pins)
+			return gp, nil
 		}
+		var err error
+		gp, err = hw.OpenGPIO()
+		return gp, err
 	}
 	h.sim = hw.NewSim()
 	parse := func(at, s string) (tree.Path, error) {
@@ -124,7 +129,17 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 			return nil, err
 		}
 		pin, _ := prof.Pin(in.Pin) // checked by Validate
-		h.inputs = append(h.inputs, boundInput{cfg: in, path: p, dev: h.sim.Input(pin)})
+		var dev inputPin = h.sim.Input(pin)
+		if prof.Name != "sim" {
+			g, err := openGPIO()
+			if err != nil {
+				return nil, err
+			}
+			if dev, err = g.Input(pin, in.Pull); err != nil {
+				return nil, fmt.Errorf("hardware.inputs[%d]: %w", i, err)
+			}
+		}
+		h.inputs = append(h.inputs, boundInput{cfg: in, path: p, dev: dev})
 	}
 	for i, o := range hc.Outputs {
 		p, err := parse(fmt.Sprintf("hardware.outputs[%d].path", i), o.Path)
@@ -146,9 +161,16 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger) (*hardw
 			if dev, err = c.Switch(o.Device, o.Channel); err != nil {
 				return nil, fmt.Errorf("hardware.outputs[%d]: %w", i, err)
 			}
-		} else {
-			pin, _ := prof.Pin(o.Pin)
+		} else if pin, _ := prof.Pin(o.Pin); prof.Name == "sim" {
 			dev = h.sim.Output(pin)
+		} else {
+			g, err := openGPIO()
+			if err != nil {
+				return nil, err
+			}
+			if dev, err = g.Output(pin); err != nil {
+				return nil, fmt.Errorf("hardware.outputs[%d]: %w", i, err)
+			}
 		}
 		h.outputs = append(h.outputs, boundOutput{cfg: o, path: p, state: st, dev: dev})
 	}
@@ -335,13 +357,24 @@ func (h *hardware) runInput(ctx context.Context, in boundInput) {
 		if err := in.dev.WaitForEdge(ctx); err != nil {
 			return
 		}
-		if d := in.cfg.Settle(); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
+		// Debounce: the level counts once no edge came for the settle
+		// time (a contact that bounces sends a burst of edges).
+		for d := in.cfg.Settle(); ; {
+			if d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			quiet := true
+			for in.dev.Edge() {
+				quiet = false
+			}
+			if quiet || d == 0 {
+				break
 			}
 		}
 		if l := level(); l != last {

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/edgekv/edgekv/boards"
+	"periph.io/x/conn/v3/gpio"
+
 	"github.com/edgekv/edgekv/broker"
 	"github.com/edgekv/edgekv/hw"
 	"github.com/edgekv/edgekv/internal/budget"
@@ -28,6 +30,9 @@ type Options struct {
 	// Engine, if set, adjusts the engine's configuration after New has
 	// filled it in from the board config (tests: timings, reservation).
 	Engine func(*node.Config)
+	// Pins, if set, opens a real board's GPIO pins instead of periph's
+	// character-device driver (tests: periph's gpiotest pins).
+	Pins func(boards.Pin) (gpio.PinIO, error)
 }
 
 // Node is one board's running node: see the package documentation.
@@ -139,7 +144,7 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 	for _, lc := range linkCfgs {
 		n.links = append(n.links, broker.NewPeerLink(lc, linkHandler{n, lc.Hub}))
 	}
-	if n.hw, err = newHardware(cfg, n.eng, n.log); err != nil {
+	if n.hw, err = newHardware(cfg, n.eng, n.log, opts.Pins); err != nil {
 		n.eng.Close()
 		return nil, err
 	}

@@ -7,8 +7,10 @@
 // of OWFS's owserver (read, write, directory; DS18B20-family thermometers
 // through Thermometer); and W1Sysfs, the kernel's w1 driver's files
 // (ParseW1Slave reads a w1_slave file, CRC line included). CheckReading
-// rejects what such a thermometer reports when it did not measure.
-// periph.io's GPIO and DS248x come next behind the same method sets.
+// rejects what such a thermometer reports when it did not measure. GPIO
+// opens a real board's pins through periph.io's character-device driver
+// (GPIOWith takes another opener: periph's gpiotest pins in tests). DS248x
+// and periph's netlink 1-wire come next behind the same method sets.
 //
 // The consumer (the module root's assembly) defines the small interfaces it
 // needs (read a temperature, read and wait for an input's edge, drive an

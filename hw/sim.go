@@ -174,6 +174,16 @@ func (in *SimInput) WaitForEdge(ctx context.Context) error {
 	}
 }
 
+// Edge reports (and takes) a Set that no wait has returned for yet.
+// Toggles are not counted: they come a period apart, never in bursts.
+func (in *SimInput) Edge() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	p := in.pending
+	in.pending = false
+	return p
+}
+
 // Set holds the pin at level from now on (tests: an edge when they want).
 func (in *SimInput) Set(level bool) {
 	in.mu.Lock()
