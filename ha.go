@@ -100,6 +100,9 @@ func newHomeAssistant(cfg *boards.Config, br *broker.Broker, eng *node.Engine, l
 	}
 	onOff := "{{ 'ON' if value_json.value else 'OFF' }}"
 	for _, s := range hc.Sensors {
+		if s.Device == boards.AllDevices {
+			continue // found as they come: not announced (yet)
+		}
 		if err := add("sensor", s.Path, s.Path, map[string]any{"device_class": "temperature", "state_class": "measurement",
 			"unit_of_measurement": "°C", "value_template": "{{ value_json.value }}"}); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,7 @@ type hardware struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sensors  []boundSensor
+	scans    []boundScan
 	inputs   []boundInput
 	outputs  []boundOutput
 	sim      *hw.Sim // the simulated board's devices, or nil
@@ -54,6 +56,15 @@ type boundSensor struct {
 	cfg  boards.Sensor
 	path tree.Path
 	dev  thermometer
+}
+
+// boundScan is a sensor binding of every thermometer on a bus.
+type boundScan struct {
+	cfg    boards.Sensor
+	path   tree.Path
+	scan   func(ctx context.Context) ([]string, error) // ids on the bus, kernel form
+	device func(id string) (thermometer, error)
+	skip   map[string]bool // ids bound on their own
 }
 
 type boundInput struct {
@@ -116,6 +127,20 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 		p, err := parse(at+".path", s.Path)
 		if err != nil {
 			return nil, err
+		}
+		if s.Device == boards.AllDevices {
+			sc, err := scanOf(prof, s, owservers)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			sc.path = p
+			for _, o := range hc.Sensors { // bound on their own: not twice
+				if id, ok := hw.OWID(o.Device); ok && o.BusOn(prof) == s.BusOn(prof) {
+					sc.skip[strings.ToLower(strings.Replace(id, ".", "-", 1))] = true
+				}
+			}
+			h.scans = append(h.scans, sc)
+			continue
 		}
 		dev, err := sensorDevice(prof, s, h.sim, owservers)
 		if err != nil {
@@ -207,6 +232,80 @@ func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers m
 	return nil, fmt.Errorf("bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", s.Bus)
 }
 
+// scanOf builds the scan of a binding of every thermometer on its bus.
+func scanOf(prof boards.Profile, s boards.Sensor, owservers map[string]*hw.OWServer) (boundScan, error) {
+	sc := boundScan{cfg: s, skip: map[string]bool{}}
+	bus := s.BusOn(prof)
+	switch {
+	case strings.HasPrefix(bus, "owserver:"):
+		addr := strings.TrimPrefix(bus, "owserver:")
+		c := owservers[addr]
+		if c == nil {
+			c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, s.Every())}
+			owservers[addr] = c
+		}
+		sc.scan = c.Devices
+		sc.device = func(id string) (thermometer, error) { return c.Thermometer(id) }
+	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
+		w := &hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}
+		sc.scan = func(context.Context) ([]string, error) { return w.Devices() }
+		sc.device = func(id string) (thermometer, error) { return w.Thermometer(id) }
+	default:
+		return sc, fmt.Errorf("bus: %q has no devices to find (want w1-sysfs or owserver)", bus)
+	}
+	return sc, nil
+}
+
+// runScan finds the thermometers on sc's bus now, and again every ten
+// read intervals (at most every minute), and reads each new one as its own
+// binding at sc's path's child named by its id. A thermometer that leaves
+// keeps its entry: its reads fail, and say so, until it is back.
+func (h *hardware) runScan(ctx context.Context, sc boundScan) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	every := min(time.Minute, 10*sc.cfg.Every())
+	started := map[string]bool{}
+	failing := false
+	for {
+		ids, err := sc.scan(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !failing:
+			failing = true
+			h.log.Warn("cannot scan a 1-wire bus", "bus", sc.cfg.Bus, "path", sc.path.String(), "error", err)
+		case err == nil:
+			failing = false
+		}
+		for _, id := range ids {
+			ow, ok := hw.OWID(id)
+			if !ok {
+				continue
+			}
+			kid := strings.ToLower(strings.Replace(ow, ".", "-", 1))
+			if fam := ow[:2]; (fam != "28" && fam != "10" && fam != "22") || started[kid] || sc.skip[kid] {
+				continue
+			}
+			dev, err := sc.device(kid)
+			if err != nil {
+				continue
+			}
+			started[kid] = true
+			b := boundSensor{cfg: sc.cfg, path: append(slices.Clone(sc.path), tree.Str(kid)), dev: dev}
+			b.cfg.Device = kid
+			h.log.Info("thermometer found", "device", kid, "path", b.path.String())
+			wg.Go(func() { h.runSensor(ctx, b) })
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // ReadSensor reads the thermometer of a sensor binding of cfg once, as a
 // running node would (scale and offset applied, readings that are not
 // measurements refused), without a node: `edgekv hw read`. A simulated
@@ -236,6 +335,9 @@ func (h *hardware) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range h.sensors {
 		wg.Go(func() { h.runSensor(ctx, s) })
+	}
+	for _, sc := range h.scans {
+		wg.Go(func() { h.runScan(ctx, sc) })
 	}
 	for _, in := range h.inputs {
 		wg.Go(func() { h.runInput(ctx, in) })

@@ -274,3 +274,50 @@ func TestHardwareW1Sysfs(t *testing.T) {
 		eventually(t, "clear after "+fault.text, func() bool { return entry(t, n, "hw.w1")["error"] == nil })
 	}
 }
+
+// TestHardwareScan: device "all" on a w1 sysfs bus binds every
+// thermometer found (not a switch, not one bound on its own) at the child
+// named by its id, finds one that arrives later, and keeps the entry of
+// one that leaves with the fault.
+func TestHardwareScan(t *testing.T) {
+	dir := t.TempDir()
+	add := func(id string, milli int) {
+		t.Helper()
+		dev := filepath.Join(dir, id)
+		os.MkdirAll(dev, 0o755)
+		text := fmt.Sprintf("72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=%d\n", milli)
+		if err := os.WriteFile(filepath.Join(dev, "w1_slave"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("28-0000000000a1", 21000)
+	add("10-0000000000b2", 22000)
+	add("28-0000000000c3", 23000)                             // bound on its own
+	os.MkdirAll(filepath.Join(dir, "3a-0000000000d4"), 0o755) // a switch
+	bus := "w1-sysfs:" + dir
+	ms := boards.Duration(100 * time.Millisecond)
+	n, _ := hwNode(t, boards.Hardware{Sensors: []boards.Sensor{
+		{Device: "all", Bus: bus, Path: "scan.temp", Interval: ms},
+		{Device: "28-0000000000c3", Bus: bus, Path: "own.temp", Interval: ms},
+	}})
+	eventually(t, "both found", func() bool {
+		return entry(t, n, "scan.temp.28-0000000000a1")["value"] == 21.0 && entry(t, n, "scan.temp.10-0000000000b2")["value"] == 22.0
+	})
+	eventually(t, "the one bound on its own", func() bool { return entry(t, n, "own.temp")["value"] == 23.0 })
+	if m := entry(t, n, "scan.temp.28-0000000000c3"); m != nil {
+		t.Errorf("a sensor bound on its own was bound by the scan too: %v", m)
+	}
+	if m := entry(t, n, "scan.temp.3a-0000000000d4"); m != nil {
+		t.Errorf("a switch was bound as a thermometer: %v", m)
+	}
+	add("22-0000000000e5", 24000)
+	eventually(t, "the one that came later (scan every 10 intervals)", func() bool {
+		return entry(t, n, "scan.temp.22-0000000000e5")["value"] == 24.0
+	})
+	os.RemoveAll(filepath.Join(dir, "28-0000000000a1"))
+	eventually(t, "the one that left", func() bool {
+		m := entry(t, n, "scan.temp.28-0000000000a1")
+		e, _ := m["error"].(string)
+		return strings.Contains(e, "not on the bus") && m["value"] == 21.0
+	})
+}

@@ -45,6 +45,10 @@ type Sensor struct {
 	// Device is the sensor's id on its bus: a 1-wire id in owserver's
 	// form ("28.67C6697351FF") or the kernel's ("28-67c6697351ff"); on the
 	// sim bus any name ("sim-1"), which makes a simulated thermometer.
+	// "all" binds every thermometer found on the bus (w1-sysfs or an
+	// owserver), each at the child of Path named by its id in the
+	// kernel's form (home.temp.28-0316a2794bff), as they come; the bus is
+	// scanned again every minute.
 	Device string `yaml:"device"`
 	// Bus is where the sensor is: "sim" (simulated), "w1-sysfs" (the
 	// kernel's w1 driver, /sys/bus/w1/devices; "w1-sysfs:DIR" for another
@@ -106,6 +110,9 @@ type Output struct {
 	// Invert drives the pin low for true (an active-low relay board).
 	Invert bool `yaml:"invert"`
 }
+
+// AllDevices as a sensor's device binds every thermometer on its bus.
+const AllDevices = "all"
 
 // Defaults of hardware bindings.
 const (
@@ -229,25 +236,28 @@ func (v *validator) hardware(checkPath func(string) error) {
 		at := fmt.Sprintf("hardware.sensors[%d]", i)
 		if s.Device == "" {
 			v.add(at+".device", "a device id is required")
-		} else if first, dup := devices[s.Device]; dup {
+		} else if first, dup := devices[s.Device+"@"+s.BusOn(prof)]; dup {
 			v.add(at+".device", "device %q is already bound by %s", s.Device, first)
 		} else {
-			devices[s.Device] = at + ".device"
+			devices[s.Device+"@"+s.BusOn(prof)] = at + ".device"
 		}
 		path(at+".path", s.Path, true)
+		all := s.Device == AllDevices
 		switch bus := s.BusOn(prof); {
+		case bus == "sim" && all:
+			v.add(at+".device", "the sim bus has no devices to find: name each simulated sensor")
 		case bus == "sim":
 		case strings.HasPrefix(bus, "owserver:"):
 			if _, _, msg := splitAddr(strings.TrimPrefix(bus, "owserver:"), false); msg != "" {
 				v.add(at+".bus", "%q: owserver's address %s", s.Bus, msg)
-			} else if !oneWireID(s.Device) {
-				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28.67C6697351FF or 28-67c6697351ff)", s.Device)
+			} else if !oneWireID(s.Device) && !all {
+				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28.67C6697351FF or 28-67c6697351ff, or all)", s.Device)
 			}
 		case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
 			if dir := strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":"); dir != "" && !strings.HasPrefix(dir, "/") {
 				v.add(at+".bus", "%q: the w1 sysfs directory must be an absolute path", s.Bus)
-			} else if !oneWireID(s.Device) {
-				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff or 28.0316A2794BFF)", s.Device)
+			} else if !oneWireID(s.Device) && !all {
+				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff or 28.0316A2794BFF, or all)", s.Device)
 			}
 		case s.Bus == "":
 			v.add(at+".bus", "board %s has no default 1-wire bus: give bus: w1-sysfs, owserver:HOST:PORT or sim", prof.Name)
