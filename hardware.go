@@ -68,9 +68,10 @@ type boundScan struct {
 }
 
 type boundInput struct {
-	cfg  boards.Input
-	path tree.Path
-	dev  inputPin
+	cfg    boards.Input
+	path   tree.Path
+	dev    inputPin
+	sensed func(ctx context.Context) (bool, error) // a switch channel, polled (dev nil)
 }
 
 type boundOutput struct {
@@ -152,6 +153,20 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 		p, err := parse(fmt.Sprintf("hardware.inputs[%d].path", i), in.Path)
 		if err != nil {
 			return nil, err
+		}
+		if in.Device != "" { // a 1-wire switch's channel, read every interval
+			addr := strings.TrimPrefix(in.Bus, "owserver:")
+			c := owservers[addr]
+			if c == nil {
+				c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, in.Every())}
+				owservers[addr] = c
+			}
+			sw, err := c.Switch(in.Device, in.Channel)
+			if err != nil {
+				return nil, fmt.Errorf("hardware.inputs[%d]: %w", i, err)
+			}
+			h.inputs = append(h.inputs, boundInput{cfg: in, path: p, sensed: sw.Sensed})
+			continue
 		}
 		pin, _ := prof.Pin(in.Pin) // checked by Validate
 		var dev inputPin = h.sim.Input(pin)
@@ -340,6 +355,10 @@ func (h *hardware) Run(ctx context.Context) error {
 		wg.Go(func() { h.runScan(ctx, sc) })
 	}
 	for _, in := range h.inputs {
+		if in.sensed != nil {
+			wg.Go(func() { h.runPolledInput(ctx, in) })
+			continue
+		}
 		wg.Go(func() { h.runInput(ctx, in) })
 	}
 	for _, o := range h.outputs {
@@ -482,6 +501,43 @@ func (h *hardware) runInput(ctx context.Context, in boundInput) {
 		if l := level(); l != last {
 			last = l
 			h.write(ctx, what, in.path, reading{value: l, at: h.now()}.msgpack())
+		}
+	}
+}
+
+// runPolledInput reads a switch channel every interval and writes its
+// level when it changes; a failed read keeps the last level and adds the
+// error and since when, logged once, as for a sensor.
+func (h *hardware) runPolledInput(ctx context.Context, in boundInput) {
+	what := "input " + in.cfg.Device + " channel " + in.cfg.Channel
+	var last reading
+	written := false
+	tick := time.NewTicker(in.cfg.Every())
+	defer tick.Stop()
+	for {
+		level, err := in.sensed(ctx)
+		now := h.now()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if last.err == "" {
+				h.log.Warn("input fails; its last level stays", "input", what, "path", in.path.String(), "error", err)
+				last.err, last.since = err.Error(), now
+				h.write(ctx, what, in.path, last.msgpack())
+			}
+		default:
+			level = level != in.cfg.Invert
+			if !written || last.err != "" || last.value != level {
+				last = reading{value: level, at: now}
+				written = true
+				h.write(ctx, what, in.path, last.msgpack())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

@@ -70,10 +70,19 @@ type Sensor struct {
 	Offset float64  `yaml:"offset"`
 }
 
-// Input binds a GPIO input pin to a tree path.
+// Input binds a GPIO input pin, or a sensed channel of a 1-wire switch,
+// to a tree path.
 type Input struct {
-	// Pin is the pin's name in the board profile ("GPIO17").
+	// Pin is the pin's name in the board profile ("GPIO17"). Give either a
+	// pin or a device.
 	Pin string `yaml:"pin"`
+	// Device, Channel and Bus name a 1-wire switch's channel, as for an
+	// output (DS2413 A/B, DS2408 0-7, bus owserver:HOST:PORT); it is read
+	// every Interval (default 1s, at least 100ms).
+	Device   string   `yaml:"device"`
+	Channel  string   `yaml:"channel"`
+	Bus      string   `yaml:"bus"`
+	Interval Duration `yaml:"interval"`
 	// Path is where its level is written (true: high, or low if Invert).
 	Path string `yaml:"path"`
 	// Pull is the pin's bias: up, down or none (the default).
@@ -165,6 +174,14 @@ func (s Sensor) Factor() float64 {
 		return 1
 	}
 	return *s.Scale
+}
+
+// Every returns how often a switch channel input is read (Interval or 1s).
+func (in Input) Every() time.Duration {
+	if in.Interval == 0 {
+		return time.Second
+	}
+	return in.Interval.Std()
 }
 
 // Settle returns the input's debounce time (Debounce or its default).
@@ -277,9 +294,20 @@ func (v *validator) hardware(checkPath func(string) error) {
 			v.add(at+".offset", "%v is not a finite number", s.Offset)
 		}
 	}
+	switches := map[string]string{} // a switch channel is an input or an output, once
 	for i, in := range h.Inputs {
 		at := fmt.Sprintf("hardware.inputs[%d]", i)
-		pin(at+".pin", in.Pin)
+		switch {
+		case in.Pin != "" && in.Device != "":
+			v.add(at, "give a pin or a device, not both")
+		case in.Device != "":
+			v.switchOutput(at, Output{Device: in.Device, Channel: in.Channel, Bus: in.Bus}, switches)
+			if in.Interval != 0 && in.Interval.Std() < MinSensorInterval {
+				v.add(at+".interval", "%s is shorter than %s", in.Interval, MinSensorInterval)
+			}
+		default:
+			pin(at+".pin", in.Pin)
+		}
 		path(at+".path", in.Path, true)
 		switch in.Pull {
 		case "", "none", "up", "down":
@@ -297,7 +325,6 @@ func (v *validator) hardware(checkPath func(string) error) {
 			v.add("hardware.home_assistant.prefix", "%q overlaps the kv or sync prefix", hp)
 		}
 	}
-	switches := map[string]string{}
 	for i, o := range h.Outputs {
 		at := fmt.Sprintf("hardware.outputs[%d]", i)
 		switch {

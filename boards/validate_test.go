@@ -109,6 +109,8 @@ var parseCases = []struct {
 	{"switch channel twice", "hardware:\n  outputs:\n    - {device: 29.54F81BE8E78D, channel: 3, bus: \"owserver:127.0.0.1:4304\", path: r}\n    - {device: 29-54f81be8e78d, channel: 3, bus: \"owserver:127.0.0.1:4304\", path: s}\n", "hardware.outputs[1].channel", 4, "channel 3 of 29-54f81be8e78d is already bound by hardware.outputs[0]"},
 	{"all on the sim bus", "hardware:\n  sensors:\n    - {device: all, path: a.b}\n", "hardware.sensors[0].device", 3, "the sim bus has no devices to find"},
 	{"all twice on a bus", "board: rpi4\nhardware:\n  sensors:\n    - {device: all, path: a.b}\n    - {device: all, path: a.c}\n", "hardware.sensors[1].device", 5, `device "all" is already bound by hardware.sensors[0].device`},
+	{"switch input twice", "hardware:\n  inputs:\n    - {device: 3A.54F81BE8E78D, channel: B, bus: \"owserver:127.0.0.1:4304\", path: r}\n  outputs:\n    - {device: 3A.54F81BE8E78D, channel: b, bus: \"owserver:127.0.0.1:4304\", path: s}\n", "hardware.outputs[0].channel", 5, "channel B of 3A.54F81BE8E78D is already bound by hardware.inputs[0]"},
+	{"switch input interval", "hardware:\n  inputs:\n    - {device: 29.54F81BE8E78D, channel: 1, bus: \"owserver:127.0.0.1:4304\", path: r, interval: 1ms}\n", "hardware.inputs[0].interval", 3, "1ms is shorter than 100ms"},
 	{"output without pin", "hardware:\n  outputs:\n    - {path: r}\n", "hardware.outputs[0].pin", 3, "a pin is required (one of the sim profile's: GPIO4"},
 	{"max payload zero", "kv:\n  max_payload_bytes: 0\n", "kv.max_payload_bytes", 2, "0 is out of range (want 1 to 268435455)"},
 	{"max payload too big", "kv:\n  max_payload_bytes: 268435456\n", "kv.max_payload_bytes", 2, "out of range"},

@@ -291,6 +291,13 @@ func TestOWSwitch(t *testing.T) {
 	if got := writeSuccesses(t, real) - before; got != writes {
 		t.Errorf("owserver counted %d successful writes, want %d", got, writes)
 	}
+	sw, _ := c.Switch(ds2413, "B")
+	if _, err := sw.Sensed(ctx); err != nil {
+		t.Errorf("sensed.B: %v", err)
+	}
+	if !bytes.Contains(sent(), []byte("/"+ds2413+"/sensed.B\x00")) {
+		t.Error("no read of sensed.B sent")
+	}
 	for _, bad := range []struct{ id, ch string }{{ds2413, "C"}, {ds2408, "8"}, {"28.67C6697351FF", "A"}, {"nope", "A"}} {
 		if _, err := c.Switch(bad.id, bad.ch); err == nil {
 			t.Errorf("Switch(%q, %q) accepted", bad.id, bad.ch)

@@ -120,5 +120,21 @@ func (s *OWSwitch) Out(level bool) error {
 	return s.c.Write(context.Background(), s.path, v)
 }
 
+// Sensed reads the level at the channel's pin (sensed.X): true for high.
+func (s *OWSwitch) Sensed(ctx context.Context) (bool, error) {
+	path := strings.Replace(s.path, "/PIO.", "/sensed.", 1)
+	v, err := s.c.Read(ctx, path)
+	if err != nil {
+		return false, err
+	}
+	switch v {
+	case "1":
+		return true, nil
+	case "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w %s: %s: %q is not 0 or 1", ErrOWServer, s.c.Addr, path, v)
+}
+
 // String names the channel.
 func (s *OWSwitch) String() string { return s.path + "@" + s.c.Addr }

@@ -169,19 +169,20 @@ func TestOWServerSensors(t *testing.T) {
 	if len(topics) != 3 {
 		t.Fatalf("owserver's thermometers: %v", ids)
 	}
-	var outputs strings.Builder
+	var outputs, inputs strings.Builder
 	for _, id := range ids {
 		switch id[:2] {
 		case "3A":
 			fmt.Fprintf(&outputs, "    - {device: %s, channel: A, bus: \"owserver:127.0.0.1:%d\", path: ow.valve}\n", id, ps[1])
+			fmt.Fprintf(&inputs, "    - {device: %s, channel: B, bus: \"owserver:127.0.0.1:%d\", path: ow.float, interval: 200ms}\n", id, ps[1])
 		case "29":
 			fmt.Fprintf(&outputs, "    - {device: %s, channel: 3, bus: \"owserver:127.0.0.1:%d\", path: ow.pump}\n", id, ps[1])
 		}
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ow.yaml")
-	yaml := fmt.Sprintf("node: ow\nboard: generic\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nhardware:\n  sensors:\n%s  outputs:\n%s",
-		filepath.Join(dir, "data"), ps[0], sensors.String(), outputs.String())
+	yaml := fmt.Sprintf("node: ow\nboard: generic\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"\"}\nhardware:\n  sensors:\n%s  outputs:\n%s  inputs:\n%s",
+		filepath.Join(dir, "data"), ps[0], sensors.String(), outputs.String(), inputs.String())
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +207,18 @@ func TestOWServerSensors(t *testing.T) {
 		v, ok := m["value"].(float64)
 		return ok && v >= -55 && v <= 125 && m["unit"] == "°C" && m["error"] == nil
 	})
+	// The DS2413's channel B as an input: a level (the fake's is random).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := retainedJSON(t, sub, ps[0], "kv/ow/float")
+		if _, ok := m["value"].(bool); ok && m["at"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kv/ow/float: %v, want {value: bool, at}", m)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// The DS2413 and DS2408 channels follow their topics. owserver's
 	// fake devices do not keep what they are told, so its count of
 	// successful writes shows that each command reached it.
@@ -240,6 +253,17 @@ func TestOWServerSensors(t *testing.T) {
 		e, _ := m["error"].(string)
 		return strings.Contains(e, "owserver") && m["since"] != nil && m["value"] != nil
 	})
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		m := retainedJSON(t, sub, ps[0], "kv/ow/float")
+		if e, _ := m["error"].(string); strings.Contains(e, "owserver") && m["value"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kv/ow/float with owserver down: %v", m)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if n := strings.Count(p.Log(), "sensor fails"); n != len(topics) {
 		t.Errorf("%d log lines about failing sensors, want one per sensor (%d):\n%s", n, len(topics), p.Log())
 	}

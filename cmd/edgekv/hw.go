@@ -115,6 +115,14 @@ func hwList(ctx context.Context, out io.Writer, c *boards.Config) error {
 			}
 		}
 	}
+	for _, in := range h.Inputs {
+		if ow, ok := hw.OWID(in.Device); ok {
+			bound[in.Bus+"|"+ow] = in.Path + " (input, channel " + in.Channel + ")"
+			if !slices.Contains(buses, in.Bus) {
+				buses = append(buses, in.Bus)
+			}
+		}
+	}
 	pins := map[string]string{}
 	for _, in := range h.Inputs {
 		if p, ok := prof.Pin(in.Pin); ok {
