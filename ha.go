@@ -148,7 +148,12 @@ func (ha *homeAssistant) Run(ctx context.Context) error {
 	defer func() {
 		if err := ha.br.PublishRetained(ha.avail, []byte("offline")); err != nil {
 			ha.log.Warn("availability not published", "error", err)
+			return
 		}
+		// Subscribers get it from their queues, written on goroutines
+		// of the broker's: give them a moment before the broker stops
+		// and closes their connections.
+		time.Sleep(250 * time.Millisecond)
 	}()
 	for {
 		select {
