@@ -104,9 +104,10 @@ func (in *GPIOInput) WaitForEdge(ctx context.Context) error {
 	}
 }
 
-// Edge reports (and takes) an edge that came since the last wait, without
-// waiting.
-func (in *GPIOInput) Edge() bool { return in.p.WaitForEdge(0) }
+// Edge reports (and takes) an edge that came since the last wait, waiting
+// at most a millisecond (with a zero timeout, periph's fake pins may
+// report a queued edge as none).
+func (in *GPIOInput) Edge() bool { return in.p.WaitForEdge(time.Millisecond) }
 
 // GPIOOutput is an output pin.
 type GPIOOutput struct {
