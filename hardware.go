@@ -111,7 +111,7 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 			return gp, nil
 		}
 		var err error
-		gp, err = hw.OpenGPIO()
+		gp, err = hw.OpenGPIO(prof)
 		return gp, err
 	}
 	h.sim = hw.NewSim()

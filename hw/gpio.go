@@ -25,23 +25,35 @@ var gpioInit = sync.OnceValue(func() error {
 	return err
 })
 
-// OpenGPIO initialises periph's GPIO driver. On a machine without GPIO
+// OpenGPIO initialises periph's GPIO driver for board prof. A pin's chip
+// is the one whose kernel label is the profile's GPIOChipLabel when it has
+// one (a Pi 5's RP1 header is gpiochip4 on kernels before 6.6.45,
+// gpiochip0 after), else the one the pin names. On a machine without GPIO
 // chips it succeeds, and each pin then fails to open with an error that
 // says so.
-func OpenGPIO() (*GPIO, error) {
+func OpenGPIO(prof boards.Profile) (*GPIO, error) {
 	if err := gpioInit(); err != nil {
 		return nil, fmt.Errorf("gpio: %w", err)
 	}
-	return &GPIO{open: openChipLine}, nil
+	label := prof.GPIOChipLabel
+	return &GPIO{open: func(p boards.Pin) (gpio.PinIO, error) { return openChipLine(p, label) }}, nil
 }
 
 // GPIOWith opens pins with open: tests pass periph's gpiotest pins.
 func GPIOWith(open func(boards.Pin) (gpio.PinIO, error)) *GPIO { return &GPIO{open: open} }
 
-func openChipLine(p boards.Pin) (gpio.PinIO, error) {
+func openChipLine(p boards.Pin, label string) (gpio.PinIO, error) {
 	var names []string
+	byLabel := false
 	for _, chip := range gpioioctl.Chips {
-		if chip.Name() == p.Chip || strings.TrimPrefix(chip.Path(), "/dev/") == p.Chip {
+		byLabel = byLabel || (label != "" && chip.Label() == label)
+	}
+	for _, chip := range gpioioctl.Chips {
+		match := chip.Name() == p.Chip || strings.TrimPrefix(chip.Path(), "/dev/") == p.Chip
+		if byLabel {
+			match = chip.Label() == label
+		}
+		if match {
 			if l := chip.ByNumber(p.Line); l != nil {
 				return l, nil
 			}

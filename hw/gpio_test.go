@@ -14,11 +14,11 @@ func TestOpenGPIONoChips(t *testing.T) {
 	if _, err := os.Stat("/dev/gpiochip0"); err == nil {
 		t.Skip("this machine has GPIO chips")
 	}
-	g, err := OpenGPIO()
+	prof, _ := boards.Lookup("rpi4")
+	g, err := OpenGPIO(prof)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prof, _ := boards.Lookup("rpi4")
 	pin, _ := prof.Pin("GPIO17")
 	if _, err := g.Input(pin, "up"); err == nil || !strings.Contains(err.Error(), "GPIO17") || !strings.Contains(err.Error(), "gpiochip0") {
 		t.Errorf("Input on a machine without chips: %v", err)
