@@ -243,8 +243,44 @@ func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers m
 			return nil, fmt.Errorf("device: %w", err)
 		}
 		return th, nil
+	case strings.HasPrefix(bus, "ds248x:"):
+		b, err := ds248xBus(bus)
+		if err != nil {
+			return nil, err
+		}
+		th, err := b.Thermometer(s.Device)
+		if err != nil {
+			return nil, fmt.Errorf("device: %w", err)
+		}
+		return th, nil
 	}
-	return nil, fmt.Errorf("bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", s.Bus)
+	return nil, fmt.Errorf("bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", s.Bus)
+}
+
+// ds248xBuses are the DS248x bridges opened, by bus string: one per
+// bridge for the process, shared by every binding on it (its transactions
+// are serialised).
+var ds248xBuses = struct {
+	sync.Mutex
+	m map[string]*hw.OneWireBus
+}{m: map[string]*hw.OneWireBus{}}
+
+func ds248xBus(bus string) (*hw.OneWireBus, error) {
+	ds248xBuses.Lock()
+	defer ds248xBuses.Unlock()
+	if b := ds248xBuses.m[bus]; b != nil {
+		return b, nil
+	}
+	i2c, addr, msg := boards.DS248xBus(bus)
+	if msg != "" {
+		return nil, fmt.Errorf("bus: %q: %s", bus, msg)
+	}
+	b, err := hw.OpenDS248x(i2c, addr)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	ds248xBuses.m[bus] = b
+	return b, nil
 }
 
 // scanOf builds the scan of a binding of every thermometer on its bus.
@@ -265,8 +301,15 @@ func scanOf(prof boards.Profile, s boards.Sensor, owservers map[string]*hw.OWSer
 		w := &hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}
 		sc.scan = func(context.Context) ([]string, error) { return w.Devices() }
 		sc.device = func(id string) (thermometer, error) { return w.Thermometer(id) }
+	case strings.HasPrefix(bus, "ds248x:"):
+		b, err := ds248xBus(bus)
+		if err != nil {
+			return sc, err
+		}
+		sc.scan = func(context.Context) ([]string, error) { return b.Devices() }
+		sc.device = func(id string) (thermometer, error) { return b.Thermometer(id) }
 	default:
-		return sc, fmt.Errorf("bus: %q has no devices to find (want w1-sysfs or owserver)", bus)
+		return sc, fmt.Errorf("bus: %q has no devices to find (want w1-sysfs, ds248x or owserver)", bus)
 	}
 	return sc, nil
 }

@@ -321,3 +321,18 @@ func TestHardwareScan(t *testing.T) {
 		return strings.Contains(e, "not on the bus") && m["value"] == 21.0
 	})
 }
+
+// TestHardwareDS248xMissing: a thermometer bound on a DS248x bridge that
+// this machine does not have stops the node at start with an error that
+// names the I²C bus.
+func TestHardwareDS248xMissing(t *testing.T) {
+	c := config(t, "ds")
+	c.Hardware = boards.Hardware{Sensors: []boards.Sensor{{Device: "28-0316a2794bff", Bus: "ds248x:/dev/i2c-9", Path: "ds.t"}}}
+	if err := c.ValidateWith(edgekv.CheckTreePath); err != nil {
+		t.Fatal(err)
+	}
+	_, err := edgekv.New(c, edgekv.Options{})
+	if err == nil || !strings.Contains(err.Error(), "/dev/i2c-9") || !strings.Contains(err.Error(), "hardware.sensors[0]") {
+		t.Fatalf("New: %v", err)
+	}
+}

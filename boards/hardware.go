@@ -3,6 +3,7 @@ package boards
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,7 +53,9 @@ type Sensor struct {
 	Device string `yaml:"device"`
 	// Bus is where the sensor is: "sim" (simulated), "w1-sysfs" (the
 	// kernel's w1 driver, /sys/bus/w1/devices; "w1-sysfs:DIR" for another
-	// directory) or "owserver:HOST:PORT" (OWFS's owserver, any board).
+	// directory), "ds248x:I2CBUS[:ADDR]" (a DS2482/DS2483 bridge through
+	// periph.io, "ds248x:/dev/i2c-1:0x18") or "owserver:HOST:PORT" (OWFS's
+	// owserver, any board).
 	// Default the board profile's 1-wire source: sim on the sim board,
 	// w1-sysfs on a Raspberry Pi or a BeagleBone.
 	Bus string `yaml:"bus"`
@@ -152,6 +155,25 @@ func (s Sensor) BusOn(p Profile) string {
 		return "w1-sysfs:" + p.OneWire.Path
 	}
 	return ""
+}
+
+// DS248xBus splits a bus "ds248x:I2CBUS[:ADDR]" ("ds248x:/dev/i2c-1:0x18")
+// into the I²C bus name and the bridge's address (default 0x18); msg says
+// what is wrong, if anything.
+func DS248xBus(bus string) (i2c string, addr uint16, msg string) {
+	rest := strings.TrimPrefix(bus, "ds248x:")
+	addr = 0x18
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		a, err := strconv.ParseUint(strings.TrimPrefix(rest[i+1:], "0x"), 16, 16)
+		if err != nil || a < 0x18 || a > 0x1b {
+			return "", 0, fmt.Sprintf("address %q is not a DS248x's (0x18 to 0x1b)", rest[i+1:])
+		}
+		rest, addr = rest[:i], uint16(a)
+	}
+	if rest == "" {
+		return "", 0, "no I²C bus (want e.g. ds248x:/dev/i2c-1 or ds248x:1)"
+	}
+	return rest, addr, ""
 }
 
 // oneWireID reports whether s is a 1-wire id in owserver's or the
@@ -270,6 +292,12 @@ func (v *validator) hardware(checkPath func(string) error) {
 			} else if !oneWireID(s.Device) && !all {
 				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28.67C6697351FF or 28-67c6697351ff, or all)", s.Device)
 			}
+		case strings.HasPrefix(bus, "ds248x:"):
+			if _, _, msg := DS248xBus(bus); msg != "" {
+				v.add(at+".bus", "%q: %s", s.Bus, msg)
+			} else if !oneWireID(s.Device) && !all {
+				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff, or all)", s.Device)
+			}
 		case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
 			if dir := strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":"); dir != "" && !strings.HasPrefix(dir, "/") {
 				v.add(at+".bus", "%q: the w1 sysfs directory must be an absolute path", s.Bus)
@@ -279,7 +307,7 @@ func (v *validator) hardware(checkPath func(string) error) {
 		case s.Bus == "":
 			v.add(at+".bus", "board %s has no default 1-wire bus: give bus: w1-sysfs, owserver:HOST:PORT or sim", prof.Name)
 		default:
-			v.add(at+".bus", "%q is not a bus (want sim, w1-sysfs[:DIR] or owserver:HOST:PORT)", s.Bus)
+			v.add(at+".bus", "%q is not a bus (want sim, w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", s.Bus)
 		}
 		if s.Interval != 0 && s.Interval.Std() < MinSensorInterval {
 			v.add(at+".interval", "%s is shorter than %s", s.Interval, MinSensorInterval)

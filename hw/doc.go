@@ -9,8 +9,10 @@
 // (ParseW1Slave reads a w1_slave file, CRC line included). CheckReading
 // rejects what such a thermometer reports when it did not measure. GPIO
 // opens a real board's pins through periph.io's character-device driver
-// (GPIOWith takes another opener: periph's gpiotest pins in tests). DS248x
-// and periph's netlink 1-wire come next behind the same method sets.
+// (GPIOWith takes another opener: periph's gpiotest pins in tests).
+// OneWireBus drives a 1-wire bus through periph.io: a DS2482/DS2483 bridge
+// on I²C (OpenDS248x), DS18B20-family thermometers on it through periph's
+// ds18b20 driver. periph's netlink 1-wire comes next.
 //
 // The consumer (the module root's assembly) defines the small interfaces it
 // needs (read a temperature, read and wait for an input's edge, drive an

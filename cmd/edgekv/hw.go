@@ -158,6 +158,16 @@ func scanBus(ctx context.Context, bus string) ([]string, error) {
 		return (&hw.OWServer{Addr: strings.TrimPrefix(bus, "owserver:"), Timeout: 5 * time.Second}).Devices(ctx)
 	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
 		return (&hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}).Devices()
+	case strings.HasPrefix(bus, "ds248x:"):
+		i2c, addr, msg := boards.DS248xBus(bus)
+		if msg != "" {
+			return nil, fmt.Errorf("%s", msg)
+		}
+		b, err := hw.OpenDS248x(i2c, addr)
+		if err != nil {
+			return nil, err
+		}
+		return b.Devices()
 	}
 	return nil, fmt.Errorf("%q cannot be scanned", bus)
 }
