@@ -3,6 +3,7 @@ package edgekv_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -121,4 +122,59 @@ func TestHardwareGPIO(t *testing.T) {
 	if level() != gpio.Low {
 		t.Error("the relay stayed high after the node stopped")
 	}
+}
+
+// TestHardwareGPIOMesh: an output on a Raspberry Pi's pin (gpiotest) follows
+// values written on another node of the mesh: the board that owns the pin
+// drives it, whichever node wrote the value.
+func TestHardwareGPIOMesh(t *testing.T) {
+	fp := &fakePins{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	piAddr := ln.Addr().String()
+	ln.Close()
+	pi := config(t, "pi")
+	pi.Board = "rpi4"
+	pi.Listen.MQTT = []string{piAddr}
+	pi.PeerUsers = []boards.PeerUser{{Username: "office", Password: "pw"}}
+	pi.Hardware = boards.Hardware{Outputs: []boards.Output{{Pin: "GPIO27", Path: "pi.heater"}}}
+	office := config(t, "office")
+	office.Peers = []boards.Link{{Name: "pi", Addr: piAddr, Username: "office", Password: "pw"}}
+	run := func(c *boards.Config, opts edgekv.Options) *edgekv.Node {
+		t.Helper()
+		if err := c.ValidateWith(edgekv.CheckTreePath); err != nil {
+			t.Fatal(err)
+		}
+		n, err := edgekv.New(c, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		<-n.Ready()
+		return n
+	}
+	run(pi, edgekv.Options{Pins: fp.open})
+	officeNode := run(office, edgekv.Options{})
+	heater := fp.get("GPIO27")
+	level := func() gpio.Level { heater.Lock(); defer heater.Unlock(); return heater.L }
+	for i, v := range []bool{true, false, true} {
+		if _, err := officeNode.Engine().Set(context.Background(), mustPath(t, "pi.heater"), msgp.AppendBool(nil, v), node.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, fmt.Sprintf("step %d: the Pi's pin follows the office's write", i), func() bool { return level() == gpio.Level(v) })
+	}
+	// The state the Pi writes reaches the office.
+	eventually(t, "the heater's state on the office node", func() bool {
+		e, err := officeNode.Engine().Get(context.Background(), mustPath(t, "pi.heater.state"))
+		if err != nil || e.Value == nil {
+			return false
+		}
+		m, _, _ := msgp.ReadMapStrIntfBytes(e.Value, nil)
+		return m["value"] == true && m["safe"] == nil
+	})
 }
