@@ -155,13 +155,7 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 			return nil, err
 		}
 		if in.Device != "" { // a 1-wire switch's channel, read every interval
-			addr := strings.TrimPrefix(in.Bus, "owserver:")
-			c := owservers[addr]
-			if c == nil {
-				c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, in.Every())}
-				owservers[addr] = c
-			}
-			sw, err := c.Switch(in.Device, in.Channel)
+			sw, err := owserverFor(owservers, in.Bus, in.Every()).Switch(in.Device, in.Channel)
 			if err != nil {
 				return nil, fmt.Errorf("hardware.inputs[%d]: %w", i, err)
 			}
@@ -192,13 +186,7 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 		}
 		var dev outputPin
 		if o.Device != "" { // a 1-wire switch's channel (bus checked by Validate)
-			addr := strings.TrimPrefix(o.Bus, "owserver:")
-			c := owservers[addr]
-			if c == nil {
-				c = &hw.OWServer{Addr: addr, Timeout: 5 * time.Second}
-				owservers[addr] = c
-			}
-			if dev, err = c.Switch(o.Device, o.Channel); err != nil {
+			if dev, err = owserverFor(owservers, o.Bus, 5*time.Second).Switch(o.Device, o.Channel); err != nil {
 				return nil, fmt.Errorf("hardware.outputs[%d]: %w", i, err)
 			}
 		} else if pin, _ := prof.Pin(o.Pin); prof.Name == "sim" {
@@ -217,6 +205,19 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 	return h, nil
 }
 
+// owserverFor returns the client of the owserver a bus "owserver:ADDR"
+// names, kept in owservers (one per address), its requests bounded by
+// every (the binding's period) and at most 5 s.
+func owserverFor(owservers map[string]*hw.OWServer, bus string, every time.Duration) *hw.OWServer {
+	addr := strings.TrimPrefix(bus, "owserver:")
+	c := owservers[addr]
+	if c == nil {
+		c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, every)}
+		owservers[addr] = c
+	}
+	return c
+}
+
 // sensorDevice builds the thermometer a sensor binding reads on board
 // prof: a simulated one from sim, or one behind an owserver (kept per
 // address in owservers) or the kernel's w1 sysfs files.
@@ -225,13 +226,7 @@ func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers m
 	case bus == "sim":
 		return sim.Thermometer(s.Device), nil
 	case strings.HasPrefix(bus, "owserver:"):
-		addr := strings.TrimPrefix(bus, "owserver:")
-		c := owservers[addr]
-		if c == nil {
-			c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, s.Every())}
-			owservers[addr] = c
-		}
-		th, err := c.Thermometer(s.Device)
+		th, err := owserverFor(owservers, bus, s.Every()).Thermometer(s.Device)
 		if err != nil {
 			return nil, fmt.Errorf("device: %w", err)
 		}
@@ -289,12 +284,7 @@ func scanOf(prof boards.Profile, s boards.Sensor, owservers map[string]*hw.OWSer
 	bus := s.BusOn(prof)
 	switch {
 	case strings.HasPrefix(bus, "owserver:"):
-		addr := strings.TrimPrefix(bus, "owserver:")
-		c := owservers[addr]
-		if c == nil {
-			c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, s.Every())}
-			owservers[addr] = c
-		}
+		c := owserverFor(owservers, bus, s.Every())
 		sc.scan = c.Devices
 		sc.device = func(id string) (thermometer, error) { return c.Thermometer(id) }
 	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
@@ -466,40 +456,52 @@ func (h *hardware) write(ctx context.Context, what string, p tree.Path, value []
 }
 
 // runSensor reads s every interval. A reading is written when it moved by
-// the deadband from the last one written (the first always). A failed
-// read keeps the last good value and adds the error and since when to the
-// entry, logged once; the next good reading clears it.
+// the deadband from the last one written (the first always); see poll
+// for faults.
 func (h *hardware) runSensor(ctx context.Context, s boundSensor) {
-	what := "sensor " + s.cfg.Device
-	var last reading // last written
-	written := false
-	tick := time.NewTicker(s.cfg.Every())
-	defer tick.Stop()
-	for {
+	read := func(ctx context.Context) (any, error) {
 		v, err := s.dev.Read(ctx)
 		if err == nil {
 			err = hw.CheckReading(v)
 		}
+		return v*s.cfg.Factor() + s.cfg.Offset, err
+	}
+	moved := func(last, v any) bool { return math.Abs(v.(float64)-last.(float64)) >= s.cfg.Deadband }
+	h.poll(ctx, "sensor", "sensor "+s.cfg.Device, s.path, s.cfg.Every(), "°C", read, moved)
+}
+
+// poll reads every period and writes a reading ({value, unit, at}) when
+// changed says it differs from the last one written (the first always).
+// A failed read keeps the last good value and at, and adds error and
+// since to the entry; the node logs it once, and the next good reading
+// clears both.
+func (h *hardware) poll(ctx context.Context, kind, what string, path tree.Path, every time.Duration, unit string,
+	read func(context.Context) (any, error), changed func(last, v any) bool) {
+	var last reading // last written
+	written := false
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		v, err := read(ctx)
 		now := h.now()
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
 			if last.err == "" {
-				h.log.Warn("sensor fails; its last good value stays", "sensor", s.cfg.Device, "path", s.path.String(), "error", err)
+				h.log.Warn(kind+" fails; its last good value stays", kind, what, "path", path.String(), "error", err)
 				last.err, last.since = err.Error(), now
-				h.write(ctx, what, s.path, last.msgpack())
+				h.write(ctx, what, path, last.msgpack())
 			}
 		default:
-			v = v*s.cfg.Factor() + s.cfg.Offset
 			fault := last.err != ""
 			if fault {
-				h.log.Info("sensor reads again", "sensor", s.cfg.Device, "path", s.path.String(), "failed_for", now.Sub(last.since).Round(time.Millisecond))
+				h.log.Info(kind+" reads again", kind, what, "path", path.String(), "failed_for", now.Sub(last.since).Round(time.Millisecond))
 			}
-			if !written || fault || math.Abs(v-last.value.(float64)) >= s.cfg.Deadband {
-				last = reading{value: v, unit: "°C", at: now}
+			if !written || fault || changed(last.value, v) {
+				last = reading{value: v, unit: unit, at: now}
 				written = true
-				h.write(ctx, what, s.path, last.msgpack())
+				h.write(ctx, what, path, last.msgpack())
 			}
 		}
 		select {
@@ -549,40 +551,14 @@ func (h *hardware) runInput(ctx context.Context, in boundInput) {
 }
 
 // runPolledInput reads a switch channel every interval and writes its
-// level when it changes; a failed read keeps the last level and adds the
-// error and since when, logged once, as for a sensor.
+// level when it changes; see poll for faults.
 func (h *hardware) runPolledInput(ctx context.Context, in boundInput) {
-	what := "input " + in.cfg.Device + " channel " + in.cfg.Channel
-	var last reading
-	written := false
-	tick := time.NewTicker(in.cfg.Every())
-	defer tick.Stop()
-	for {
+	read := func(ctx context.Context) (any, error) {
 		level, err := in.sensed(ctx)
-		now := h.now()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			if last.err == "" {
-				h.log.Warn("input fails; its last level stays", "input", what, "path", in.path.String(), "error", err)
-				last.err, last.since = err.Error(), now
-				h.write(ctx, what, in.path, last.msgpack())
-			}
-		default:
-			level = level != in.cfg.Invert
-			if !written || last.err != "" || last.value != level {
-				last = reading{value: level, at: now}
-				written = true
-				h.write(ctx, what, in.path, last.msgpack())
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+		return level != in.cfg.Invert, err
 	}
+	differs := func(last, v any) bool { return last != v }
+	h.poll(ctx, "input", "input "+in.cfg.Device+" channel "+in.cfg.Channel, in.path, in.cfg.Every(), "", read, differs)
 }
 
 // runOutput drives o from the value at its path: its safe level at start,
