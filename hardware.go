@@ -49,6 +49,7 @@ type hardware struct {
 	inputs   []boundInput
 	outputs  []boundOutput
 	sim      *hw.Sim // the simulated board's devices, or nil
+	buses    *buses  // the 1-wire buses the bindings use
 	shutdown time.Duration
 }
 
@@ -92,14 +93,23 @@ func CheckTreePath(s string) error {
 // GPIO (periph's character-device driver, or pins when not nil), or on
 // 1-wire switches.
 func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins func(boards.Pin) (gpio.PinIO, error)) (*hardware, error) {
-	h := &hardware{eng: eng, log: log.With("component", "hardware"), now: time.Now, shutdown: 2 * time.Second}
+	h := &hardware{eng: eng, log: log.With("component", "hardware"), now: time.Now, shutdown: 2 * time.Second, buses: newBuses()}
+	if err := h.bind(cfg, pins); err != nil {
+		h.buses.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// bind builds the devices of cfg's bindings (see newHardware).
+func (h *hardware) bind(cfg *boards.Config, pins func(boards.Pin) (gpio.PinIO, error)) error {
 	hc := cfg.Hardware
 	if len(hc.Sensors)+len(hc.Inputs)+len(hc.Outputs) == 0 {
-		return h, nil
+		return nil
 	}
 	prof, ok := boards.Lookup(cfg.Board)
 	if !ok {
-		return nil, fmt.Errorf("board: unknown board %q", cfg.Board)
+		return fmt.Errorf("board: unknown board %q", cfg.Board)
 	}
 	var gp *hw.GPIO // a real board's pins, opened on first use
 	openGPIO := func() (*hw.GPIO, error) {
@@ -122,17 +132,16 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 		}
 		return p, nil
 	}
-	owservers := map[string]*hw.OWServer{}
 	for i, s := range hc.Sensors {
 		at := fmt.Sprintf("hardware.sensors[%d]", i)
 		p, err := parse(at+".path", s.Path)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if s.Device == boards.AllDevices {
-			sc, err := scanOf(prof, s, owservers)
+			sc, err := scanOf(prof, s, h.buses)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", at, err)
+				return fmt.Errorf("%s: %w", at, err)
 			}
 			sc.path = p
 			for _, o := range hc.Sensors { // bound on their own: not twice
@@ -143,21 +152,21 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 			h.scans = append(h.scans, sc)
 			continue
 		}
-		dev, err := sensorDevice(prof, s, h.sim, owservers)
+		dev, err := sensorDevice(prof, s, h.sim, h.buses)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", at, err)
+			return fmt.Errorf("%s: %w", at, err)
 		}
 		h.sensors = append(h.sensors, boundSensor{cfg: s, path: p, dev: dev})
 	}
 	for i, in := range hc.Inputs {
 		p, err := parse(fmt.Sprintf("hardware.inputs[%d].path", i), in.Path)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if in.Device != "" { // a 1-wire switch's channel, read every interval
-			sw, err := owserverFor(owservers, in.Bus, in.Every()).Switch(in.Device, in.Channel)
+			sw, err := h.buses.owserver(in.Bus, in.Every()).Switch(in.Device, in.Channel)
 			if err != nil {
-				return nil, fmt.Errorf("hardware.inputs[%d]: %w", i, err)
+				return fmt.Errorf("hardware.inputs[%d]: %w", i, err)
 			}
 			h.inputs = append(h.inputs, boundInput{cfg: in, path: p, sensed: sw.Sensed})
 			continue
@@ -167,10 +176,10 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 		if prof.Name != "sim" {
 			g, err := openGPIO()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if dev, err = g.Input(pin, in.Pull); err != nil {
-				return nil, fmt.Errorf("hardware.inputs[%d]: %w", i, err)
+				return fmt.Errorf("hardware.inputs[%d]: %w", i, err)
 			}
 		}
 		h.inputs = append(h.inputs, boundInput{cfg: in, path: p, dev: dev})
@@ -178,55 +187,65 @@ func newHardware(cfg *boards.Config, eng *node.Engine, log *slog.Logger, pins fu
 	for i, o := range hc.Outputs {
 		p, err := parse(fmt.Sprintf("hardware.outputs[%d].path", i), o.Path)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		st, err := parse(fmt.Sprintf("hardware.outputs[%d].state", i), o.StatePath())
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var dev outputPin
 		if o.Device != "" { // a 1-wire switch's channel (bus checked by Validate)
-			if dev, err = owserverFor(owservers, o.Bus, 5*time.Second).Switch(o.Device, o.Channel); err != nil {
-				return nil, fmt.Errorf("hardware.outputs[%d]: %w", i, err)
+			if dev, err = h.buses.owserver(o.Bus, 5*time.Second).Switch(o.Device, o.Channel); err != nil {
+				return fmt.Errorf("hardware.outputs[%d]: %w", i, err)
 			}
 		} else if pin, _ := prof.Pin(o.Pin); prof.Name == "sim" {
 			dev = h.sim.Output(pin)
 		} else {
 			g, err := openGPIO()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if dev, err = g.Output(pin); err != nil {
-				return nil, fmt.Errorf("hardware.outputs[%d]: %w", i, err)
+				return fmt.Errorf("hardware.outputs[%d]: %w", i, err)
 			}
 		}
 		h.outputs = append(h.outputs, boundOutput{cfg: o, path: p, state: st, dev: dev})
 	}
-	return h, nil
+	return nil
 }
 
-// owserverFor returns the client of the owserver a bus "owserver:ADDR"
-// names, kept in owservers (one per address), its requests bounded by
-// every (the binding's period) and at most 5 s.
-func owserverFor(owservers map[string]*hw.OWServer, bus string, every time.Duration) *hw.OWServer {
+// buses are the 1-wire buses of one node's bindings, one client or bridge
+// per bus however many bindings use it.
+type buses struct {
+	ow      map[string]*hw.OWServer   // by address
+	oneWire map[string]*hw.OneWireBus // by bus string
+}
+
+func newBuses() *buses {
+	return &buses{ow: map[string]*hw.OWServer{}, oneWire: map[string]*hw.OneWireBus{}}
+}
+
+// owserver returns the client of the owserver a bus "owserver:ADDR" names,
+// its requests bounded by every (the binding's period) and at most 5 s.
+func (bs *buses) owserver(bus string, every time.Duration) *hw.OWServer {
 	addr := strings.TrimPrefix(bus, "owserver:")
-	c := owservers[addr]
+	c := bs.ow[addr]
 	if c == nil {
 		c = &hw.OWServer{Addr: addr, Timeout: min(5*time.Second, every)}
-		owservers[addr] = c
+		bs.ow[addr] = c
 	}
 	return c
 }
 
 // sensorDevice builds the thermometer a sensor binding reads on board
 // prof: a simulated one from sim, or one behind an owserver (kept per
-// address in owservers) or the kernel's w1 sysfs files.
-func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers map[string]*hw.OWServer) (thermometer, error) {
+// address in bs), a DS248x bridge or the kernel's w1 sysfs files.
+func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, bs *buses) (thermometer, error) {
 	switch bus := s.BusOn(prof); {
 	case bus == "sim":
 		return sim.Thermometer(s.Device), nil
 	case strings.HasPrefix(bus, "owserver:"):
-		th, err := owserverFor(owservers, bus, s.Every()).Thermometer(s.Device)
+		th, err := bs.owserver(bus, s.Every()).Thermometer(s.Device)
 		if err != nil {
 			return nil, fmt.Errorf("device: %w", err)
 		}
@@ -239,7 +258,7 @@ func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers m
 		}
 		return th, nil
 	case strings.HasPrefix(bus, "ds248x:"):
-		b, err := ds248xBus(bus)
+		b, err := bs.ds248x(bus)
 		if err != nil {
 			return nil, err
 		}
@@ -252,18 +271,11 @@ func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, owservers m
 	return nil, fmt.Errorf("bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", s.Bus)
 }
 
-// ds248xBuses are the DS248x bridges opened, by bus string: one per
-// bridge for the process, shared by every binding on it (its transactions
-// are serialised).
-var ds248xBuses = struct {
-	sync.Mutex
-	m map[string]*hw.OneWireBus
-}{m: map[string]*hw.OneWireBus{}}
-
-func ds248xBus(bus string) (*hw.OneWireBus, error) {
-	ds248xBuses.Lock()
-	defer ds248xBuses.Unlock()
-	if b := ds248xBuses.m[bus]; b != nil {
+// ds248x returns the periph 1-wire bus "ds248x:I2CBUS[:ADDR]" names,
+// opened once per node and shared by every binding on it (its
+// transactions are serialised); Run closes it when the node stops.
+func (bs *buses) ds248x(bus string) (*hw.OneWireBus, error) {
+	if b := bs.oneWire[bus]; b != nil {
 		return b, nil
 	}
 	i2c, addr, msg := boards.DS248xBus(bus)
@@ -274,17 +286,24 @@ func ds248xBus(bus string) (*hw.OneWireBus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	ds248xBuses.m[bus] = b
+	bs.oneWire[bus] = b
 	return b, nil
 }
 
+// close closes the buses that hold a device open.
+func (bs *buses) close() {
+	for _, b := range bs.oneWire {
+		_ = b.Close()
+	}
+}
+
 // scanOf builds the scan of a binding of every thermometer on its bus.
-func scanOf(prof boards.Profile, s boards.Sensor, owservers map[string]*hw.OWServer) (boundScan, error) {
+func scanOf(prof boards.Profile, s boards.Sensor, bs *buses) (boundScan, error) {
 	sc := boundScan{cfg: s, skip: map[string]bool{}}
 	bus := s.BusOn(prof)
 	switch {
 	case strings.HasPrefix(bus, "owserver:"):
-		c := owserverFor(owservers, bus, s.Every())
+		c := bs.owserver(bus, s.Every())
 		sc.scan = c.Devices
 		sc.device = func(id string) (thermometer, error) { return c.Thermometer(id) }
 	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
@@ -292,7 +311,7 @@ func scanOf(prof boards.Profile, s boards.Sensor, owservers map[string]*hw.OWSer
 		sc.scan = func(context.Context) ([]string, error) { return w.Devices() }
 		sc.device = func(id string) (thermometer, error) { return w.Thermometer(id) }
 	case strings.HasPrefix(bus, "ds248x:"):
-		b, err := ds248xBus(bus)
+		b, err := bs.ds248x(bus)
 		if err != nil {
 			return sc, err
 		}
@@ -363,7 +382,9 @@ func ReadSensor(ctx context.Context, cfg *boards.Config, s boards.Sensor) (float
 	if !ok {
 		return 0, fmt.Errorf("unknown board %q", cfg.Board)
 	}
-	dev, err := sensorDevice(prof, s, hw.NewSim(), map[string]*hw.OWServer{})
+	bs := newBuses()
+	defer bs.close()
+	dev, err := sensorDevice(prof, s, hw.NewSim(), bs)
 	if err != nil {
 		return 0, err
 	}
@@ -380,6 +401,7 @@ func ReadSensor(ctx context.Context, cfg *boards.Config, s boards.Sensor) (float
 // Run runs every binding until ctx ends. Outputs take their safe level
 // first, and again when Run ends.
 func (h *hardware) Run(ctx context.Context) error {
+	defer h.buses.close() // after every binding's goroutine has ended
 	var wg sync.WaitGroup
 	for _, s := range h.sensors {
 		wg.Go(func() { h.runSensor(ctx, s) })

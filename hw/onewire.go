@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,8 +22,21 @@ import (
 // onewiretest.Playback). Transactions on one bus are serialised: a
 // conversion holds the bus until it has been read.
 type OneWireBus struct {
-	bus onewire.Bus
-	mu  sync.Mutex
+	bus    onewire.Bus
+	closer io.Closer // what OpenDS248x opened, or nil
+	mu     sync.Mutex
+}
+
+// Close closes what the bus holds open (the I²C bus of a DS248x).
+func (b *OneWireBus) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closer == nil {
+		return nil
+	}
+	err := b.closer.Close()
+	b.closer = nil
+	return err
 }
 
 // NewOneWireBus wraps a periph 1-wire bus.
@@ -46,7 +60,9 @@ func OpenDS248x(i2c string, addr uint16) (*OneWireBus, error) {
 		b.Close()
 		return nil, fmt.Errorf("ds248x on %s at %#x: %w", i2c, addr, err)
 	}
-	return NewOneWireBus(d), nil
+	ob := NewOneWireBus(d)
+	ob.closer = b
+	return ob, nil
 }
 
 // Address turns a 1-wire id (either form) into periph's address: the ROM's

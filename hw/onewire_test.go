@@ -83,3 +83,21 @@ func TestOneWireThermometer(t *testing.T) {
 		t.Error("a DS2413 was accepted as a thermometer")
 	}
 }
+
+type countCloser struct{ n int }
+
+func (c *countCloser) Close() error { c.n++; return nil }
+
+// TestOneWireBusClose: Close releases what the bus holds open, once.
+func TestOneWireBusClose(t *testing.T) {
+	b := NewOneWireBus(&onewiretest.Playback{})
+	c := &countCloser{}
+	b.closer = c
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if c.n != 1 {
+		t.Errorf("closed %d times, want once", c.n)
+	}
+}

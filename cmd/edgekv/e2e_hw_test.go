@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -462,20 +461,13 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	}
 }
 
-// edgekvCLI runs the edgekv binary with args and returns its output and
-// exit status.
+// edgekvCLI runs the command line in this process (runCLI) and returns
+// its output, standard error after standard output, and exit status.
 func edgekvCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	out, err := exec.Command(edgekvBinary(t), args...).CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return string(out), 0
-	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
-	}
-	t.Fatal(err)
-	return "", -1
+	var out, errOut bytes.Buffer
+	code := runCLI(args, &out, &errOut)
+	return out.String() + errOut.String(), code
 }
 
 // TestHwCommands: `edgekv hw list` shows a config's bindings, the devices
