@@ -51,6 +51,9 @@ type hardware struct {
 	sim      *hw.Sim // the simulated board's devices, or nil
 	buses    *buses  // the 1-wire buses the bindings use
 	shutdown time.Duration
+	// found, if set, hears of each thermometer a "device: all" binding
+	// binds (Home Assistant announces it).
+	found func(ctx context.Context, path tree.Path)
 }
 
 type boundSensor struct {
@@ -164,7 +167,7 @@ func (h *hardware) bind(cfg *boards.Config, pins func(boards.Pin) (gpio.PinIO, e
 			return err
 		}
 		if in.Device != "" { // a 1-wire switch's channel, read every interval
-			sw, err := h.buses.owserver(in.Bus, in.Every()).Switch(in.Device, in.Channel)
+			sw, err := switchChannel(in.BusOn(prof), in.Device, in.Channel, in.Every(), h.buses)
 			if err != nil {
 				return fmt.Errorf("hardware.inputs[%d]: %w", i, err)
 			}
@@ -195,7 +198,7 @@ func (h *hardware) bind(cfg *boards.Config, pins func(boards.Pin) (gpio.PinIO, e
 		}
 		var dev outputPin
 		if o.Device != "" { // a 1-wire switch's channel (bus checked by Validate)
-			if dev, err = h.buses.owserver(o.Bus, 5*time.Second).Switch(o.Device, o.Channel); err != nil {
+			if dev, err = switchChannel(o.BusOn(prof), o.Device, o.Channel, 5*time.Second, h.buses); err != nil {
 				return fmt.Errorf("hardware.outputs[%d]: %w", i, err)
 			}
 		} else if pin, _ := prof.Pin(o.Pin); prof.Name == "sim" {
@@ -269,6 +272,29 @@ func sensorDevice(prof boards.Profile, s boards.Sensor, sim *hw.Sim, bs *buses) 
 		return th, nil
 	}
 	return nil, fmt.Errorf("bus: %q is not a bus edgekv can read (want sim, w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", s.Bus)
+}
+
+// switchChannel builds channel ch of the 1-wire switch id on bus: behind
+// an owserver (its requests bounded by every), through the kernel's w1
+// sysfs files, or on a DS248x bridge.
+func switchChannel(bus, id, ch string, every time.Duration, bs *buses) (interface {
+	outputPin
+	Sensed(context.Context) (bool, error)
+}, error) {
+	switch {
+	case strings.HasPrefix(bus, "owserver:"):
+		return bs.owserver(bus, every).Switch(id, ch)
+	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
+		w := &hw.W1Sysfs{Dir: strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":")}
+		return w.Switch(id, ch)
+	case strings.HasPrefix(bus, "ds248x:"):
+		b, err := bs.ds248x(bus)
+		if err != nil {
+			return nil, err
+		}
+		return b.Switch(id, ch)
+	}
+	return nil, fmt.Errorf("bus: %q has no 1-wire switches (want w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", bus)
 }
 
 // ds248x returns the periph 1-wire bus "ds248x:I2CBUS[:ADDR]" names,
@@ -362,6 +388,9 @@ func (h *hardware) runScan(ctx context.Context, sc boundScan) {
 			b.cfg.Device = kid
 			h.log.Info("thermometer found", "device", kid, "path", b.path.String())
 			wg.Go(func() { h.runSensor(ctx, b) })
+			if h.found != nil {
+				h.found(ctx, b.path)
+			}
 		}
 		t := time.NewTimer(every)
 		select {
@@ -510,9 +539,14 @@ func (h *hardware) poll(ctx context.Context, kind, what string, path tree.Path, 
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			if last.err == "" {
+			switch {
+			case last.err == "":
 				h.log.Warn(kind+" fails; its last good value stays", kind, what, "path", path.String(), "error", err)
 				last.err, last.since = err.Error(), now
+				h.write(ctx, what, path, last.msgpack())
+			case err.Error() != last.err: // another fault in the same episode: the entry says the current one, since stays
+				h.log.Debug(kind+" fails otherwise", kind, what, "path", path.String(), "error", err)
+				last.err = err.Error()
 				h.write(ctx, what, path, last.msgpack())
 			}
 		default:
@@ -587,49 +621,109 @@ func (h *hardware) runPolledInput(ctx context.Context, in boundInput) {
 // at the end, and while the path is deleted or holds a value that is not
 // a level. What the pin does is written to the state path:
 // {value, at}, plus {safe: true, reason} when it is at its safe level for
-// one of those reasons.
+// one of those reasons. A level that cannot be applied (a switch behind an
+// owserver that is down) is reported with error and since, and tried
+// again, after 1 s and then twice as long each time up to 30 s, until it
+// holds or another command comes.
 func (h *hardware) runOutput(ctx context.Context, o boundOutput) {
 	what := "output " + o.cfg.Pin
 	if o.cfg.Device != "" {
 		what = "output " + o.cfg.Device + " channel " + o.cfg.Channel
 	}
-	drive := func(level bool, reason string) {
-		if err := o.dev.Out(level != o.cfg.Invert); err != nil {
+	var failing outputState // the failed command's state, while one fails
+	apply := func(c outputState) bool {
+		err := o.dev.Out(c.level != o.cfg.Invert)
+		c.at = h.now()
+		switch {
+		case err == nil && failing.err != "":
+			h.log.Info("output driven again", "output", what, "failed_for", c.at.Sub(failing.since).Round(time.Millisecond))
+			failing = outputState{}
+		case err != nil && failing.err == "":
 			h.log.Warn("cannot drive an output", "output", what, "error", err)
-			reason = "cannot drive the pin: " + err.Error()
+			c.err, c.since = err.Error(), c.at
+			failing = c
+		case err != nil && failing.err != "" && (failing.level != c.level || failing.reason != c.reason || failing.err != err.Error()):
+			c.err, c.since = err.Error(), failing.since
+			failing = c
+		case err != nil:
+			return false // failing as before: the state entry says so already
 		}
-		st := outputState{level: level, at: h.now(), reason: reason}
 		wctx := ctx
 		if ctx.Err() != nil { // shutting down: the state still goes in
 			var cancel context.CancelFunc
 			wctx, cancel = context.WithTimeout(context.Background(), h.shutdown)
 			defer cancel()
 		}
-		if _, err := h.eng.Set(wctx, o.state, st.msgpack(), node.Cond{}); err != nil && !errors.Is(err, context.Canceled) {
-			h.log.Debug("output state not written", "binding", what, "error", err)
+		if _, werr := h.eng.Set(wctx, o.state, c.msgpack(), node.Cond{}); werr != nil && !errors.Is(werr, context.Canceled) {
+			h.log.Debug("output state not written", "binding", what, "error", werr)
 		}
+		return err == nil
 	}
-	drive(o.cfg.Safe, "start")
-	defer drive(o.cfg.Safe, "shutdown")
-	err := h.eng.Watch(ctx, o.path, true, func(it node.Item) error {
-		if it.UpToDate || !it.Path.Equal(o.path) {
-			return nil
+
+	// The watch hands each command over; only the latest counts.
+	want := make(chan outputState, 1)
+	command := func(c outputState) {
+		select {
+		case <-want:
+		default:
 		}
-		if it.Entry.Value == nil {
-			drive(o.cfg.Safe, "deleted")
+		want <- c
+	}
+	watched := make(chan error, 1)
+	go func() {
+		watched <- h.eng.Watch(ctx, o.path, true, func(it node.Item) error {
+			if it.UpToDate || !it.Path.Equal(o.path) {
+				return nil
+			}
+			if it.Entry.Value == nil {
+				command(outputState{level: o.cfg.Safe, reason: "deleted"})
+				return nil
+			}
+			level, ok := outputLevel(it.Entry.Value)
+			if !ok {
+				h.log.Warn("output command is not a level; the output takes its safe level", "output", what, "path", o.path.String())
+				command(outputState{level: o.cfg.Safe, reason: "not a level (want true/false, 1/0 or on/off)"})
+				return nil
+			}
+			command(outputState{level: level})
 			return nil
+		})
+	}()
+
+	cur := outputState{level: o.cfg.Safe, reason: "start"}
+	ok := apply(cur)
+	const firstRetry, lastRetry = time.Second, 30 * time.Second
+	backoff := firstRetry
+	retry := time.NewTimer(backoff)
+	defer retry.Stop()
+	for {
+		retry.Stop()
+		if ok {
+			backoff = firstRetry
+		} else {
+			retry.Reset(backoff)
 		}
-		level, ok := outputLevel(it.Entry.Value)
-		if !ok {
-			h.log.Warn("output command is not a level; the output takes its safe level", "output", what, "path", o.path.String())
-			drive(o.cfg.Safe, "not a level (want true/false, 1/0 or on/off)")
-			return nil
+		select {
+		case c := <-want:
+			cur = c
+			backoff = firstRetry
+			ok = apply(cur)
+		case <-retry.C:
+			backoff = min(2*backoff, lastRetry)
+			ok = apply(cur)
+		case err := <-watched:
+			watched = nil
+			if ctx.Err() == nil {
+				h.log.Warn("output stopped following its path", "output", what, "error", err)
+			}
+		case <-ctx.Done():
+			if watched != nil {
+				<-watched
+			}
+			failing = outputState{} // the last word is the shutdown's
+			apply(outputState{level: o.cfg.Safe, reason: "shutdown"})
+			return
 		}
-		drive(level, "")
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
-		h.log.Warn("output stopped following its path", "output", what, "error", err)
 	}
 }
 
@@ -637,12 +731,17 @@ func (h *hardware) runOutput(ctx context.Context, o boundOutput) {
 type outputState struct {
 	level  bool
 	at     time.Time
-	reason string // why it is at its safe level; "" when commanded
+	reason string    // why it is at its safe level; "" when commanded
+	err    string    // why it could not be driven to level; "" when it was
+	since  time.Time // when it first could not
 }
 
 func (s outputState) msgpack() []byte {
 	n := uint32(2)
 	if s.reason != "" {
+		n += 2
+	}
+	if s.err != "" {
 		n += 2
 	}
 	b := msgp.AppendMapHeader(nil, n)
@@ -651,6 +750,10 @@ func (s outputState) msgpack() []byte {
 	if s.reason != "" {
 		b = msgp.AppendBool(msgp.AppendString(b, "safe"), true)
 		b = msgp.AppendString(msgp.AppendString(b, "reason"), s.reason)
+	}
+	if s.err != "" {
+		b = msgp.AppendString(msgp.AppendString(b, "error"), s.err)
+		b = msgp.AppendFloat64(msgp.AppendString(b, "since"), unixSeconds(s.since))
 	}
 	return b
 }

@@ -2,6 +2,7 @@ package edgekv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -146,6 +147,11 @@ func TestHardwareSensors(t *testing.T) {
 	if m2 := entry(t, n, "hw.t"); m2["value"] != last || m2["since"] != m["since"] {
 		t.Errorf("while failing the entry changed: %v then %v", m, m2)
 	}
+	th.Fail(errors.New("CRC error")) // another fault in the same episode: the entry says it, since stays
+	eventually(t, "the second fault in hw.t", func() bool { e, _ := entry(t, n, "hw.t")["error"].(string); return strings.HasSuffix(e, ": CRC error") })
+	if m2 := entry(t, n, "hw.t"); m2["value"] != last || m2["since"] != m["since"] {
+		t.Errorf("the second fault changed value or since: %v then %v", m, m2)
+	}
 	th.Recover()
 	eventually(t, "hw.t reads again", func() bool { return entry(t, n, "hw.t")["error"] == nil })
 }
@@ -273,6 +279,81 @@ func TestHardwareW1Sysfs(t *testing.T) {
 		slave("YES", 23125)
 		eventually(t, "clear after "+fault.text, func() bool { return entry(t, n, "hw.w1")["error"] == nil })
 	}
+}
+
+// TestHardwareOutputRetry: an output that cannot be driven says so in its
+// state entry (the wanted value, error, since), is tried again until it
+// holds, and a newer command replaces the failed one.
+func TestHardwareOutputRetry(t *testing.T) {
+	n, _ := hwNode(t, boards.Hardware{Outputs: []boards.Output{{Pin: "GPIO27", Path: "hw.relay"}}})
+	relay := n.SimHardware().Output(boards.Pin{Name: "GPIO27"})
+	eventually(t, "the start state", func() bool { return entry(t, n, "hw.relay.state")["reason"] == "start" })
+	relay.Fail(nil)
+	set(t, n, "hw.relay", msgp.AppendBool(nil, true))
+	eventually(t, "the failure in the state", func() bool {
+		m := entry(t, n, "hw.relay.state")
+		e, _ := m["error"].(string)
+		return m["value"] == true && strings.Contains(e, "simulated fault") && m["since"] != nil
+	})
+	since := entry(t, n, "hw.relay.state")["since"]
+	set(t, n, "hw.relay", msgp.AppendString(nil, "off")) // a newer command, failing too
+	eventually(t, "the newer command's failure", func() bool {
+		m := entry(t, n, "hw.relay.state")
+		return m["value"] == false && m["error"] != nil && m["since"] == since
+	})
+	set(t, n, "hw.relay", msgp.AppendString(nil, "on"))
+	eventually(t, "the third command failing", func() bool { return entry(t, n, "hw.relay.state")["value"] == true })
+	relay.Recover() // the retry (after 1 s) applies the latest command
+	eventually(t, "the retry", func() bool {
+		m := entry(t, n, "hw.relay.state")
+		return m["value"] == true && m["error"] == nil && m["since"] == nil
+	})
+	if l, _ := relay.Level(); !l {
+		t.Error("the relay is not on after the retry")
+	}
+}
+
+// TestHardwareW1Switch: 1-wire switches through the kernel's w1_ds2413
+// and w1_ds2408 files (a fake sysfs tree shaped as those drivers make
+// it): an output on a DS2413 channel follows its tree value and keeps the
+// other channel's latch, an input on a DS2408 channel follows the pin, and
+// a switch that leaves the bus is a fault with the last level kept.
+func TestHardwareW1Switch(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(id string, state, output byte) string {
+		d := filepath.Join(dir, id)
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "state"), []byte{state}, 0o644)
+		os.WriteFile(filepath.Join(d, "output"), []byte{output}, 0o644)
+		return d
+	}
+	// DS2413: A and B latches 1 (off), pins high: status 0x0f, complement 0x0_.
+	d13 := mk("3a-0000001b2c3d", 0x0F, 0x03)
+	d08 := mk("29-00000011aa22", 0x00, 0xFF)
+	bus := "w1-sysfs:" + dir
+	n, _ := hwNode(t, boards.Hardware{
+		Inputs:  []boards.Input{{Device: "29-00000011aa22", Channel: "0", Bus: bus, Path: "hw.float", Interval: boards.Duration(100 * time.Millisecond)}},
+		Outputs: []boards.Output{{Device: "3a-0000001b2c3d", Channel: "A", Bus: bus, Path: "hw.pump"}},
+	})
+	output := func() byte { b, _ := os.ReadFile(filepath.Join(d13, "output")); return b[0] }
+	eventually(t, "the pump off at start", func() bool {
+		m := entry(t, n, "hw.pump.state")
+		return m["value"] == false && m["reason"] == "start" && output() == 0x03
+	})
+	eventually(t, "the float low", func() bool { return entry(t, n, "hw.float")["value"] == false })
+	set(t, n, "hw.pump", msgp.AppendBool(nil, true))
+	eventually(t, "the pump on: A's latch 0, B's kept at 1", func() bool {
+		m := entry(t, n, "hw.pump.state")
+		return m["value"] == true && m["error"] == nil && output() == 0x02
+	})
+	os.WriteFile(filepath.Join(d08, "state"), []byte{0x01}, 0o644)
+	eventually(t, "the float high", func() bool { return entry(t, n, "hw.float")["value"] == true })
+	os.RemoveAll(d08)
+	eventually(t, "the float's switch gone", func() bool {
+		m := entry(t, n, "hw.float")
+		e, _ := m["error"].(string)
+		return strings.Contains(e, "not on the bus") && m["value"] == true
+	})
 }
 
 // TestHardwareScan: device "all" on a w1 sysfs bus binds every

@@ -149,8 +149,12 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	if n.ha, err = newHomeAssistant(cfg, n.br, n.eng, n.log); err != nil {
+		n.hw.buses.close()
 		n.eng.Close()
 		return nil, err
+	}
+	if n.ha != nil {
+		n.hw.found = n.ha.found
 	}
 	return n, nil
 }

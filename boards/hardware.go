@@ -80,7 +80,7 @@ type Input struct {
 	// pin or a device.
 	Pin string `yaml:"pin"`
 	// Device, Channel and Bus name a 1-wire switch's channel, as for an
-	// output (DS2413 A/B, DS2408 0-7, bus owserver:HOST:PORT); it is read
+	// output (DS2413 A/B, DS2408 0-7, on a bus as for an output); it is read
 	// every Interval (default 1s, at least 100ms).
 	Device   string   `yaml:"device"`
 	Channel  string   `yaml:"channel"`
@@ -107,7 +107,9 @@ type Output struct {
 	// DS2408 (family 29, Channel 0 to 7), on Bus.
 	Device  string `yaml:"device"`
 	Channel string `yaml:"channel"`
-	// Bus is the switch's bus: owserver:HOST:PORT.
+	// Bus is the switch's bus, as for a sensor: w1-sysfs[:DIR] (the
+	// kernel's w1_ds2413 and w1_ds2408 drivers), ds248x:I2CBUS[:ADDR] or
+	// owserver:HOST:PORT. Default: the board's 1-wire bus.
 	Bus string `yaml:"bus"`
 	// Path holds the command: true/false, 1/0 or "on"/"off". Any node may
 	// write it.
@@ -144,9 +146,19 @@ func (s Sensor) Every() time.Duration {
 
 // BusOn returns the sensor's bus on board p: Bus, or the board's default
 // 1-wire source ("sim" on the sim board; "" where edgekv has none yet).
-func (s Sensor) BusOn(p Profile) string {
-	if s.Bus != "" {
-		return s.Bus
+func (s Sensor) BusOn(p Profile) string { return busOn(s.Bus, p) }
+
+// BusOn returns the bus of the output's 1-wire switch on board p: Bus, or
+// the board's default 1-wire source.
+func (o Output) BusOn(p Profile) string { return busOn(o.Bus, p) }
+
+// BusOn returns the bus of the input's 1-wire switch on board p: Bus, or
+// the board's default 1-wire source.
+func (in Input) BusOn(p Profile) string { return busOn(in.Bus, p) }
+
+func busOn(bus string, p Profile) string {
+	if bus != "" {
+		return bus
 	}
 	switch p.OneWire.Kind {
 	case OneWireSim:
@@ -286,28 +298,8 @@ func (v *validator) hardware(checkPath func(string) error) {
 		case bus == "sim" && all:
 			v.add(at+".device", "the sim bus has no devices to find: name each simulated sensor")
 		case bus == "sim":
-		case strings.HasPrefix(bus, "owserver:"):
-			if _, _, msg := splitAddr(strings.TrimPrefix(bus, "owserver:"), false); msg != "" {
-				v.add(at+".bus", "%q: owserver's address %s", s.Bus, msg)
-			} else if !oneWireID(s.Device) && !all {
-				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28.67C6697351FF or 28-67c6697351ff, or all)", s.Device)
-			}
-		case strings.HasPrefix(bus, "ds248x:"):
-			if _, _, msg := DS248xBus(bus); msg != "" {
-				v.add(at+".bus", "%q: %s", s.Bus, msg)
-			} else if !oneWireID(s.Device) && !all {
-				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff, or all)", s.Device)
-			}
-		case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
-			if dir := strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":"); dir != "" && !strings.HasPrefix(dir, "/") {
-				v.add(at+".bus", "%q: the w1 sysfs directory must be an absolute path", s.Bus)
-			} else if !oneWireID(s.Device) && !all {
-				v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff or 28.0316A2794BFF, or all)", s.Device)
-			}
-		case s.Bus == "":
-			v.add(at+".bus", "board %s has no default 1-wire bus: give bus: w1-sysfs, owserver:HOST:PORT or sim", prof.Name)
-		default:
-			v.add(at+".bus", "%q is not a bus (want sim, w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", s.Bus)
+		case v.oneWireBus(at, prof, s.Bus, bus) && !oneWireID(s.Device) && !all:
+			v.add(at+".device", "%q is not a 1-wire id (want e.g. 28-0316a2794bff or 28.0316A2794BFF, or all)", s.Device)
 		}
 		if s.Interval != 0 && s.Interval.Std() < MinSensorInterval {
 			v.add(at+".interval", "%s is shorter than %s", s.Interval, MinSensorInterval)
@@ -329,7 +321,7 @@ func (v *validator) hardware(checkPath func(string) error) {
 		case in.Pin != "" && in.Device != "":
 			v.add(at, "give a pin or a device, not both")
 		case in.Device != "":
-			v.switchOutput(at, Output{Device: in.Device, Channel: in.Channel, Bus: in.Bus}, switches)
+			v.switchOutput(at, prof, Output{Device: in.Device, Channel: in.Channel, Bus: in.Bus}, switches)
 			if in.Interval != 0 && in.Interval.Std() < MinSensorInterval {
 				v.add(at+".interval", "%s is shorter than %s", in.Interval, MinSensorInterval)
 			}
@@ -359,7 +351,7 @@ func (v *validator) hardware(checkPath func(string) error) {
 		case o.Pin != "" && o.Device != "":
 			v.add(at, "give a pin or a device, not both")
 		case o.Device != "":
-			v.switchOutput(at, o, switches)
+			v.switchOutput(at, prof, o, switches)
 		default:
 			pin(at+".pin", o.Pin)
 		}
@@ -370,8 +362,38 @@ func (v *validator) hardware(checkPath func(string) error) {
 	}
 }
 
+// oneWireBus checks bus, a binding's 1-wire bus on the board (given is
+// what the config says, "" for the board's default), and reports whether
+// it is one of w1-sysfs, ds248x or owserver.
+func (v *validator) oneWireBus(at string, prof Profile, given, bus string) bool {
+	switch {
+	case strings.HasPrefix(bus, "owserver:"):
+		if _, _, msg := splitAddr(strings.TrimPrefix(bus, "owserver:"), false); msg != "" {
+			v.add(at+".bus", "%q: owserver's address %s", given, msg)
+			return false
+		}
+	case strings.HasPrefix(bus, "ds248x:"):
+		if _, _, msg := DS248xBus(bus); msg != "" {
+			v.add(at+".bus", "%q: %s", given, msg)
+			return false
+		}
+	case bus == "w1-sysfs" || strings.HasPrefix(bus, "w1-sysfs:"):
+		if dir := strings.TrimPrefix(strings.TrimPrefix(bus, "w1-sysfs"), ":"); dir != "" && !strings.HasPrefix(dir, "/") {
+			v.add(at+".bus", "%q: the w1 sysfs directory must be an absolute path", given)
+			return false
+		}
+	case given == "":
+		v.add(at+".bus", "board %s has no default 1-wire bus: give bus: w1-sysfs, ds248x:I2CBUS or owserver:HOST:PORT", prof.Name)
+		return false
+	default:
+		v.add(at+".bus", "%q is not a bus (want sim, w1-sysfs[:DIR], ds248x:I2CBUS[:ADDR] or owserver:HOST:PORT)", given)
+		return false
+	}
+	return true
+}
+
 // switchOutput checks an output on a 1-wire switch's channel.
-func (v *validator) switchOutput(at string, o Output, seen map[string]string) {
+func (v *validator) switchOutput(at string, prof Profile, o Output, seen map[string]string) {
 	if !oneWireID(o.Device) {
 		v.add(at+".device", "%q is not a 1-wire id (want e.g. 3A.54F81BE8E78D)", o.Device)
 		return
@@ -390,15 +412,15 @@ func (v *validator) switchOutput(at string, o Output, seen map[string]string) {
 		v.add(at+".device", "family %s is not a switch edgekv drives (3A DS2413, 29 DS2408)", fam)
 		return
 	}
-	if !strings.HasPrefix(o.Bus, "owserver:") {
-		v.add(at+".bus", "a switch's bus must be owserver:HOST:PORT (got %q)", o.Bus)
+	bus := o.BusOn(prof)
+	if bus == "sim" {
+		v.add(at+".bus", "the sim bus has no 1-wire switches: bind a pin of the sim board, or give bus: owserver:HOST:PORT, w1-sysfs or ds248x:I2CBUS")
 		return
 	}
-	if _, _, msg := splitAddr(strings.TrimPrefix(o.Bus, "owserver:"), false); msg != "" {
-		v.add(at+".bus", "%q: owserver's address %s", o.Bus, msg)
+	if !v.oneWireBus(at, prof, o.Bus, bus) {
 		return
 	}
-	key := strings.ToUpper(strings.Replace(o.Device, "-", ".", 1)) + "/" + ch + "@" + o.Bus
+	key := strings.ToUpper(strings.Replace(o.Device, "-", ".", 1)) + "/" + ch + "@" + bus
 	if first, dup := seen[key]; dup {
 		v.add(at+".channel", "channel %s of %s is already bound by %s", ch, o.Device, first)
 		return

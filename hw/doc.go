@@ -12,7 +12,8 @@
 // (GPIOWith takes another opener: periph's gpiotest pins in tests).
 // OneWireBus drives a 1-wire bus through periph.io: a DS2482/DS2483 bridge
 // on I²C (OpenDS248x), DS18B20-family thermometers on it through periph's
-// ds18b20 driver. periph's netlink 1-wire comes next.
+// ds18b20 driver, and DS2413/DS2408 switches on any of these buses
+// (W1Sysfs.Switch, OneWireBus.Switch, OWServer.Switch).
 //
 // The consumer (the module root's assembly) defines the small interfaces it
 // needs (read a temperature, read and wait for an input's edge, drive an

@@ -203,12 +203,34 @@ type SimOutput struct {
 	mu      sync.Mutex
 	levels  []bool
 	changed chan struct{}
+	err     error // set by Fail
+}
+
+// Fail makes later Outs fail with err (nil: ErrSimFault), the level kept,
+// until Recover.
+func (o *SimOutput) Fail(err error) {
+	if err == nil {
+		err = ErrSimFault
+	}
+	o.mu.Lock()
+	o.err = err
+	o.mu.Unlock()
+}
+
+// Recover ends a Fail.
+func (o *SimOutput) Recover() {
+	o.mu.Lock()
+	o.err = nil
+	o.mu.Unlock()
 }
 
 // Out drives the pin.
 func (o *SimOutput) Out(level bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.err != nil {
+		return fmt.Errorf("output %s: %w", o.name, o.err)
+	}
 	o.levels = append(o.levels, level)
 	if len(o.levels) > 1024 {
 		o.levels = append(o.levels[:0], o.levels[len(o.levels)-512:]...)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -357,8 +358,14 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	pub := needTool(t, "mosquitto_pub", "mosquitto-clients")
 	dir := t.TempDir()
 	ps := freePorts(t, 1)
+	w1 := filepath.Join(dir, "w1") // a thermometer for "device: all" to find
+	found := filepath.Join(w1, "28-0000000000a1")
+	os.MkdirAll(found, 0o755)
+	os.WriteFile(filepath.Join(found, "w1_slave"), []byte("72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=21000\n"), 0o644)
 	write := func(withDoor bool) string {
-		hw := "hardware:\n  home_assistant: {enabled: true}\n  sensors:\n    - {device: sim-1, path: ha.temp, interval: 1s}\n  outputs:\n    - {pin: GPIO27, path: ha.relay}\n"
+		hw := "hardware:\n  home_assistant: {enabled: true}\n  sensors:\n    - {device: sim-1, path: ha.temp, interval: 1s}\n" +
+			"    - {device: all, bus: \"w1-sysfs:" + w1 + "\", path: ha.scan, interval: 1s}\n" +
+			"  outputs:\n    - {pin: GPIO27, path: ha.relay}\n"
 		if withDoor {
 			hw += "  inputs:\n    - {pin: GPIO17, path: ha.door}\n"
 		}
@@ -372,10 +379,12 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	p := startNode(t, "ha1", write(true), ps[0])
 	var got map[string]map[string]any
 	deadline := time.Now().Add(10 * time.Second)
-	for got = haConfigs(t, sub, ps[0]); len(got) < 3 && time.Now().Before(deadline); got = haConfigs(t, sub, ps[0]) {
+	for got = haConfigs(t, sub, ps[0]); len(got) < 4 && time.Now().Before(deadline); got = haConfigs(t, sub, ps[0]) {
 	}
+	scanTopic := "homeassistant/sensor/edgekv_ha1/ha_scan_28-0000000000a1/config"
 	want := map[string][]string{ // component → keys Home Assistant requires or edgekv promises
-		"homeassistant/sensor/edgekv_ha1/ha_temp/config":        {"state_topic", "unit_of_measurement", "device_class", "value_template"},
+		"homeassistant/sensor/edgekv_ha1/ha_temp/config": {"state_topic", "unit_of_measurement", "device_class", "value_template"},
+		scanTopic: {"state_topic", "unit_of_measurement", "device_class", "value_template"}, // found by the scan
 		"homeassistant/binary_sensor/edgekv_ha1/ha_door/config": {"state_topic", "payload_on", "payload_off", "value_template"},
 		"homeassistant/switch/edgekv_ha1/ha_relay/config":       {"command_topic", "state_topic", "payload_on", "payload_off", "state_on", "state_off"},
 	}
@@ -400,8 +409,11 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			t.Errorf("%s: availability_topic %v", topic, m["availability_topic"])
 		}
 	}
-	if len(ids) != 3 {
+	if len(ids) != 4 {
 		t.Errorf("unique_ids not unique: %v", ids)
+	}
+	if s := got[scanTopic]; s != nil && s["state_topic"] != "kv/ha/scan/28-0000000000a1" {
+		t.Errorf("found sensor's state_topic: %v", s["state_topic"])
 	}
 	if sw := got["homeassistant/switch/edgekv_ha1/ha_relay/config"]; sw != nil && (sw["command_topic"] != "kv/ha/relay" || sw["state_topic"] != "kv/ha/relay/state") {
 		t.Errorf("switch topics: %v", sw)
@@ -419,7 +431,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 
 	// Home Assistant restarts: its birth message brings the configs again,
 	// live (not only as retained messages).
-	live := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "homeassistant/+/+/+/config", "-R", "-C", "3", "-W", "5")
+	live := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "homeassistant/+/+/+/config", "-R", "-C", "4", "-W", "5")
 	var liveOut bytes.Buffer
 	live.Stdout = &liveOut
 	if err := live.Start(); err != nil {
@@ -447,6 +459,9 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	if got := strings.Fields(watchOut.String()); len(got) != 2 || got[0] != "online" || got[1] != "offline" {
 		t.Errorf("availability around the stop: %q, want online then offline", watchOut.String())
 	}
+	// The found thermometer is gone too: its entity stays (the binding
+	// that found it does).
+	os.RemoveAll(found)
 	startNode(t, "ha1", write(false), ps[0])
 	deadline = time.Now().Add(10 * time.Second)
 	for {
@@ -458,6 +473,28 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			t.Fatalf("after restarting without the door: %v", got)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// Home Assistant connects after the node started: its birth message
+	// brings the door's removal (an empty config), not the found sensor's.
+	live = exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "homeassistant/+/+/+/config", "-F", "%t|%p", "-W", "2")
+	liveOut.Reset()
+	live.Stdout = &liveOut
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "homeassistant/status", "-m", "online").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	live.Wait() // ends after 2 s
+	lines := strings.Split(strings.TrimSpace(liveOut.String()), "\n")
+	if !slices.Contains(lines, "homeassistant/binary_sensor/edgekv_ha1/ha_door/config|") {
+		t.Errorf("after the birth message: no removal of the door's config in %q", lines)
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, scanTopic) {
+			t.Errorf("the found sensor's entity was touched: %q", l)
+		}
 	}
 }
 
@@ -483,13 +520,15 @@ func TestHwCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var t28, t10 string
+	var t28, t10, t3a string
 	for _, id := range ids {
 		switch id[:2] {
 		case "28":
 			t28 = id
 		case "10":
 			t10 = id
+		case "3A":
+			t3a = id
 		}
 	}
 	dir := t.TempDir()
@@ -501,8 +540,10 @@ func TestHwCommands(t *testing.T) {
 	yaml := fmt.Sprintf("node: hw1\nboard: sim\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\nhardware:\n  sensors:\n"+
 		"    - {device: %s, bus: \"owserver:127.0.0.1:%d\", path: cli.ow, interval: 200ms}\n"+
 		"    - {device: 28-0316a2794bff, bus: \"w1-sysfs:%s\", path: cli.w1, interval: 200ms}\n"+
-		"  inputs:\n    - {pin: GPIO17, path: cli.door}\n",
-		filepath.Join(dir, "data"), ps[0], freePorts(t, 1)[0], t28, ps[1], w1)
+		"  inputs:\n    - {pin: GPIO17, path: cli.door}\n"+
+		"    - {device: %s, channel: B, bus: \"owserver:127.0.0.1:%d\", path: cli.sw_b}\n"+
+		"  outputs:\n    - {device: %s, channel: A, bus: \"owserver:127.0.0.1:%d\", path: cli.sw_a}\n",
+		filepath.Join(dir, "data"), ps[0], freePorts(t, 1)[0], t28, ps[1], w1, t3a, ps[1], t3a, ps[1])
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -512,6 +553,7 @@ func TestHwCommands(t *testing.T) {
 		t10, // an unbound device found on the bus
 		"28-0316a2794bff", "cli.w1",
 		"GPIO17", "input  cli.door",
+		t3a + "  cli.sw_b (input, channel B), cli.sw_a (output, channel A)", // both channels of one switch
 	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("hw list (status %d) lacks %q:\n%s", code, want, out)

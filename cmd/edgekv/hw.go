@@ -86,13 +86,25 @@ func hwList(ctx context.Context, out io.Writer, c *boards.Config) error {
 			}
 		}
 	}
+	// a switch's channels, each bound as an input or an output
+	channel := func(bus, dev, what string) {
+		ow, ok := hw.OWID(dev)
+		if !ok {
+			return
+		}
+		if !slices.Contains(buses, bus) {
+			buses = append(buses, bus)
+		}
+		if b := bound[bus+"|"+ow]; b != "" {
+			what = b + ", " + what
+		}
+		bound[bus+"|"+ow] = what
+	}
+	for _, in := range h.Inputs {
+		channel(in.BusOn(prof), in.Device, in.Path+" (input, channel "+in.Channel+")")
+	}
 	for _, o := range h.Outputs {
-		if o.Device != "" && !slices.Contains(buses, o.Bus) {
-			buses = append(buses, o.Bus)
-		}
-		if ow, ok := hw.OWID(o.Device); ok {
-			bound[o.Bus+"|"+ow] = o.Path + " (output, channel " + o.Channel + ")"
-		}
+		channel(o.BusOn(prof), o.Device, o.Path+" (output, channel "+o.Channel+")")
 	}
 	if len(buses) > 0 {
 		fmt.Fprintln(w, "\n1-wire buses\tdevice\tbound to")
@@ -112,14 +124,6 @@ func hwList(ctx context.Context, out io.Writer, c *boards.Config) error {
 					to = "-"
 				}
 				fmt.Fprintf(w, "  %s\t%s\t%s\n", bus, id, to)
-			}
-		}
-	}
-	for _, in := range h.Inputs {
-		if ow, ok := hw.OWID(in.Device); ok {
-			bound[in.Bus+"|"+ow] = in.Path + " (input, channel " + in.Channel + ")"
-			if !slices.Contains(buses, in.Bus) {
-				buses = append(buses, in.Bus)
 			}
 		}
 	}
