@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tinylib/msgp/msgp"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/edgekv/edgekv/broker/kvclient"
@@ -130,31 +128,6 @@ func asServerError(err error) error {
 		return err
 	}
 	return serverError{err}
-}
-
-// plain turns msgpack into a value for YAML/JSON output (bytes as base64).
-func plain(b []byte) (any, error) {
-	v, _, err := msgp.ReadIntfBytes(b)
-	if err != nil {
-		return nil, fmt.Errorf("value does not decode: %w", err)
-	}
-	return jsonable(v), nil
-}
-
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case []byte:
-		return base64.StdEncoding.EncodeToString(x)
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-	}
-	return v
 }
 
 func chainOut(c tree.Chain) []map[string]any {
@@ -487,17 +460,3 @@ func newStatusCmd() *cobra.Command {
 // valueArg turns a VALUE argument into one msgpack value: the text itself
 // if literal (--string), else the text parsed as YAML (42 an integer,
 // "42" a string, {a: 1} a map).
-func valueArg(text string, literal bool) ([]byte, error) {
-	if literal {
-		return msgp.AppendString(nil, text), nil
-	}
-	var v any
-	if err := yaml.Unmarshal([]byte(text), &v); err != nil {
-		return nil, usageError{fmt.Errorf("VALUE is not YAML (use --string for text): %w", err)}
-	}
-	value, err := msgp.AppendIntf(nil, v)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("VALUE: %w", err)}
-	}
-	return value, nil
-}

@@ -774,17 +774,23 @@ func TestE2EPeerSecondConnection(t *testing.T) {
 // a failure must be one line on stderr and nothing on stdout.
 func cliNode(t *testing.T) (bin, srv string, mqttPort int, run func(want int, args ...string) string) {
 	t.Helper()
+	return cliNodeNamed(t, "cli")
+}
+
+// cliNodeNamed is cliNode for a node of another name.
+func cliNodeNamed(t *testing.T, name string) (bin, srv string, mqttPort int, run func(want int, args ...string) string) {
+	t.Helper()
 	bin = edgekvBinary(t)
 	ps := freePorts(t, 2)
 	mqttPort = ps[0]
 	clientPort := ps[1]
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "cli.yaml")
-	yaml := fmt.Sprintf("node: cli\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\n", filepath.Join(dir, "data"), mqttPort, clientPort)
+	cfg := filepath.Join(dir, name+".yaml")
+	yaml := fmt.Sprintf("node: %s\ndata: {dir: %q}\nlisten: {mqtt: [\"127.0.0.1:%d\"], client: \"127.0.0.1:%d\"}\n", name, filepath.Join(dir, "data"), mqttPort, clientPort)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startNode(t, "cli", cfg, mqttPort)
+	startNode(t, name, cfg, mqttPort)
 	srv = fmt.Sprintf("127.0.0.1:%d", clientPort)
 	run = func(want int, args ...string) string {
 		t.Helper()
