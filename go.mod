@@ -4,6 +4,7 @@ go 1.25.0
 
 require (
 	github.com/cockroachdb/datadriven v1.0.3
+	github.com/d5/tengo/v2 v2.17.0
 	github.com/eclipse/paho.golang v0.23.0
 	github.com/google/go-cmp v0.7.0
 	github.com/gorilla/websocket v1.5.3
