@@ -230,7 +230,7 @@ type jobEntry struct {
 type loop struct {
 	r        *Runner
 	ctx      context.Context
-	anyFrom  time.Time // any-node jobs are placed from then on
+	anyFrom  time.Time            // any-node jobs are placed from then on
 	codeText map[string]Code      // code path text → code
 	codes    map[string]*compiled // code path text → compiled
 	modules  map[string]string    // module name → source
