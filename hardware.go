@@ -510,15 +510,41 @@ func (h *hardware) write(ctx context.Context, what string, p tree.Path, value []
 // the deadband from the last one written (the first always); see poll
 // for faults.
 func (h *hardware) runSensor(ctx context.Context, s boundSensor) {
-	read := func(ctx context.Context) (any, error) {
-		v, err := s.dev.Read(ctx)
-		if err == nil {
-			err = hw.CheckReading(v)
-		}
-		return v*s.cfg.Factor() + s.cfg.Offset, err
-	}
+	read := func(ctx context.Context) (any, error) { return s.read(ctx) }
 	moved := func(last, v any) bool { return math.Abs(v.(float64)-last.(float64)) >= s.cfg.Deadband }
 	h.poll(ctx, "sensor", "sensor "+s.cfg.Device, s.path, s.cfg.Every(), "°C", read, moved)
+}
+
+// read reads the sensor once, as the node writes it: checked, scaled.
+func (s boundSensor) read(ctx context.Context) (float64, error) {
+	v, err := s.dev.Read(ctx)
+	if err == nil {
+		err = hw.CheckReading(v)
+	}
+	return v*s.cfg.Factor() + s.cfg.Offset, err
+}
+
+// ReadSensor reads the sensor bound at path once (a job's kv.hw.read).
+func (h *hardware) ReadSensor(ctx context.Context, path tree.Path) (float64, error) {
+	for _, s := range h.sensors {
+		if s.path.Equal(path) {
+			return s.read(ctx)
+		}
+	}
+	return 0, fmt.Errorf("no sensor of node %s is bound at %s", h.eng.Name(), path)
+}
+
+// DriveOutput drives the output bound at path (a job's kv.hw.drive) by
+// writing its command, as any client would: the output follows it, and
+// its state entry says what the pin does.
+func (h *hardware) DriveOutput(ctx context.Context, path tree.Path, on bool) error {
+	for _, o := range h.outputs {
+		if o.path.Equal(path) {
+			_, err := h.eng.Set(ctx, path, msgp.AppendBool(nil, on), node.Cond{Cond: tree.Cond{Idem: true}})
+			return err
+		}
+	}
+	return fmt.Errorf("no output of node %s is bound at %s", h.eng.Name(), path)
 }
 
 // poll reads every period and writes a reading ({value, unit, at}) when

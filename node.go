@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/edgekv/edgekv/boards"
+	"github.com/edgekv/edgekv/runner"
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/edgekv/edgekv/broker"
@@ -46,6 +47,7 @@ type Node struct {
 	trim   *memtrim.Trimmer // told when clients leave
 	hw     *hardware        // the board's sensor and pin bindings
 	ha     *homeAssistant   // Home Assistant discovery, or nil
+	jobs   *runner.Runner   // the job runner, or nil
 	recv   *budget.Budget   // limits.receiving: unfinished messages of all connections
 
 	ready     chan struct{} // closed once every listener is open (or Run failed)
@@ -155,6 +157,11 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 	}
 	if n.ha != nil {
 		n.hw.found = n.ha.found
+	}
+	if n.jobs, err = n.newRunner(cfg); err != nil {
+		n.hw.buses.close()
+		n.eng.Close()
+		return nil, err
 	}
 	return n, nil
 }
@@ -301,6 +308,9 @@ func (n *Node) Run(ctx context.Context) error {
 	start("hardware", n.hw.Run)
 	if n.ha != nil {
 		start("home assistant", n.ha.Run)
+	}
+	if n.jobs != nil { // after the hardware: stopped before it, jobs drive no output while it stops
+		start("jobs", n.jobs.Run)
 	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	for _, l := range n.links {

@@ -49,6 +49,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Hardware binds the board's sensors and pins to tree paths.
 	Hardware Hardware `yaml:"hardware"`
+	// Jobs configures the job runner.
+	Jobs Jobs `yaml:"jobs"`
 
 	source string         // the name given to Parse or Load
 	lines  map[string]int // YAML path → line, from the parsed file

@@ -90,6 +90,7 @@ func (c *Config) check(requireNode bool, checkPath func(string) error) []Problem
 	v.peerUsers()
 	v.limits()
 	v.hardware(checkPath)
+	v.jobs(checkPath)
 	return v.problems
 }
 

@@ -108,6 +108,9 @@ var parseCases = []struct {
 	{"switch channel", "hardware:\n  outputs:\n    - {device: 3A.54F81BE8E78D, channel: C, bus: \"owserver:127.0.0.1:4304\", path: r}\n", "hardware.outputs[0].channel", 3, `a DS2413 has channels A and B, not "C"`},
 	{"switch family", "hardware:\n  outputs:\n    - {device: 28.54F81BE8E78D, channel: A, bus: \"owserver:127.0.0.1:4304\", path: r}\n", "hardware.outputs[0].device", 3, "family 28 is not a switch"},
 	{"switch bus", "hardware:\n  outputs:\n    - {device: 29.54F81BE8E78D, channel: 3, path: r}\n", "hardware.outputs[0].bus", 3, "the sim bus has no 1-wire switches"},
+	{"jobs group twice", "jobs:\n  groups: [a, a]\n", "jobs.groups[1]", 2, `group "a" is given twice`},
+	{"jobs activation", "jobs:\n  activation: 1ms\n", "jobs.activation", 2, "1ms is out of range"},
+	{"jobs max_allocs", "jobs:\n  max_allocs: 10\n", "jobs.max_allocs", 2, "10 is out of range"},
 	{"switch on a bad bus", "board: rpi4\nhardware:\n  inputs:\n    - {device: 29.54F81BE8E78D, channel: 3, bus: \"ds248x:/dev/i2c-1:0x30\", path: r}\n", "hardware.inputs[0].bus", 4, `address "0x30" is not a DS248x's`},
 	{"switch twice on the default bus", "board: rpi4\nhardware:\n  outputs:\n    - {device: 29.54F81BE8E78D, channel: 3, path: r}\n    - {device: 29-54f81be8e78d, channel: 3, path: s}\n", "hardware.outputs[1].channel", 5, "channel 3 of 29-54f81be8e78d is already bound by hardware.outputs[0]"},
 	{"switch channel twice", "hardware:\n  outputs:\n    - {device: 29.54F81BE8E78D, channel: 3, bus: \"owserver:127.0.0.1:4304\", path: r}\n    - {device: 29-54f81be8e78d, channel: 3, bus: \"owserver:127.0.0.1:4304\", path: s}\n", "hardware.outputs[1].channel", 4, "channel 3 of 29-54f81be8e78d is already bound by hardware.outputs[0]"},
@@ -166,7 +169,7 @@ var parseCases = []struct {
 
 	// keys and documents
 	{"unknown top-level key", "node: a\nnodes: b\n", "nodes", 2, `unknown key (did you mean "node"?)`},
-	{"unknown key far from all", "zzzzzz: 1\n", "zzzzzz", 1, "unknown key (known keys: board, data, hardware, hubs, kv, limits, listen, log_level, node, peer_users, peers, sync)"},
+	{"unknown key far from all", "zzzzzz: 1\n", "zzzzzz", 1, "unknown key (known keys: board, data, hardware, hubs, jobs, kv, limits, listen, log_level, node, peer_users, peers, sync)"},
 	{"unknown nested key", "data:\n  directory: x\n", "data.directory", 2, "unknown key"},
 	{"duplicate key", "node: a\nboard: sim\nnode: b\n", "node", 3, "duplicate key (first at line 1)"},
 	{"non-string key", "[a]: 1\n", "", 1, "a key must be a string, got a list"},

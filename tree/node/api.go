@@ -695,3 +695,16 @@ func (e *Engine) Links(ctx context.Context) ([]LinkInfo, error) {
 		return out
 	})
 }
+
+// Members reports the other nodes this engine has heard of through
+// heartbeats (relayed across the mesh, not only from direct peers), each
+// with whether it is live: heard from within four heartbeats.
+func (e *Engine) Members(ctx context.Context) (map[string]bool, error) {
+	return call(e, ctx, func(e *Engine) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range e.r.Members() {
+			out[m.Node] = m.Live
+		}
+		return out
+	})
+}
