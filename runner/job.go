@@ -157,7 +157,7 @@ func (c *jobCtl) run(ctx context.Context) {
 			case <-c.wake:
 				continue
 			case <-ctx.Done():
-				c.finish(st)
+				c.finish(st, false)
 				return
 			}
 		}
@@ -203,7 +203,7 @@ func (c *jobCtl) run(ctx context.Context) {
 				t.Stop()
 			}
 			if ctx.Err() != nil {
-				c.finish(st)
+				c.finish(st, false)
 				return
 			}
 			continue
@@ -281,7 +281,7 @@ func (c *jobCtl) run(ctx context.Context) {
 			r.errs.resolve(ctx, "run", in.entry.path)
 		}
 		if ctx.Err() != nil {
-			c.finish(st)
+			c.finish(st, true)
 			return
 		}
 		c.save(ctx, st)
@@ -289,14 +289,16 @@ func (c *jobCtl) run(ctx context.Context) {
 }
 
 // finish writes the last state when the controller ends: deleted with the
-// job entry, or nobody running it.
-func (c *jobCtl) finish(st State) {
+// job entry, or nobody running it. A job that moved to another node is
+// left to it, unless this node was running it: then the state says it
+// stopped here, and the new owner starts it at once.
+func (c *jobCtl) finish(st State, wasRunning bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c.mu.Lock()
 	drop, moved := c.dropped, c.moved
 	c.mu.Unlock()
-	if moved {
+	if moved && !wasRunning {
 		return
 	}
 	if drop {

@@ -304,6 +304,8 @@ type e2eCfg struct {
 	hubs      []e2eLink
 	peerUsers []string
 	extra     string // more top-level YAML, e.g. "kv:\n  max_payload_bytes: 4096\n"
+	client    int    // client-protocol port on 127.0.0.1; 0: none
+	heartbeat string // sync.heartbeat; "" is 200ms, "default" leaves it out (1s)
 }
 
 func peerPassword(user string) string { return "pw-" + user }
@@ -320,8 +322,18 @@ func writeNodeConfig(t *testing.T, path string, c e2eCfg) string {
 	}
 	fmt.Fprintf(&b, "node: %s\nboard: sim\nlog_level: info\n", c.name)
 	fmt.Fprintf(&b, "data:\n  dir: %q\n  sync: %s\n", c.data, sync)
-	fmt.Fprintf(&b, "listen:\n  mqtt: [\"127.0.0.1:%d\"]\n  client: \"\"\n", c.port)
-	fmt.Fprintf(&b, "sync:\n  heartbeat: 200ms\n")
+	client := `""`
+	if c.client != 0 {
+		client = fmt.Sprintf("127.0.0.1:%d", c.client)
+	}
+	fmt.Fprintf(&b, "listen:\n  mqtt: [\"127.0.0.1:%d\"]\n  client: %s\n", c.port, client)
+	switch c.heartbeat {
+	case "":
+		fmt.Fprintf(&b, "sync:\n  heartbeat: 200ms\n")
+	case "default":
+	default:
+		fmt.Fprintf(&b, "sync:\n  heartbeat: %s\n", c.heartbeat)
+	}
 	if len(c.peers) > 0 {
 		b.WriteString("peers:\n")
 		for _, p := range c.peers {

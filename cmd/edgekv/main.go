@@ -146,6 +146,7 @@ and watch use. Hardware and jobs are still to come.
 		newWalkCmd("tree", "Print every entry at and below PATH", false),
 		newWatchCmd(), newStatusCmd(), newDumpCmd())
 	root.AddCommand(newMsgCmd())
+	root.AddCommand(newCodeCmd(), newJobCmd(), newErrorCmd())
 	markRunErrors(root)
 	return root
 }
