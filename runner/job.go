@@ -161,6 +161,14 @@ func (c *jobCtl) run(ctx context.Context) {
 				return
 			}
 		}
+		if c.kind == kindAny {
+			// The state is shared: another runner may have written it
+			// meanwhile (let go of the job after a heal, taken it while
+			// this node restarted).
+			if cur := c.loadState(ctx); cur.Node != r.cfg.Node {
+				st = cur
+			}
+		}
 		if c.kind == kindAny && st.Node != "" && st.Node != r.cfg.Node && !slices.Contains(in.live, st.Node) {
 			// Its runner is gone (killed, or on the other side of a
 			// split): this node takes the job over now.
@@ -169,11 +177,7 @@ func (c *jobCtl) run(ctx context.Context) {
 			restart = "taken over from " + st.Node
 			st.Node, st.Stopped = "", c.now()
 		}
-		if c.kind == kindAny && st.Node != "" && st.Node != r.cfg.Node {
-			// Live and running it (a split just healed): wait for it to
-			// see that the job is this node's now and let go.
-			st = c.loadState(ctx)
-		}
+
 		now := c.now()
 		at, reason := schedule(in, st, r.cfg.Node, now)
 		if restart != "" && in.code != nil && in.code.err == nil && in.entry.err == nil && in.entry.job.HasTarget {

@@ -231,6 +231,7 @@ type loop struct {
 	r        *Runner
 	ctx      context.Context
 	anyFrom  time.Time            // any-node jobs are placed from then on
+	anyOK    bool                 // anyReady said yes (it stays so)
 	codeText map[string]Code      // code path text → code
 	codes    map[string]*compiled // code path text → compiled
 	modules  map[string]string    // module name → source
@@ -375,12 +376,13 @@ func mustParse(s string) tree.Path {
 func (l *loop) place() {
 	r := l.r
 	live := l.liveMembers()
+	anyReady := l.anyReady(live)
 	want := map[string]bool{}
 	for k, je := range l.entries {
 		switch je.kind {
 		case kindAt, kindAll:
 		case kindAny:
-			if time.Now().Before(l.anyFrom) || !slices.Contains(r.cfg.Groups, je.group) || owner(k, live[je.group]) != r.cfg.Node {
+			if !anyReady || !slices.Contains(r.cfg.Groups, je.group) || owner(k, live[je.group]) != r.cfg.Node {
 				continue
 			}
 		default:
@@ -406,6 +408,33 @@ func (l *loop) place() {
 			delete(l.jobs, k)
 		}
 	}
+}
+
+// anyReady says whether the runner knows enough of its groups to place
+// any-node jobs: AnyGrace after start, once it hears another member of
+// its groups (a node that restarts is cut off until its peers dial it
+// again), or, if it hears none, 5 × AnyGrace after start (the others are
+// gone).
+func (l *loop) anyReady(live map[string][]string) bool {
+	now := time.Now()
+	if l.anyOK || now.Before(l.anyFrom) {
+		return l.anyOK
+	}
+	r := l.r
+	others := false
+	r.mu.Lock()
+	for n, gs := range r.groupOf {
+		if n != r.cfg.Node && slices.ContainsFunc(gs, func(g string) bool { return slices.Contains(r.cfg.Groups, g) }) {
+			others = true
+		}
+	}
+	r.mu.Unlock()
+	heard := false
+	for _, nodes := range live {
+		heard = heard || len(nodes) > 1
+	}
+	l.anyOK = !others || heard || now.After(l.anyFrom.Add(4*r.cfg.AnyGrace))
+	return l.anyOK
 }
 
 // liveMembers returns, per any-node group this node serves, the live nodes
