@@ -25,9 +25,10 @@ import (
 // wait for (no watch, no timer): the job is done, its result the global
 // `result`.
 
-// maxEvents is how many events may wait for their activation; a job that
-// falls further behind fails (as MoaT-KV's 10-deep queue would stop).
-const maxEvents = 1000
+// maxEvents is how many events may wait for their activation; beyond
+// that the job's watches wait (the engine queues for them, and ends a
+// watch that falls too far behind: the job then fails).
+const maxEvents = 32
 
 // runResult is how an instance ended.
 type runResult struct {

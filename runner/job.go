@@ -69,6 +69,10 @@ func (c *jobCtl) start(ctx context.Context) {
 // offer hands the controller its latest input.
 func (c *jobCtl) offer(in jobInput) {
 	c.mu.Lock()
+	if c.in.entry.path != nil && c.in.same(in) && slices.Equal(c.in.live, in.live) {
+		c.mu.Unlock()
+		return // nothing new: an idle job costs nothing per poll
+	}
 	c.in = in
 	c.mu.Unlock()
 	select {
@@ -194,8 +198,15 @@ func (c *jobCtl) run(ctx context.Context) {
 			}
 			var timer <-chan time.Time
 			var t *time.Timer
+			wait := time.Duration(-1)
 			if at > 0 {
-				t = time.NewTimer(time.Duration((at - now) * float64(time.Second)))
+				wait = time.Duration((at - now) * float64(time.Second))
+			}
+			if c.kind == kindAny && st.Node != "" && (wait < 0 || wait > r.cfg.Poll) {
+				wait = r.cfg.Poll // another runner has it: look again soon
+			}
+			if wait >= 0 {
+				t = time.NewTimer(wait)
 				timer = t.C
 			}
 			select {
@@ -223,9 +234,21 @@ func (c *jobCtl) run(ctx context.Context) {
 		go func() { outcome <- inst.run(ictx) }()
 		var res runResult
 		cancelled := ""
+		var recheck <-chan time.Time
+		var tk *time.Ticker
+		if c.kind == kindAny {
+			tk = time.NewTicker(4 * r.cfg.Poll)
+			recheck = tk.C
+		}
 	wait:
 		for {
 			select {
+			case <-recheck:
+				// Another runner may have written over the shared state
+				// (the other side of a healed split): say again who runs it.
+				if cur := c.loadState(ctx); cur.Node != r.cfg.Node {
+					c.save(ctx, st)
+				}
 			case res = <-outcome:
 				break wait
 			case <-inst.setup:
@@ -235,11 +258,6 @@ func (c *jobCtl) run(ctx context.Context) {
 				}
 				r.errs.resolve(ctx, "run", in.entry.path)
 			case <-c.wake:
-				if c.kind == kindAny { // another runner may have written over it (a healed split)
-					if cur := c.loadState(ctx); cur.Node != r.cfg.Node {
-						c.save(ctx, st)
-					}
-				}
 				if n := c.latest(); !n.same(in) {
 					switch {
 					case n.code != in.code:
@@ -261,6 +279,9 @@ func (c *jobCtl) run(ctx context.Context) {
 			}
 		}
 		icancel()
+		if tk != nil {
+			tk.Stop()
+		}
 		st.Node, st.Stopped = "", c.now()
 		switch {
 		case cancelled != "":
