@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/edgekv/edgekv/broker/kvclient"
 	"github.com/edgekv/edgekv/tree"
 )
 
@@ -418,5 +421,82 @@ func TestMoaTJobCommands(t *testing.T) {
 	}
 	if !found {
 		t.Error("get_tree of the jobs did not give the job with its code Path")
+	}
+}
+
+// TestJobsRunaways: an endless loop, an allocation bomb, a deep recursion
+// and a division by zero run as jobs on a node process, each restarting
+// every fraction of a second; each fails with an error record, and the
+// node meanwhile answers the client protocol (get p50 logged against the
+// same node before) and MQTT.
+func TestJobsRunaways(t *testing.T) {
+	sub := needTool(t, "mosquitto_sub", "mosquitto-clients")
+	dir := t.TempDir()
+	ps := freePorts(t, 2)
+	startNodeCfg(t, dir, "", e2eCfg{name: "rw", port: ps[0], client: ps[1], heartbeat: "default", data: filepath.Join(dir, "rw")})
+	srv := fmt.Sprintf("127.0.0.1:%d", ps[1])
+	ctx := t.Context()
+	c, err := kvclient.Dial(ctx, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := tree.Path{tree.Str("probe")}
+	if _, err := c.Set(ctx, p, msgp.AppendInt(nil, 1), kvclient.WriteOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	p50 := func() time.Duration {
+		lat := make([]time.Duration, 300)
+		for i := range lat {
+			start := time.Now()
+			if _, _, err := c.Get(ctx, p, 0); err != nil {
+				t.Fatal(err)
+			}
+			lat[i] = time.Since(start)
+		}
+		slices.Sort(lat)
+		return lat[len(lat)/2]
+	}
+	before := p50()
+	jobs := map[string]string{
+		"loop":      "for {}",
+		"alloc":     "a := []; for { a = append(a, [1, 2, 3]) }",
+		"recursion": "f := func() { return 1 + f() }; f()",
+		"divzero":   "x := 0; y := 1 / x",
+	}
+	for name, code := range jobs {
+		file := filepath.Join(dir, name+".tengo")
+		os.WriteFile(file, []byte(code), 0o644)
+		cliAt(t, srv, 0, "code", "set", name, file)
+		cliAt(t, srv, 0, "job", "add", name, "-n", "rw", "--code", name, "--delay", "0.05", "--backoff", "1")
+	}
+	until(t, 15*time.Second, "an error record per job", func() bool {
+		out := cliAt(t, srv, 0, "error", "list")
+		for name := range jobs {
+			if !strings.Contains(out, "rw.default."+name) {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // the loop burns a core from here on
+	during := p50()
+	t.Logf("client get p50: %s before the runaway jobs, %s while they run", before, during)
+	if during > 5*before+time.Millisecond {
+		t.Errorf("get p50 %s while the runaways run, %s before", during, before)
+	}
+	out, err := exec.Command(sub, "-h", "127.0.0.1", "-p", fmt.Sprint(ps[0]), "-t", "kv/probe", "-C", "1", "-W", "3").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Errorf("MQTT while the runaways run: %q, %v", out, err)
+	}
+	recs := cliAt(t, srv, 0, "error", "list")
+	for name, want := range map[string]string{"loop": "longer than", "alloc": "allocated more than", "recursion": "stack overflow", "divzero": "divide by zero"} {
+		found := false
+		for _, line := range strings.Split(recs, "\n") {
+			found = found || strings.Contains(line, "rw.default."+name) && strings.Contains(line, want)
+		}
+		if !found {
+			t.Errorf("%s: no error record saying %q in:\n%s", name, want, recs)
+		}
 	}
 }
