@@ -500,3 +500,65 @@ func TestJobsRunaways(t *testing.T) {
 		}
 	}
 }
+
+// TestJobsCLI: the code, job and error commands against a node process,
+// with their exit statuses (1: no such entry, 2: usage) and -o json.
+func TestJobsCLI(t *testing.T) {
+	_, srv, _, run := cliNodeNamed(t, "cj")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "twice.tengo")
+	os.WriteFile(src, []byte("result = x * 2\n"), 0o644)
+	run(0, "code", "set", "lib.twice", src, "--var", "x", "--default", "x=4", "--info", "doubles x")
+	if got := run(0, "code", "get", "lib.twice", "--script"); got != "result = x * 2\n" {
+		t.Errorf("code get --script = %q", got)
+	}
+	if got := run(0, "code", "get", "lib.twice", "-o", "json"); !strings.Contains(got, `"vars":["x"]`) || !strings.Contains(got, `"default":{"x":4}`) {
+		t.Errorf("code get -o json = %s", got)
+	}
+	if got := run(0, "code", "list"); !strings.Contains(got, "lib.twice") || !strings.Contains(got, "doubles x") {
+		t.Errorf("code list:\n%s", got)
+	}
+	run(2, "code", "set", "lib.bad", src, "--default", "for=1") // a keyword is no variable
+	run(2, "code", "set", "lib.bad", filepath.Join(dir, "missing.tengo"))
+	run(2, "job", "add", "j1", "--code", "lib.twice", "--data", "x")
+	run(2, "job", "add", "j1", "--code", "lib.twice", "-n", "cj", "--all")
+	run(2, "job", "add", "j1", "--code", "lib.twice", "--start", "tomorrow")
+	run(0, "job", "add", "j1", "-n", "cj", "--code", "lib.twice", "--data", "x=21")
+	until(t, 10*time.Second, "the job's result", func() bool {
+		out, code := edgekvCLI(t, "job", "state", "j1", "-n", "cj", "-o", "json", "-s", srv)
+		return code == 0 && strings.Contains(out, `"result":42`)
+	})
+	if got := run(0, "job", "list", "-o", "json"); !strings.Contains(got, `"path":"j1"`) || !strings.Contains(got, `"code":"lib.twice"`) {
+		t.Errorf("job list -o json = %s", got)
+	}
+	run(0, "job", "delete", "j1", "-n", "cj")
+	until(t, 10*time.Second, "the job's state gone", func() bool {
+		_, code := edgekvCLI(t, "job", "state", "j1", "-n", "cj", "-s", srv)
+		return code == 1
+	})
+	run(1, "job", "delete", "j1", "-n", "cj")
+
+	// A failing job: its error record, resolved by hand.
+	os.WriteFile(src, []byte(`kv.fail("broken on purpose")`), 0o644)
+	run(0, "code", "set", "lib.fails", src)
+	run(0, "job", "add", "f1", "-n", "cj", "--code", "lib.fails")
+	var id string
+	until(t, 10*time.Second, "the error record", func() bool {
+		for _, line := range strings.Split(run(0, "error", "list"), "\n") {
+			if strings.Contains(line, "broken on purpose") {
+				id = strings.Fields(line)[0]
+			}
+		}
+		return id != ""
+	})
+	run(0, "error", "resolve", id)
+	if got := run(0, "error", "list"); strings.Contains(got, "broken on purpose") {
+		t.Errorf("resolved record still listed:\n%s", got)
+	}
+	if got := run(0, "error", "list", "--all"); !strings.Contains(got, "(resolved) broken on purpose") {
+		t.Errorf("error list --all:\n%s", got)
+	}
+	run(1, "error", "resolve", "cj:999999")
+	run(0, "code", "delete", "lib.twice")
+	run(1, "code", "get", "lib.twice")
+}

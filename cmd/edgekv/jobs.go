@@ -251,8 +251,12 @@ func newCodeDeleteCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.Delete(cmd.Context(), join(prefixes.Code, p), kvclient.WriteOpts{}); err != nil {
+			res, err := c.Delete(cmd.Context(), join(prefixes.Code, p), kvclient.WriteOpts{})
+			if err != nil {
 				return asServerError(err)
+			}
+			if !res.Changed {
+				return fmt.Errorf("%w: no code at %s", tree.ErrNotFound, p)
 			}
 			return nil
 		},
@@ -631,8 +635,12 @@ func newJobDeleteCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if _, err := c.Delete(cmd.Context(), join(join(prefixes.Run, jf.sub()), p), kvclient.WriteOpts{}); err != nil {
+			res, err := c.Delete(cmd.Context(), join(join(prefixes.Run, jf.sub()), p), kvclient.WriteOpts{})
+			if err != nil {
 				return asServerError(err)
+			}
+			if !res.Changed {
+				return fmt.Errorf("%w: no job %s", tree.ErrNotFound, p)
 			}
 			return nil
 		},
