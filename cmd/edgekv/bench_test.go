@@ -1087,3 +1087,67 @@ func BenchmarkSimSensors100(b *testing.B) {
 		b.ReportMetric(float64(rssKiB(b, with.pid))/1024, "RSS-MiB")
 	}
 }
+
+// BenchmarkJobEventToAction: a node process runs a job that watches "in"
+// and writes "out" on each change; a client sets "in" and waits for its
+// watch of "out" to bring the value back (what a user of a job feels:
+// one client round trip, the job's activation, the watch's delivery).
+// Beside it, the same round trip with no job: the client sets "out"
+// itself and waits for its watch (the floor).
+func BenchmarkJobEventToAction(b *testing.B) {
+	pid, addr := clientNode(b)
+	c := dialClient(b, addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code, _ := tree.AppendValue(nil, map[string]any{"code": `if event.type == "start" { kv.watch("in", false) } else if event.type == "change" { kv.set("out", event.value) }`})
+	job, _ := tree.AppendValue(nil, map[string]any{"code": tree.Path{tree.Str("echo")}, "target": float64(time.Now().Unix())})
+	pre := func(s ...string) tree.Path {
+		p := tree.Path{tree.Str(".moat"), tree.Str("kv")}
+		for _, e := range s {
+			p = append(p, tree.Str(e))
+		}
+		return p
+	}
+	if _, err := c.Set(ctx, pre("code", "proc", "echo"), code, kvclient.WriteOpts{}); err != nil {
+		b.Fatal(err)
+	}
+	got := make(chan int64, 64)
+	wc := dialClient(b, addr)
+	go wc.Watch(ctx, tree.Path{tree.Str("out")}, false, func(it kvclient.Item) error {
+		if v, _, err := msgp.ReadInt64Bytes(it.Value); err == nil {
+			got <- v
+		}
+		return nil
+	})
+	seq := int64(0)
+	wait := func(v int64) {
+		for x := range got {
+			if x == v {
+				return
+			}
+		}
+	}
+	for _, withJob := range []bool{false, true} {
+		name := "floor"
+		target := tree.Path{tree.Str("out")}
+		if withJob {
+			name, target = "job", tree.Path{tree.Str("in")}
+			if _, err := c.Set(ctx, pre("run", "at", "cp", "default", "echo"), job, kvclient.WriteOpts{}); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // the job starts and watches
+		}
+		b.Run(name, func(b *testing.B) {
+			t0 := cpuTicks(b, pid)
+			roundTrips(b, func(int) error {
+				seq++
+				if _, err := c.Set(ctx, target, msgp.AppendInt64(nil, seq), kvclient.WriteOpts{}); err != nil {
+					return err
+				}
+				wait(seq)
+				return nil
+			})
+			nodeCPU(b, pid, t0, b.N)
+		})
+	}
+}
