@@ -21,7 +21,7 @@
 // all-node jobs on every node (a state each), any-node jobs on the one
 // live member of the group that rendezvous hashing over the live members
 // picks (Config.Members, the engine's view of heartbeats; each runner
-// says which groups it serves at .edgekv.runner.NODE).
+// says which groups it serves at :n.edgekv.runner.NODE, in the meta tree).
 //
 // Execution: code is compiled once per version (with the tree's modules,
 // importable by path text, "lib.util") and each activation runs a clone:

@@ -90,7 +90,7 @@ type Runner struct {
 	errs *errorLog
 
 	mu      sync.Mutex
-	groupOf map[string][]string // node → its any-node groups, from .edgekv.runner records
+	groupOf map[string][]string // node → its any-node groups, from :n.edgekv.runner records
 }
 
 // New returns a runner of t's jobs.
@@ -120,9 +120,10 @@ func New(t Tree, cfg Config) *Runner {
 }
 
 // membersPath is where each runner says which any-node groups it serves:
-// .edgekv.runner.NODE = {groups: [...]}.
+// in the meta tree (synced, never an MQTT topic, out of reach of a
+// client's delete_tree), :n.edgekv.runner.NODE = {groups: [...]}.
 func membersPath(node string) tree.Path {
-	return tree.Path{tree.Str(".edgekv"), tree.Str("runner"), tree.Str(node)}
+	return tree.Path{tree.Nil(), tree.Str("edgekv"), tree.Str("runner"), tree.Str(node)}
 }
 
 // change is one item of one of the runner's watches.
@@ -187,7 +188,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	watch(srcModule, r.cfg.Prefix.Module)
 	watch(srcCode, r.cfg.Prefix.Code)
 	watch(srcRun, r.cfg.Prefix.Run)
-	watch(srcMembers, membersPath("")[:2])
+	watch(srcMembers, membersPath("")[:3])
 	watch(srcErrors, r.cfg.Prefix.Error)
 
 	l := &loop{r: r, ctx: ctx, anyFrom: time.Now().Add(r.cfg.AnyGrace), codes: map[string]*compiled{}, codeText: map[string]Code{}, modules: map[string]string{},
@@ -287,10 +288,10 @@ func (l *loop) apply(c change) {
 		je.job, je.err = DecodeJob(c.val)
 		l.entries[k] = je
 	case srcMembers:
-		if len(c.path) != 3 {
+		if len(c.path) != 4 {
 			return
 		}
-		name, ok := strElem(c.path[2])
+		name, ok := strElem(c.path[3])
 		if !ok {
 			return
 		}
