@@ -270,6 +270,9 @@ func TestClientProtocol(t *testing.T) {
 	if r := next(); fmt.Sprint(r["path"]) != "[actor del]" {
 		t.Fatalf("get_tree_internal item: %v", r)
 	}
+	if r := next(); fmt.Sprint(r["path"]) != "[edgekv runner solo]" { // the job runner's groups
+		t.Fatalf("get_tree_internal item: %v", r)
+	}
 	if r := next(); r["state"] != "end" {
 		t.Fatalf("get_tree_internal end: %v", r)
 	}
