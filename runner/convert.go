@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"time"
 
 	"github.com/d5/tengo/v2"
 
@@ -122,6 +121,3 @@ func fromTengoMap(m map[string]tengo.Object, depth int) (any, error) {
 	}
 	return out, nil
 }
-
-// tengoTime is a Tengo time for t.
-func tengoTime(t time.Time) tengo.Object { return &tengo.Time{Value: t} }

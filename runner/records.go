@@ -330,11 +330,6 @@ func (c Code) Encode() ([]byte, error) {
 // unix turns t into MoaT-KV's float seconds.
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
-// fromUnix turns float seconds into a time.
-func fromUnix(f float64) time.Time {
-	return time.Unix(0, int64(f*1e9))
-}
-
 // validName reports whether s can be a Tengo variable.
 func validName(s string) bool {
 	if s == "" || reserved[s] {

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -490,9 +489,6 @@ func (l *loop) stopAll() {
 	}
 	wg.Wait()
 }
-
-// errStopped is why an instance ended when the runner stops.
-var errStopped = errors.New("runner stopped")
 
 // strElem returns a string element's text.
 func strElem(e tree.Elem) (string, bool) {
