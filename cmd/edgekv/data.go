@@ -283,18 +283,24 @@ func newDeleteCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.Delete(cmd.Context(), p, kvclient.WriteOpts{})
-			if err != nil {
-				return asServerError(err)
-			}
-			if !res.Changed {
-				return fmt.Errorf("%w: no value at %s", tree.ErrNotFound, p)
-			}
-			return nil
+			return deleteEntry(cmd.Context(), c, p, "value at "+p.String())
 		},
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// deleteEntry deletes the entry at p; nothing to delete is "no WHAT"
+// (exit status 1).
+func deleteEntry(ctx context.Context, c *kvclient.Client, p tree.Path, what string) error {
+	res, err := c.Delete(ctx, p, kvclient.WriteOpts{})
+	if err != nil {
+		return asServerError(err)
+	}
+	if !res.Changed {
+		return fmt.Errorf("%w: no %s", tree.ErrNotFound, what)
+	}
+	return nil
 }
 
 // walkCmd builds "tree" (every entry below PATH) and "list" (its children).

@@ -251,14 +251,7 @@ func newCodeDeleteCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.Delete(cmd.Context(), join(prefixes.Code, p), kvclient.WriteOpts{})
-			if err != nil {
-				return asServerError(err)
-			}
-			if !res.Changed {
-				return fmt.Errorf("%w: no code at %s", tree.ErrNotFound, p)
-			}
-			return nil
+			return deleteEntry(cmd.Context(), c, join(prefixes.Code, p), "code at "+p.String())
 		},
 	}
 	f.add(cmd)
@@ -635,14 +628,7 @@ func newJobDeleteCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			res, err := c.Delete(cmd.Context(), join(join(prefixes.Run, jf.sub()), p), kvclient.WriteOpts{})
-			if err != nil {
-				return asServerError(err)
-			}
-			if !res.Changed {
-				return fmt.Errorf("%w: no job %s", tree.ErrNotFound, p)
-			}
-			return nil
+			return deleteEntry(cmd.Context(), c, join(join(prefixes.Run, jf.sub()), p), "job "+p.String())
 		},
 	}
 	f.add(cmd)
