@@ -99,7 +99,7 @@ func (inst *instance) get(args ...tengo.Object) (tengo.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := inst.c.r.tree.Get(inst.ctx, p)
+	e, err := inst.c.r.tree.Get(inst.actx, p)
 	if err != nil {
 		return nil, fmt.Errorf("kv.get: %w", err)
 	}
@@ -167,7 +167,7 @@ func (inst *instance) set(args ...tengo.Object) (tengo.Object, error) {
 		return nil, err
 	}
 	c.Idem = true
-	res, err := inst.c.r.tree.Set(inst.ctx, p, b, c)
+	res, err := inst.c.r.tree.Set(inst.actx, p, b, c)
 	switch {
 	case errors.Is(err, tree.ErrConflict), errors.Is(err, tree.ErrNotFound):
 		return errObject(err), nil
@@ -186,7 +186,7 @@ func (inst *instance) del(args ...tengo.Object) (tengo.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = inst.c.r.tree.Delete(inst.ctx, p, c)
+	_, err = inst.c.r.tree.Delete(inst.actx, p, c)
 	switch {
 	case errors.Is(err, tree.ErrNotFound):
 		return tengo.FalseValue, nil
@@ -261,7 +261,7 @@ func (inst *instance) group(args ...tengo.Object) (tengo.Object, error) {
 	r.mu.Unlock()
 	live := []string{r.cfg.Node}
 	if r.cfg.Members != nil {
-		if ms, err := r.cfg.Members(inst.ctx); err == nil {
+		if ms, err := r.cfg.Members(inst.actx); err == nil {
 			for _, n := range known {
 				if n != r.cfg.Node && ms[n] {
 					live = append(live, n)
@@ -312,7 +312,7 @@ func (inst *instance) errorFn(args ...tengo.Object) (tengo.Object, error) {
 	if msg == "" {
 		msg = "kv.error"
 	}
-	inst.c.r.errs.record(inst.ctx, "run", inst.in.entry.path, msg)
+	inst.c.r.errs.record(inst.actx, "run", inst.in.entry.path, msg)
 	return nil, errRecorded{msg: msg}
 }
 
@@ -338,7 +338,7 @@ func (inst *instance) hwRead(args ...tengo.Object) (tengo.Object, error) {
 	if inst.c.r.cfg.HW == nil {
 		return nil, fmt.Errorf("kv.hw.read: node %s has no hardware", inst.c.r.cfg.Node)
 	}
-	v, err := inst.c.r.cfg.HW.ReadSensor(inst.ctx, p)
+	v, err := inst.c.r.cfg.HW.ReadSensor(inst.actx, p)
 	if err != nil {
 		return errObject(err), nil
 	}
@@ -356,7 +356,7 @@ func (inst *instance) hwDrive(args ...tengo.Object) (tengo.Object, error) {
 	if inst.c.r.cfg.HW == nil {
 		return nil, fmt.Errorf("kv.hw.drive: node %s has no hardware", inst.c.r.cfg.Node)
 	}
-	if err := inst.c.r.cfg.HW.DriveOutput(inst.ctx, p, !args[1].IsFalsy()); err != nil {
+	if err := inst.c.r.cfg.HW.DriveOutput(inst.actx, p, !args[1].IsFalsy()); err != nil {
 		return nil, fmt.Errorf("kv.hw.drive %s: %w", p, err)
 	}
 	return tengo.TrueValue, nil

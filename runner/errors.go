@@ -53,6 +53,9 @@ func (l *errorLog) record(ctx context.Context, subsystem string, path tree.Path,
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	if l.recs == nil {
+		l.recs = map[string]errRec{}
+	}
 	rec := map[string]any{}
 	at := l.index[key]
 	if at != nil {
@@ -94,6 +97,11 @@ func (l *errorLog) record(ctx context.Context, subsystem string, path tree.Path,
 		r.log.Debug("error detail not written", "error", err)
 	}
 	l.index[key] = at
+	if l.recs == nil {
+		l.recs = map[string]errRec{}
+	}
+	fs, _ := number(rec, "first_seen", math.Inf(1))
+	l.recs[at.String()] = errRec{at: at, key: key, firstSeen: fs}
 }
 
 // resolve marks the error of subsystem at path resolved (the job works
@@ -184,11 +192,12 @@ func (l *errorLog) index1(p tree.Path, val []byte) (winnerAt, loserAt tree.Path)
 	rec.resolved = !open || m["resolved"] == true
 	l.recs[k] = rec
 	cur := l.index[rec.key]
-	if cur == nil || cur.Equal(p) {
+	known, ok := l.recs[cur.String()]
+	if cur == nil || cur.Equal(p) || !ok {
 		l.index[rec.key] = p
 		return nil, nil
 	}
-	winner, loser := l.recs[cur.String()], rec
+	winner, loser := known, rec
 	if before(rec, winner) {
 		winner, loser = rec, winner
 	}

@@ -49,8 +49,9 @@ func (errExit) Error() string { return "exit" }
 type event struct {
 	kind  string // change, ready, timer
 	path  tree.Path
-	value []byte // change: nil when deleted
-	name  string // timer
+	value []byte    // change: nil when deleted
+	name  string    // timer
+	timer *jobTimer // timer: which one (a cancelled or re-armed one's are dropped)
 }
 
 type instance struct {
@@ -72,6 +73,7 @@ type instance struct {
 
 	events   chan event
 	ctx      context.Context // the instance's
+	actx     context.Context // the running activation's (the kv calls use it)
 	wg       sync.WaitGroup
 	timers   map[string]*jobTimer
 	watching int
@@ -169,7 +171,11 @@ func (inst *instance) run(ctx context.Context) runResult {
 			case "failed":
 				return runResult{err: errors.New(e.name)}
 			case "timer":
-				if t := inst.timers[e.name]; t != nil && !t.repeat {
+				t := inst.timers[e.name]
+				if t != e.timer {
+					continue // from a timer cancelled or set anew since
+				}
+				if !t.repeat {
 					delete(inst.timers, e.name)
 				}
 			}
@@ -195,6 +201,7 @@ func (inst *instance) activate(ctx context.Context, ev tengo.Object, state tengo
 	}
 	actx, cancel := context.WithTimeout(ctx, inst.lim.Activation)
 	defer cancel()
+	inst.actx = actx
 	err := prog.RunContext(actx)
 	if err != nil {
 		switch {
@@ -302,7 +309,14 @@ func (inst *instance) timer(tr timerReq) *jobTimer {
 			case <-inst.ctx.Done():
 				return
 			}
-			if inst.deliver(event{kind: "timer", name: tr.name}) != nil || !tr.repeat {
+			select {
+			case inst.events <- event{kind: "timer", name: tr.name, timer: jt}:
+			case <-jt.halt:
+				return
+			case <-inst.ctx.Done():
+				return
+			}
+			if !tr.repeat {
 				return
 			}
 			t.Reset(tr.after)

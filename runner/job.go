@@ -127,7 +127,7 @@ func schedule(in jobInput, st State, me string, now float64) (at float64, reason
 	case j.Target > st.Started:
 		return j.Target, "target > started"
 	case st.Backoff > 0:
-		return st.Stopped + j.Delay*math.Pow(j.Backoff, float64(st.Backoff)), "backoff"
+		return st.Stopped + max(MinRetry, j.Delay*math.Pow(j.Backoff, float64(st.Backoff))), "backoff"
 	case j.Repeat > 0:
 		return st.Stopped + j.Repeat, "repeat"
 	case st.Started > st.Stopped:
@@ -169,7 +169,7 @@ func (c *jobCtl) run(ctx context.Context) {
 			// The state is shared: another runner may have written it
 			// meanwhile (let go of the job after a heal, taken it while
 			// this node restarted).
-			if cur := c.loadState(ctx); cur.Node != r.cfg.Node {
+			if cur, ok := c.readState(ctx); ok && cur.Node != r.cfg.Node {
 				st = cur
 			}
 		}
@@ -192,7 +192,8 @@ func (c *jobCtl) run(ctx context.Context) {
 			reason = "backoff after error: " + lastErr
 		}
 		if at == 0 || at > now {
-			if st.Computed != at || st.Reason != reason {
+			if (st.Computed != at || st.Reason != reason) && (st.Node == "" || st.Node == r.cfg.Node) {
+				// (A state another runner holds is its to write.)
 				st.Computed, st.Reason = at, reason
 				c.save(ctx, st)
 			}
@@ -234,6 +235,7 @@ func (c *jobCtl) run(ctx context.Context) {
 		go func() { outcome <- inst.run(ictx) }()
 		var res runResult
 		cancelled := ""
+		setup := inst.setup
 		var recheck <-chan time.Time
 		var tk *time.Ticker
 		if c.kind == kindAny {
@@ -246,12 +248,13 @@ func (c *jobCtl) run(ctx context.Context) {
 			case <-recheck:
 				// Another runner may have written over the shared state
 				// (the other side of a healed split): say again who runs it.
-				if cur := c.loadState(ctx); cur.Node != r.cfg.Node {
+				if cur, ok := c.readState(ctx); ok && cur.Node != r.cfg.Node {
 					c.save(ctx, st)
 				}
 			case res = <-outcome:
 				break wait
-			case <-inst.setup:
+			case <-setup:
+				setup = nil // once
 				if st.Backoff != 0 {
 					st.Backoff = 0
 					c.save(ctx, st)
@@ -339,16 +342,26 @@ func (c *jobCtl) finish(st State, wasRunning bool) {
 }
 
 func (c *jobCtl) loadState(ctx context.Context) State {
+	st, _ := c.readState(ctx)
+	return st
+}
+
+// readState reads the state entry; ok is false when it could not be read
+// (the engine stopping): then the caller keeps what it has.
+func (c *jobCtl) readState(ctx context.Context) (State, bool) {
 	e, err := c.r.tree.Get(ctx, c.statePath)
-	if err != nil || e.Value == nil {
-		return State{}
+	if err != nil {
+		return State{}, false
+	}
+	if e.Value == nil {
+		return State{}, true
 	}
 	st, err := DecodeState(e.Value)
 	if err != nil {
 		c.r.log.Warn("job state does not decode; starting afresh", "job", c.key, "error", err)
-		return State{}
+		return State{}, true
 	}
-	return st
+	return st, true
 }
 
 func (c *jobCtl) save(ctx context.Context, st State) {

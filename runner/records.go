@@ -54,6 +54,10 @@ const (
 	DefaultDelay   = 100.0
 	DefaultBackoff = 1.1
 	MaxBackoff     = 20
+	// MinRetry bounds how soon a failed job starts again, whatever its
+	// delay and backoff: each failure writes its state and error record,
+	// which every node stores.
+	MinRetry = 1.0
 )
 
 // decodeMap decodes a record, which must be a map with string keys.

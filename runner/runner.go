@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -127,9 +128,11 @@ func membersPath(node string) tree.Path {
 
 // change is one item of one of the runner's watches.
 type change struct {
-	src  int // srcCode, srcModule, srcRun, srcMembers
-	path tree.Path
-	val  []byte // nil: deleted
+	src      int // srcCode, srcModule, srcRun, srcMembers, srcErrors
+	path     tree.Path
+	val      []byte // nil: deleted
+	reset    bool   // the watch starts (again): what it does not fetch is gone
+	upToDate bool   // the watch has fetched every entry
 }
 
 const (
@@ -161,17 +164,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	changes := make(chan change, 256)
 	watch := func(src int, p tree.Path) {
 		wg.Go(func() {
+			send := func(c change) error {
+				select {
+				case changes <- c:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			for ctx.Err() == nil {
+				if send(change{src: src, reset: true}) != nil {
+					return
+				}
 				err := r.tree.Watch(ctx, p, true, func(it node.Item) error {
 					if it.UpToDate {
-						return nil
+						return send(change{src: src, upToDate: true})
 					}
-					select {
-					case changes <- change{src: src, path: it.Path, val: it.Entry.Value}:
-						return nil
-					case <-ctx.Done():
-						return ctx.Err()
-					}
+					return send(change{src: src, path: it.Path, val: it.Entry.Value})
 				})
 				if ctx.Err() != nil {
 					return
@@ -190,7 +199,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	watch(srcMembers, membersPath("")[:3])
 	watch(srcErrors, r.cfg.Prefix.Error)
 
-	l := &loop{r: r, ctx: ctx, anyFrom: time.Now().Add(r.cfg.AnyGrace), codes: map[string]*compiled{}, codeText: map[string]Code{}, modules: map[string]string{},
+	l := &loop{r: r, ctx: ctx, anyFrom: time.Now().Add(r.cfg.AnyGrace),
+		known: map[int]map[string]tree.Path{}, pending: map[int]map[string]tree.Path{}, codes: map[string]*compiled{}, codeText: map[string]Code{}, modules: map[string]string{},
 		jobs: map[string]*jobCtl{}, entries: map[string]jobEntry{}}
 	defer l.stopAll()
 	poll := time.NewTicker(r.cfg.Poll)
@@ -230,17 +240,44 @@ type jobEntry struct {
 type loop struct {
 	r        *Runner
 	ctx      context.Context
-	anyFrom  time.Time            // any-node jobs are placed from then on
-	anyOK    bool                 // anyReady said yes (it stays so)
-	codeText map[string]Code      // code path text → code
-	codes    map[string]*compiled // code path text → compiled
-	modules  map[string]string    // module name → source
-	entries  map[string]jobEntry  // job entry path text → entry (every job of the tree)
-	jobs     map[string]*jobCtl   // job entry path text → its controller here
+	anyFrom  time.Time                    // any-node jobs are placed from then on
+	anyOK    bool                         // anyReady said yes (it stays so)
+	lastLive map[string]bool              // the last membership read
+	known    map[int]map[string]tree.Path // per watch: the paths it has given that hold values
+	pending  map[int]map[string]tree.Path // per watch starting again: those it has not given again yet
+	codeText map[string]Code              // code path text → code
+	codes    map[string]*compiled         // code path text → compiled
+	modules  map[string]string            // module name → source
+	entries  map[string]jobEntry          // job entry path text → entry (every job of the tree)
+	jobs     map[string]*jobCtl           // job entry path text → its controller here
 }
 
 func (l *loop) apply(c change) {
 	r := l.r
+	// What each watch has given, so that a watch that starts again (it
+	// fell behind) can tell what was deleted meanwhile.
+	if l.known[c.src] == nil {
+		l.known[c.src] = map[string]tree.Path{}
+	}
+	switch {
+	case c.reset:
+		l.pending[c.src] = maps.Clone(l.known[c.src])
+		return
+	case c.upToDate:
+		gone := l.pending[c.src]
+		delete(l.pending, c.src)
+		for _, p := range gone {
+			l.apply(change{src: c.src, path: p})
+		}
+		return
+	}
+	k := c.path.String()
+	delete(l.pending[c.src], k)
+	if c.val == nil {
+		delete(l.known[c.src], k)
+	} else {
+		l.known[c.src][k] = c.path
+	}
 	switch c.src {
 	case srcModule:
 		name := c.path[len(r.cfg.Prefix.Module):].String()
@@ -441,11 +478,10 @@ func (l *loop) anyReady(live map[string][]string) bool {
 // serving it, this one included, sorted.
 func (l *loop) liveMembers() map[string][]string {
 	r := l.r
-	live := map[string]bool{}
+	live := l.lastLive // a failed call (the engine stopping) changes nothing
 	if r.cfg.Members != nil {
-		ms, err := r.cfg.Members(l.ctx)
-		if err == nil {
-			live = ms
+		if ms, err := r.cfg.Members(l.ctx); err == nil {
+			live, l.lastLive = ms, ms
 		}
 	}
 	out := map[string][]string{}

@@ -316,9 +316,9 @@ func TestRunaways(t *testing.T) {
 	}
 }
 
-// TestFailureBackoff: kv.error records the error and fails the job; it
-// starts again after delay × backoff^failures, and a success resolves
-// the record and clears the backoff.
+// TestFailureBackoff: kv.fail records the error and fails the job; it
+// starts again after delay × backoff^failures (at least a second), and a
+// success resolves the record and clears the backoff.
 func TestFailureBackoff(t *testing.T) {
 	e := engine(t, "n1")
 	setCode(t, e, "flaky", `
@@ -328,13 +328,13 @@ kv.set("tries", n + 1)
 if n < 2 { kv.fail("not yet: try", n) }
 result = n`, nil, nil)
 	job := at(pre.Run, "at", "n1", "default", "flaky")
-	setJob(t, e, job, "flaky", nil, func(j *Job) { j.Delay = 0.2; j.Backoff = 2 })
+	setJob(t, e, job, "flaky", nil, func(j *Job) { j.Delay = 0.7; j.Backoff = 2 })
 	startRunner(t, e, Config{Node: "n1"})
 	sp := at(pre.State, "at", "n1", "default", "flaky")
 	eventually(t, "first failure", func() bool { return state(t, e, sp).Backoff == 1 })
 	st := state(t, e, sp)
-	if d := st.Computed - st.Stopped; d < 0.39 || d > 0.41 {
-		t.Errorf("next start %v s after the failure, want 0.2 × 2^1", d)
+	if d := st.Computed - st.Stopped; d < 1.39 || d > 1.41 {
+		t.Errorf("next start %v s after the failure, want 0.7 × 2^1", d)
 	}
 	eventually(t, "done on the third try", func() bool { return state(t, e, sp).Reason == "done" })
 	if st := state(t, e, sp); st.Backoff != 0 || st.Result != int64(2) {
@@ -441,4 +441,29 @@ if event.type == "start" { kv.every("t", 0.05); kv.set("ran." + kv.node, true) }
 	ms.set(first, false)
 	eventually(t, "the job on the other node", func() bool { return value(t, e, path(t, "ran."+other)) == true })
 	eventually(t, "its state", func() bool { return state(t, e, sp).Node == other })
+}
+
+// TestWatchAgainForgetsDeleted: when a runner's watch starts again (it fell
+// behind), entries deleted meanwhile — which the new fetch does not give —
+// are taken as deleted.
+func TestWatchAgainForgetsDeleted(t *testing.T) {
+	r := New(nil, Config{Node: "n1"})
+	l := &loop{r: r, ctx: context.Background(), codes: map[string]*compiled{}, codeText: map[string]Code{}, modules: map[string]string{},
+		jobs: map[string]*jobCtl{}, entries: map[string]jobEntry{}, known: map[int]map[string]tree.Path{}, pending: map[int]map[string]tree.Path{}}
+	job, _ := Job{Code: tree.Path{tree.Str("c")}}.Encode()
+	a, b := at(pre.Run, "at", "n2", "default", "a"), at(pre.Run, "at", "n2", "default", "b")
+	l.apply(change{src: srcRun, reset: true})
+	l.apply(change{src: srcRun, path: a, val: job})
+	l.apply(change{src: srcRun, path: b, val: job})
+	l.apply(change{src: srcRun, upToDate: true})
+	if len(l.entries) != 2 {
+		t.Fatalf("entries %v", l.entries)
+	}
+	// Again: only a is still there.
+	l.apply(change{src: srcRun, reset: true})
+	l.apply(change{src: srcRun, path: a, val: job})
+	l.apply(change{src: srcRun, upToDate: true})
+	if _, ok := l.entries[b.String()]; ok || len(l.entries) != 1 {
+		t.Errorf("after the watch started again: %v, want only a", l.entries)
+	}
 }
