@@ -132,7 +132,7 @@ func cond(fname string, args []tengo.Object, i int) (node.Cond, error) {
 		case "absent":
 			c.MustNotExist = !v.IsFalsy()
 		case "prev":
-			pv, err := fromTengo(v, 0)
+			pv, err := fromTengoChecked(v)
 			if err != nil {
 				return c, fmt.Errorf("kv.%s: prev: %w", fname, err)
 			}
@@ -154,7 +154,7 @@ func (inst *instance) set(args ...tengo.Object) (tengo.Object, error) {
 	if len(args) < 2 {
 		return nil, fmt.Errorf("kv.set: a value is required")
 	}
-	v, err := fromTengo(args[1], 0)
+	v, err := fromTengoChecked(args[1])
 	if err != nil {
 		return nil, fmt.Errorf("kv.set %s: %w", p, err)
 	}
@@ -289,10 +289,15 @@ func (inst *instance) group(args ...tengo.Object) (tengo.Object, error) {
 func argText(args []tengo.Object) string {
 	parts := make([]string, len(args))
 	for i, a := range args {
-		if s, ok := a.(*tengo.String); ok {
-			parts[i] = s.Value
-		} else {
-			parts[i] = a.String()
+		switch x := a.(type) {
+		case *tengo.String:
+			parts[i] = x.Value
+		default:
+			if _, err := measure(a, 64<<10); err != nil {
+				parts[i] = "<" + a.TypeName() + ": " + err.Error() + ">"
+			} else {
+				parts[i] = a.String()
+			}
 		}
 	}
 	return strings.Join(parts, " ")

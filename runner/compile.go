@@ -20,6 +20,9 @@ type Limits struct {
 	MaxAllocs int64
 	// Activation bounds the wall time of one activation. Default 1 s.
 	Activation time.Duration
+	// MaxHeap stops an activation under which the node's heap grows by
+	// more than this. Default 64 MiB.
+	MaxHeap uint64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -28,6 +31,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Activation == 0 {
 		l.Activation = time.Second
+	}
+	if l.MaxHeap == 0 {
+		l.MaxHeap = 64 << 20
 	}
 	return l
 }
@@ -54,6 +60,9 @@ func stdModules() *tengo.ModuleMap {
 			continue
 		}
 		attrs := maps.Clone(stdlib.BuiltinModules[name])
+		wrap := func(fn string, f tengo.CallableFunc) {
+			attrs[fn] = &tengo.UserFunction{Name: fn, Value: f}
+		}
 		switch name {
 		case "times":
 			delete(attrs, "sleep")
@@ -61,6 +70,12 @@ func stdModules() *tengo.ModuleMap {
 			delete(attrs, "print")
 			delete(attrs, "printf")
 			delete(attrs, "println")
+			wrap("sprintf", guarded("fmt.sprintf", attrs["sprintf"].(*tengo.UserFunction).Value))
+		case "json":
+			wrap("encode", guarded("json.encode", attrs["encode"].(*tengo.UserFunction).Value))
+			wrap("indent", guarded("json.indent", attrs["indent"].(*tengo.UserFunction).Value))
+		case "text":
+			wrap("replace", safeReplace)
 		}
 		mods.AddBuiltinModule(name, attrs)
 	}

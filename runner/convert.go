@@ -58,8 +58,18 @@ func toTengo(v any) tengo.Object {
 	return &tengo.String{Value: fmt.Sprint(v)}
 }
 
+// fromTengoChecked is fromTengo of a value measured first: no cycle, at
+// most maxValueBytes.
+func fromTengoChecked(o tengo.Object) (any, error) {
+	if _, err := measure(o, maxValueBytes); err != nil {
+		return nil, err
+	}
+	return fromTengo(o, 0)
+}
+
 // fromTengo turns a Tengo object into a value AppendValue writes. depth
-// bounds nesting (a map may hold itself).
+// bounds nesting (a map may hold itself); callers measure first
+// (fromTengoChecked).
 func fromTengo(o tengo.Object, depth int) (any, error) {
 	if depth > tree.MaxValueNesting {
 		return nil, fmt.Errorf("value nested deeper than %d", tree.MaxValueNesting)

@@ -147,7 +147,7 @@ func (inst *instance) run(ctx context.Context) runResult {
 		res, state, err = inst.activate(ctx, ev, state)
 		switch {
 		case errors.As(err, new(errExit)):
-			v, cerr := fromTengo(*inst.exit, 0)
+			v, cerr := fromTengoChecked(*inst.exit)
 			if cerr != nil {
 				return runResult{err: fmt.Errorf("kv.exit: %w", cerr)}
 			}
@@ -157,7 +157,7 @@ func (inst *instance) run(ctx context.Context) runResult {
 		}
 		inst.startRequests()
 		if inst.watching == 0 && len(inst.timers) == 0 { // nothing more to wait for: done
-			v, cerr := fromTengo(res.Get("result").Object(), 0)
+			v, cerr := fromTengoChecked(res.Get("result").Object())
 			if cerr != nil {
 				return runResult{err: fmt.Errorf("result: %w", cerr)}
 			}
@@ -199,14 +199,22 @@ func (inst *instance) activate(ctx context.Context, ev tengo.Object, state tengo
 	for k, v := range inst.vars {
 		set(k, v)
 	}
-	actx, cancel := context.WithTimeout(ctx, inst.lim.Activation)
+	tctx, cancel := context.WithTimeout(ctx, inst.lim.Activation)
 	defer cancel()
+	actx, hcancel := context.WithCancelCause(tctx)
+	var watcher sync.WaitGroup
+	watcher.Go(func() { watchHeap(actx, hcancel, inst.lim.MaxHeap) })
 	inst.actx = actx
 	err := prog.RunContext(actx)
+	hcancel(nil)
+	watcher.Wait()
 	if err != nil {
+		var heap errHeap
 		switch {
 		case ctx.Err() != nil:
 			return nil, state, ctx.Err()
+		case errors.As(context.Cause(actx), &heap):
+			return nil, state, heap
 		case errors.Is(err, context.DeadlineExceeded):
 			return nil, state, fmt.Errorf("activation ran longer than %s (an endless loop?)", inst.lim.Activation)
 		case errors.Is(err, tengo.ErrObjectAllocLimit):
@@ -221,8 +229,16 @@ func (inst *instance) activate(ctx context.Context, ev tengo.Object, state tengo
 		}
 		return nil, state, fmt.Errorf("%s", strings.TrimSpace(err.Error()))
 	}
-	return prog, prog.Get("state").Object(), nil
+	state = prog.Get("state").Object()
+	if _, err := measure(state, maxStateBytes); err != nil {
+		return nil, state, fmt.Errorf("state: %w", err)
+	}
+	return prog, state, nil
 }
+
+// maxStateBytes bounds what a job keeps in `state` from one activation to
+// the next.
+const maxStateBytes = 1 << 20
 
 func (inst *instance) eventObject(e event) tengo.Object {
 	m := map[string]tengo.Object{"type": &tengo.String{Value: e.kind}}

@@ -267,11 +267,19 @@ func TestRunaways(t *testing.T) {
 		"index":     `m := undefined; m.x.y = 1`,
 		"import":    `os := import("os"); os.exit(1)`,
 		"sleep":     `times := import("times"); times.sleep(10000000000)`,
+		"cyclejson": `json := import("json"); m := {}; m.x = m; json.encode(m)`,
+		"cycleset":  `a := [0]; a[0] = a; kv.set("x", a)`,
+		"cyclelog":  `m := {}; m.me = m; kv.log(m); kv.fail("logged")`,
+		"state":     `state.me = state`,
+		"doubling":  `a := [1]; for i := 0; i < 30; i++ { a = [a, a] }; kv.set("x", a)`,
+		"replace":   `text := import("text"); s := text.repeat("a", 1000000); text.replace(s, "a", text.repeat("b", 1000000), -1)`,
 	}
 	want := map[string]string{
 		"loop": "longer than", "alloc": "allocated more than", "string": "exceeding string size limit",
 		"recursion": "stack overflow", "divzero": "divide by zero", "index": "not index-assignable",
 		"import": "code does not compile", "sleep": "not callable",
+		"cyclejson": "holds itself", "cycleset": "holds itself", "cyclelog": "logged", "state": "state: the value holds itself",
+		"doubling": "larger than", "replace": "exceeding string size limit",
 	}
 	for name, text := range cases {
 		setCode(t, e, name, text, nil, nil)
@@ -465,5 +473,25 @@ func TestWatchAgainForgetsDeleted(t *testing.T) {
 	l.apply(change{src: srcRun, upToDate: true})
 	if _, ok := l.entries[b.String()]; ok || len(l.entries) != 1 {
 		t.Errorf("after the watch started again: %v, want only a", l.entries)
+	}
+}
+
+// TestHeapGuard: an activation under which the heap grows by more than
+// MaxHeap (here 1 MiB strings kept in an array: one object each, so the
+// allocation limit does not see them) is stopped; a job whose activations
+// are short goes on meanwhile.
+func TestHeapGuard(t *testing.T) {
+	e := engine(t, "n1")
+	setCode(t, e, "heap", `text := import("text"); a := []; for i := 0; i < 2000; i++ { a = append(a, text.repeat("x", 1000000) + string(i)) }`, nil, nil)
+	setJob(t, e, at(pre.Run, "at", "n1", "default", "heap"), "heap", nil, nil)
+	setCode(t, e, "echo", `if event.type == "start" { kv.watch("in", false) } else { kv.set("out", event.value) }`, nil, nil)
+	setJob(t, e, at(pre.Run, "at", "n1", "default", "echo"), "echo", nil, nil)
+	startRunner(t, e, Config{Node: "n1", Limits: Limits{Activation: 5 * time.Second}})
+	sp := at(pre.State, "at", "n1", "default", "heap")
+	eventually(t, "the heap job stopped", func() bool { return strings.Contains(state(t, e, sp).Reason, "grew the node's heap by more than 64 MiB") })
+	eventually(t, "the echo job running", func() bool { return state(t, e, at(pre.State, "at", "n1", "default", "echo")).Node == "n1" })
+	for i := int64(1); i <= 3; i++ {
+		put(t, e, path(t, "in"), i)
+		eventually(t, "echo", func() bool { return value(t, e, path(t, "out")) == i })
 	}
 }
