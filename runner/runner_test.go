@@ -488,7 +488,9 @@ func TestHeapGuard(t *testing.T) {
 	setJob(t, e, at(pre.Run, "at", "n1", "default", "echo"), "echo", nil, nil)
 	startRunner(t, e, Config{Node: "n1", Limits: Limits{Activation: 5 * time.Second}})
 	sp := at(pre.State, "at", "n1", "default", "heap")
-	eventually(t, "the heap job stopped", func() bool { return strings.Contains(state(t, e, sp).Reason, "grew the node's heap by more than 64 MiB") })
+	eventually(t, "the heap job stopped", func() bool {
+		return strings.Contains(state(t, e, sp).Reason, "grew the node's heap by more than 64 MiB")
+	})
 	eventually(t, "the echo job running", func() bool { return state(t, e, at(pre.State, "at", "n1", "default", "echo")).Node == "n1" })
 	for i := int64(1); i <= 3; i++ {
 		put(t, e, path(t, "in"), i)
