@@ -33,7 +33,7 @@ func (n *Node) newRunner(cfg *boards.Config) (*runner.Runner, error) {
 		Node:    cfg.Node,
 		Groups:  jc.Groups,
 		Prefix:  pre,
-		Limits:  runner.Limits{MaxAllocs: int64(jc.MaxAllocs), Activation: jc.Activation.Std()},
+		Limits:  runner.Limits{MaxAllocs: int64(jc.MaxAllocs), Activation: jc.Activation.Std(), MaxHeap: uint64(jc.MaxHeapMiB) << 20},
 		Log:     n.log,
 		HW:      n.hw,
 		Members: n.eng.Members,

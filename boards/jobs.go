@@ -19,6 +19,9 @@ type Jobs struct {
 	// MaxAllocs bounds the objects one activation allocates. Default
 	// 200000, 1000 to 100000000.
 	MaxAllocs int `yaml:"max_allocs"`
+	// MaxHeapMiB stops an activation under which the node's heap grows by
+	// more than this many MiB. Default 64, 8 to 4096.
+	MaxHeapMiB int `yaml:"max_heap_mib"`
 	// Prefix says where the records live, as MoaT-KV paths. Defaults are
 	// MoaT-KV's: code :.moat.kv.code.proc, module :.moat.kv.code.module,
 	// run :.moat.kv.run, state :.moat.kv.state, error :.moat.kv.error.
@@ -60,6 +63,9 @@ func (v *validator) jobs(checkPath func(string) error) {
 	}
 	if m := j.MaxAllocs; m != 0 && (m < 1000 || m > 100_000_000) {
 		v.add("jobs.max_allocs", "%d is out of range (1000 to 100000000)", m)
+	}
+	if m := j.MaxHeapMiB; m != 0 && (m < 8 || m > 4096) {
+		v.add("jobs.max_heap_mib", "%d is out of range (8 to 4096)", m)
 	}
 	if checkPath == nil {
 		return
