@@ -23,7 +23,8 @@ import (
 //	kv.delete(path[, cond])       delete; cond {prev: v}; true if deleted
 //	kv.watch(path[, fetch])       events "change" for every change at or below
 //	                              path (fetch, the default: the entries there
-//	                              first, then "ready")
+//	                              first; once every fetching watch has given
+//	                              them, one "ready")
 //	kv.timer(name, seconds)       an event "timer" once; kv.every: repeatedly;
 //	kv.every(name, seconds)       kv.cancel(name) stops it
 //	kv.group()                    {live: [nodes], state: complete|partial|detached}

@@ -40,12 +40,13 @@ func (h *fakeHW) DriveOutput(_ context.Context, p tree.Path, on bool) error {
 
 // TestAPI: the kv module's calls from one job, each result written to
 // the tree for the test to read: conditions on set and delete, events in
-// order (the fetched entries, ready, then changes, then a timer), the
-// group's state, hardware.
+// order (the fetched entries of both watches, one ready, then changes,
+// then a timer), the group's state, hardware.
 func TestAPI(t *testing.T) {
 	e := engine(t, "n1")
 	put(t, e, path(t, "src.a"), int64(1))
 	put(t, e, path(t, "src.b"), int64(2))
+	put(t, e, path(t, "src2.z"), int64(26))
 	hw := &fakeHW{temp: 21.5}
 	setCode(t, e, "api", `
 log := func(s) { state.log = append(state.log, s) }
@@ -66,6 +67,7 @@ if event.type == "start" {
 	kv.hw.drive("room.heat", true)
 	kv.set("t.data", [x, y])
 	kv.watch("src")
+	kv.watch("src2")
 } else if event.type == "change" {
 	log(event.path + "=" + string(event.value))
 	if event.path == "src.c" { kv.timer("once", 0.05) }
@@ -103,7 +105,7 @@ if event.type == "start" {
 	for _, l := range log {
 		lines = append(lines, l.(string))
 	}
-	if got := strings.Join(lines, ", "); got != "src.a=1, src.b=2, ready, src.c=3, timer once" {
+	if got := strings.Join(lines, ", "); got != "src.a=1, src.b=2, src2.z=26, ready, src.c=3, timer once" && got != "src2.z=26, src.a=1, src.b=2, ready, src.c=3, timer once" {
 		t.Errorf("events: %s", got)
 	}
 	hw.mu.Lock()

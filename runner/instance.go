@@ -77,6 +77,7 @@ type instance struct {
 	wg       sync.WaitGroup
 	timers   map[string]*jobTimer
 	watching int
+	unready  int // watches with fetch whose entries have not all come yet
 }
 
 type jobTimer struct {
@@ -163,13 +164,31 @@ func (inst *instance) run(ctx context.Context) runResult {
 			}
 			return runResult{result: v}
 		}
+		next, res2 := inst.nextEvent(ctx)
+		if next == nil {
+			return res2
+		}
+		ev = next
+	}
+}
+
+// nextEvent waits for the next event that makes an activation: stale
+// timer events are dropped, and the watches' "uptodate" make one "ready"
+// once all of them have come. nil: the instance ends with the result.
+func (inst *instance) nextEvent(ctx context.Context) (tengo.Object, runResult) {
+	for {
 		select {
 		case <-ctx.Done():
-			return runResult{err: ctx.Err()}
+			return nil, runResult{err: ctx.Err()}
 		case e := <-inst.events:
 			switch e.kind {
 			case "failed":
-				return runResult{err: errors.New(e.name)}
+				return nil, runResult{err: errors.New(e.name)}
+			case "uptodate": // one watch has given its entries
+				if inst.unready--; inst.unready > 0 {
+					continue
+				}
+				e.kind = "ready" // all of them have: MoaT-KV's ReadyMsg
 			case "timer":
 				t := inst.timers[e.name]
 				if t != e.timer {
@@ -179,7 +198,7 @@ func (inst *instance) run(ctx context.Context) runResult {
 					delete(inst.timers, e.name)
 				}
 			}
-			ev = inst.eventObject(e)
+			return inst.eventObject(e), runResult{}
 		}
 	}
 }
@@ -256,8 +275,6 @@ func (inst *instance) eventObject(e event) tengo.Object {
 		}
 	case "timer":
 		m["name"] = &tengo.String{Value: e.name}
-	case "ready":
-		m["path"] = &tengo.String{Value: e.path.String()}
 	}
 	return &tengo.Map{Value: m}
 }
@@ -280,6 +297,9 @@ func (inst *instance) startRequests() {
 	inst.newTimers = nil
 	for _, w := range inst.newWatches {
 		inst.watching++
+		if w.fetch {
+			inst.unready++
+		}
 		inst.wg.Go(func() { inst.watch(w) })
 	}
 	inst.newWatches = nil
@@ -297,12 +317,13 @@ func (inst *instance) deliver(e event) error {
 }
 
 // watch delivers the changes at or below w.path, in order; with fetch the
-// entries there first, then a "ready" event. A watch that ends (the job
-// fell too far behind) fails the job.
+// entries there first, then "uptodate" (once every fetching watch is, the
+// job gets a "ready" event). A watch that ends (the job fell too far
+// behind) fails the job.
 func (inst *instance) watch(w watchReq) {
 	err := inst.c.r.tree.Watch(inst.ctx, w.path, w.fetch, func(it node.Item) error {
 		if it.UpToDate {
-			return inst.deliver(event{kind: "ready", path: w.path})
+			return inst.deliver(event{kind: "uptodate", path: w.path})
 		}
 		return inst.deliver(event{kind: "change", path: it.Path, value: it.Entry.Value})
 	})
