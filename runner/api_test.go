@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/node"
@@ -163,4 +164,35 @@ func TestErrorMerge(t *testing.T) {
 			value(t, e, append(append(tree.Path(nil), winner...), tree.Str("a"))) != nil &&
 			value(t, e, append(append(tree.Path(nil), winner...), tree.Str("b"))) != nil
 	})
+}
+
+// TestTimers: kv.every repeats until kv.cancel; a timer set anew replaces
+// the old one; events of a cancelled timer are not delivered after.
+func TestTimers(t *testing.T) {
+	e := engine(t, "n1")
+	setCode(t, e, "ticks", `
+if event.type == "start" {
+	state.n = 0
+	kv.every("tick", 0.02)
+	kv.timer("late", 5)
+} else if event.name == "tick" {
+	state.n += 1
+	if state.n == 3 {
+		kv.cancel("tick")
+		kv.timer("late", 0.1)  // replaces the 5 s one
+	}
+} else if event.name == "late" {
+	kv.exit(state.n)
+}`, nil, nil)
+	setJob(t, e, at(pre.Run, "at", "n1", "default", "ticks"), "ticks", nil, nil)
+	startRunner(t, e, Config{Node: "n1"})
+	sp := at(pre.State, "at", "n1", "default", "ticks")
+	start := time.Now()
+	eventually(t, "the job's exit", func() bool { return state(t, e, sp).Result != nil })
+	if r := state(t, e, sp).Result; r != int64(3) {
+		t.Errorf("ticks seen: %v, want 3 (the cancelled every stops)", r)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("exit after %s: the replaced 5 s timer fired, not the new one", d)
+	}
 }
