@@ -394,7 +394,7 @@ func (n *Node) accept(ctx context.Context, srv *kvproto.Server, ln net.Listener)
 		go func() {
 			defer wg.Done()
 			defer n.trim.Poke()
-			if err := srv.ServeConn(ctx, conn); err != nil && ctx.Err() == nil && !isStopped(err) {
+			if err := srv.ServeConn(ctx, conn); err != nil && ctx.Err() == nil && !isStopped(err) && !kvproto.HangUp(err) {
 				n.log.Info("client connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()

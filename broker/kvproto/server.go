@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -398,8 +399,8 @@ func (s *Server) serve(ctx context.Context, conn io.Reader, qlen, inflight int, 
 	for {
 		msg, err := r.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+			if HangUp(err) {
+				return nil // the client is gone: its business, not an error
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -729,4 +730,12 @@ func (s *Server) write(ctx context.Context, req Request) ([]byte, error) {
 	// nor prev.
 	withPrev := !req.HasChain && req.Prev == nil
 	return AppendWriteReply(nil, req.Seq, changed, res, nchain, withPrev), nil
+}
+
+// HangUp reports whether err is a client going away: the end of its
+// stream, or a reset (every client that closes with replies it did not
+// read, as MoaT-KV's CLI does with its config watch, resets the
+// connection).
+func HangUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
