@@ -111,6 +111,11 @@ func (k kvTree) Walk(ctx context.Context, p tree.Path, fn func(kvproto.WatchItem
 	return k.eng().Walk(ctx, p, func(it node.Item) error { return fn(watchItem(it)) })
 }
 
+// WalkEmpty implements kvproto.EmptyWalker.
+func (k kvTree) WalkEmpty(ctx context.Context, p tree.Path, fn func(kvproto.WatchItem) error) error {
+	return k.eng().WalkEmpty(ctx, p, func(it node.Item) error { return fn(watchItem(it)) })
+}
+
 // State implements kvproto.Stater.
 func (k kvTree) State(ctx context.Context) (kvproto.State, error) {
 	st, err := k.eng().State(ctx)

@@ -360,6 +360,13 @@ func (c *Client) Tree(ctx context.Context, p tree.Path, fn func(Item) error) err
 	return c.stream(ctx, p, "get_tree", false, fn)
 }
 
+// TreeEmpty is Tree with MoaT-KV's `empty` flag: the entries that hold no
+// value come too (Item.Value nil: inner entries of paths, deletions not
+// yet purged).
+func (c *Client) TreeEmpty(ctx context.Context, p tree.Path, fn func(Item) error) error {
+	return c.streamOpts(ctx, p, "get_tree", false, true, fn)
+}
+
 // Watch calls fn for the current entries below p (if fetch), an UpToDate
 // item (if fetch), then every change, until ctx ends or fn fails.
 func (c *Client) Watch(ctx context.Context, p tree.Path, fetch bool, fn func(Item) error) error {
@@ -367,10 +374,21 @@ func (c *Client) Watch(ctx context.Context, p tree.Path, fetch bool, fn func(Ite
 }
 
 func (c *Client) stream(ctx context.Context, p tree.Path, action string, fetch bool, fn func(Item) error) error {
-	s, err := c.openStream(4, func(b []byte) []byte {
+	return c.streamOpts(ctx, p, action, fetch, false, fn)
+}
+
+func (c *Client) streamOpts(ctx context.Context, p tree.Path, action string, fetch, empty bool, fn func(Item) error) error {
+	pairs := uint32(4)
+	if empty {
+		pairs++
+	}
+	s, err := c.openStream(pairs, func(b []byte) []byte {
 		b = tree.AppendPath(appendPair(b, "path"), p)
 		b = msgp.AppendBool(appendPair(b, "fetch"), fetch)
 		b = msgp.AppendInt(appendPair(b, "nchain"), 3)
+		if empty {
+			b = msgp.AppendBool(appendPair(b, "empty"), true)
+		}
 		return msgp.AppendString(appendPair(b, "action"), action)
 	}, action == "watch")
 	if err != nil {

@@ -18,6 +18,21 @@ type Walker interface {
 	Walk(ctx context.Context, p tree.Path, fn func(WatchItem) error) error
 }
 
+// EmptyWalker is a Walker that can also give the entries holding no value
+// (WatchItem.Value nil: inner entries, deletions not yet purged), for the
+// `empty` flag of get_tree and enum.
+type EmptyWalker interface {
+	WalkEmpty(ctx context.Context, p tree.Path, fn func(WatchItem) error) error
+}
+
+// walk is w.Walk, or with empty (and a tree that can) WalkEmpty.
+func (s *Server) walk(ctx context.Context, w Walker, p tree.Path, empty bool, fn func(WatchItem) error) error {
+	if ew, ok := s.Tree.(EmptyWalker); ok && empty {
+		return ew.WalkEmpty(ctx, p, fn)
+	}
+	return w.Walk(ctx, p, fn)
+}
+
 // tasks tracks one connection's running requests, for the stop action and
 // for ending the streams when the client goes away.
 type tasks struct {
@@ -204,14 +219,16 @@ func boolKey(raw []byte, key string) bool {
 
 // getTree serves get_tree as a stream: {state: start}, one message per
 // entry with a value at or below path ({value, chain?, tock, path, depth},
-// paths shortened), then {state: end}.
+// paths shortened), then {state: end}. With `empty`, entries without a
+// value come too, without `value` (and at the root, the meta tree).
 func (s *Server) getTree(ctx context.Context, req Request, send streamSend) {
 	w, ok := s.Tree.(Walker)
 	st := s.openStream(ctx, req, send, ok)
 	if st == nil {
 		return
 	}
-	st.fail(w.Walk(ctx, req.Path, func(it WatchItem) error {
+	empty := boolKey(req.Raw, "empty")
+	st.fail(s.walk(ctx, w, req.Path, empty, func(it WatchItem) error {
 		st.item(it)
 		return ctx.Err()
 	}))
@@ -219,7 +236,8 @@ func (s *Server) getTree(ctx context.Context, req Request, send streamSend) {
 }
 
 // enum serves enum/enumerate: {result: [names]} of the children of path
-// that hold a value, or with with_data {result: {name: value}}.
+// that hold a value (with `empty`, all of them), or with with_data
+// {result: {name: value}} (None for those without one).
 func (s *Server) enum(ctx context.Context, req Request) ([]byte, error) {
 	w, ok := s.Tree.(Walker)
 	if !ok {
@@ -229,10 +247,11 @@ func (s *Server) enum(ctx context.Context, req Request) ([]byte, error) {
 		return nil, invalid(req, "enum: no path")
 	}
 	withData := boolKey(req.Raw, "with_data")
+	empty := boolKey(req.Raw, "empty") // children without a value too (MoaT-KV's None for their data)
 	var names []tree.Elem
 	var values [][]byte
-	err := w.Walk(ctx, req.Path, func(it WatchItem) error {
-		if len(it.Path) == len(req.Path)+1 && (len(req.Path) > 0 || !it.Path.IsMeta()) {
+	err := s.walk(ctx, w, req.Path, empty, func(it WatchItem) error {
+		if len(it.Path) == len(req.Path)+1 && (len(req.Path) > 0 || !it.Path.IsMeta() || empty) {
 			names = append(names, it.Path[len(req.Path)])
 			values = append(values, it.Value)
 		}
@@ -247,6 +266,10 @@ func (s *Server) enum(ctx context.Context, req Request) ([]byte, error) {
 			b = msgp.AppendMapHeader(b, uint32(len(names)))
 			for i, n := range names {
 				b = tree.AppendElem(b, n)
+				if values[i] == nil {
+					b = msgp.AppendNil(b)
+					continue
+				}
 				b = append(b, values[i]...)
 			}
 			return b

@@ -317,12 +317,23 @@ func newWalkCmd(use, short string, childrenOnly bool) *cobra.Command {
 			}
 			defer c.Close()
 			out := cmd.OutOrStdout()
-			err = c.Tree(cmd.Context(), p, func(it kvclient.Item) error {
+			walk := c.Tree
+			if childrenOnly { // every child, whether or not it holds a value
+				walk = c.TreeEmpty
+			}
+			err = walk(cmd.Context(), p, func(it kvclient.Item) error {
 				if childrenOnly && len(it.Path) != len(p)+1 {
 					return nil
 				}
 				if childrenOnly {
-					_, err := fmt.Fprintln(out, tree.Path{it.Path[len(p)]}.String())
+					name := tree.Path{it.Path[len(p)]}.String()
+					if f.output == "json" {
+						return f.print(out, map[string]any{"name": name, "value": it.Value != nil})
+					}
+					if it.Value == nil {
+						name += "  (no value)"
+					}
+					_, err := fmt.Fprintln(out, name)
 					return err
 				}
 				v, err := plain(it.Value)

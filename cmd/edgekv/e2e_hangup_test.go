@@ -51,3 +51,47 @@ func TestClientHangUpIsNotAnError(t *testing.T) {
 	c.Close()
 	until(t, 5*time.Second, "the bad client logged", func() bool { return strings.Contains(p.Log(), "closing connection") })
 }
+
+// TestEnumEmpty: MoaT-KV's `empty` flag. Where a.w holds no value but has
+// a child, enum and get_tree leave it out by default and give it with
+// empty (enum's with_data: None); `edgekv list` shows it, marked.
+func TestEnumEmpty(t *testing.T) {
+	dir := t.TempDir()
+	ps := freePorts(t, 2)
+	startNodeCfg(t, dir, "", e2eCfg{name: "en", port: ps[0], client: ps[1], data: filepath.Join(dir, "en")})
+	srv := fmt.Sprintf("127.0.0.1:%d", ps[1])
+	cliAt(t, srv, 0, "set", "a.w.x", "1")
+	cliAt(t, srv, 0, "set", "a.v", "2")
+	s := dialMoaT(t, srv)
+	a := tree.Path{tree.Str("a")}
+	names := func(r map[string]any) string { return fmt.Sprint(r["result"]) }
+	if r := s.reply(s.request("action", "enum", "path", a)); names(r) != "[v]" {
+		t.Errorf("enum a: %v", r)
+	}
+	if r := s.reply(s.request("action", "enum", "path", a, "empty", true)); names(r) != "[v w]" {
+		t.Errorf("enum a empty: %v", r)
+	}
+	if r := s.reply(s.request("action", "enum", "path", a, "empty", true, "with_data", true)); names(r) != "map[v:2 w:<nil>]" {
+		t.Errorf("enum a empty with_data: %v", r)
+	}
+	tree1 := func(empty bool) []string {
+		var got []string
+		seq := s.request("action", "get_tree", "path", a, "empty", empty)
+		for m := s.reply(seq); m["state"] != "end"; m = s.reply(seq) {
+			if p, ok := m["path"].([]any); ok {
+				_, has := m["value"]
+				got = append(got, fmt.Sprint(p, has))
+			}
+		}
+		return got
+	}
+	if got := fmt.Sprint(tree1(false)); got != "[[v] true [w x] true]" {
+		t.Errorf("get_tree a: %s", got)
+	}
+	if got := fmt.Sprint(tree1(true)); got != "[[] false [v] true [w] false [x] true]" { // a itself, then below it
+		t.Errorf("get_tree a empty: %s", got)
+	}
+	if got := cliAt(t, srv, 0, "list", "a"); got != "v\nw  (no value)\n" {
+		t.Errorf("edgekv list a = %q", got)
+	}
+}

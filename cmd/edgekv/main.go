@@ -142,7 +142,7 @@ and watch use. Hardware and jobs are still to come.
 	root.AddCommand(newVersionCmd(), newRunCmd(), newSimCmd())
 	root.AddCommand(newConfigCmd(), newHwCmd())
 	root.AddCommand(newGetCmd(), newSetCmd(), newDeleteCmd(),
-		newWalkCmd("list", "List the children of PATH that hold values", true),
+		newWalkCmd("list", "List the children of PATH (those without a value marked)", true),
 		newWalkCmd("tree", "Print every entry at and below PATH", false),
 		newWatchCmd(), newStatusCmd(), newDumpCmd())
 	root.AddCommand(newMsgCmd())

@@ -342,6 +342,17 @@ const walkChunk = 256
 // written meanwhile may be given with its newer value, one added meanwhile
 // may be left out.
 func (e *Engine) Walk(ctx context.Context, p tree.Path, fn func(Item) error) error {
+	return e.walk(ctx, p, false, fn)
+}
+
+// WalkEmpty is Walk that also gives the entries that hold no value
+// (Entry.Value nil): the inner entries of paths, and deleted ones not yet
+// purged, as MoaT-KV's get_tree and enum with `empty` do.
+func (e *Engine) WalkEmpty(ctx context.Context, p tree.Path, fn func(Item) error) error {
+	return e.walk(ctx, p, true, fn)
+}
+
+func (e *Engine) walk(ctx context.Context, p tree.Path, empty bool, fn func(Item) error) error {
 	var it *tree.Iter
 	var buf []Item // reused from chunk to chunk: fn gets copies of the items
 	for {
@@ -349,7 +360,7 @@ func (e *Engine) Walk(ctx context.Context, p tree.Path, fn func(Item) error) err
 			if it == nil {
 				it = e.r.Tree().Iter(p)
 			}
-			return e.step(it, buf)
+			return e.step(it, buf, empty)
 		})
 		if err != nil {
 			return err
@@ -445,7 +456,7 @@ type walkStep struct {
 
 // step visits the next walkChunk entries of it, appending the items to
 // buf (which may be nil).
-func (e *Engine) step(it *tree.Iter, buf []Item) walkStep {
+func (e *Engine) step(it *tree.Iter, buf []Item, empty bool) walkStep {
 	if buf == nil {
 		buf = make([]Item, 0, walkChunk)
 	}
@@ -453,6 +464,8 @@ func (e *Engine) step(it *tree.Iter, buf []Item) walkStep {
 	c.more = it.Next(walkChunk, func(x *tree.Entry) {
 		if v, ok := x.Value(); ok {
 			c.items = append(c.items, Item{Path: x.Path(), Entry: Entry{Value: v, Chain: x.Chain(), Tock: x.Tock()}})
+		} else if empty {
+			c.items = append(c.items, Item{Path: x.Path(), Entry: Entry{Chain: x.Chain(), Tock: x.Tock()}})
 		}
 	})
 	return c

@@ -135,7 +135,7 @@ func (e *Engine) Subscribe(ctx context.Context, p tree.Path, fetch bool, notify 
 	_, err := call(e, ctx, func(e *Engine) struct{} {
 		if fetch {
 			s.iter = e.r.Tree().Iter(p)
-			c := e.step(s.iter, nil)
+			c := e.step(s.iter, nil, false)
 			s.initial, s.chunk = c.items, c.items
 			if !c.more {
 				s.iter = nil
@@ -179,7 +179,7 @@ func (s *Subscription) Drain(fn func(Item) bool) error {
 		// the same buffer. The watch is registered, so whatever changes
 		// meanwhile is queued.
 		it, buf := s.iter, s.chunk[:0]
-		c, err := call(s.e, context.Background(), func(e *Engine) walkStep { return e.step(it, buf) })
+		c, err := call(s.e, context.Background(), func(e *Engine) walkStep { return e.step(it, buf, false) })
 		if err != nil {
 			return err
 		}
