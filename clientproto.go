@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -165,11 +164,8 @@ func (k kvTree) NodeTicks(ctx context.Context, nodeName string, max int, current
 // before it takes its name, and a full disk is an error that leaves
 // nothing behind.
 func (k kvTree) Save(ctx context.Context, name string, full, replace bool) (int, error) {
-	if name != filepath.Base(name) || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || strings.HasPrefix(name, ".") {
-		return 0, fmt.Errorf("%w: save: %q must be a plain file name (no directory, not starting with a dot)", tree.ErrInvalidValue, name)
-	}
-	if strings.HasSuffix(name, ".ekv") || strings.HasSuffix(name, ".ekv.tmp") {
-		return 0, fmt.Errorf("%w: save: %q: names ending in .ekv are the store's", tree.ErrInvalidValue, name)
+	if err := dumpName("save", name); err != nil {
+		return 0, err
 	}
 	b, n, err := k.eng().SaveFile(ctx, full)
 	if err != nil {

@@ -48,6 +48,7 @@ type Node struct {
 	hw     *hardware        // the board's sensor and pin bindings
 	ha     *homeAssistant   // Home Assistant discovery, or nil
 	jobs   *runner.Runner   // the job runner, or nil
+	clog   *changeLog       // the `log` action's change log
 	recv   *budget.Budget   // limits.receiving: unfinished messages of all connections
 
 	ready     chan struct{} // closed once every listener is open (or Run failed)
@@ -158,6 +159,7 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 	if n.ha != nil {
 		n.hw.found = n.ha.found
 	}
+	n.clog = newChangeLog(n)
 	if n.jobs, err = n.newRunner(cfg); err != nil {
 		n.hw.buses.close()
 		n.eng.Close()
@@ -303,6 +305,7 @@ func (n *Node) Run(ctx context.Context) error {
 		closeAll()
 		return stop(<-failed)
 	}
+	start("change log", n.clog.Run)
 	start("client protocol", func(ctx context.Context) error { return n.serveClients(ctx, lns) })
 	start("memory trimmer", n.trim.Run)
 	start("hardware", n.hw.Run)

@@ -253,3 +253,16 @@ func (c *Client) DeleteTree(ctx context.Context, p tree.Path) (int, error) {
 	n, _ := r.uint("changed")
 	return int(n), nil
 }
+
+// ChangeLog starts the node's change log in the file name of its dump
+// directory (the `log` action): with fetch the whole tree first, then
+// every change; a log already running closes once this one is live. An
+// empty name stops logging.
+func (c *Client) ChangeLog(ctx context.Context, name string, fetch bool) error {
+	_, err := c.call(ctx, 3, func(b []byte) []byte {
+		b = msgp.AppendString(appendPair(b, "path"), name)
+		b = msgp.AppendBool(appendPair(b, "fetch"), fetch)
+		return msgp.AppendString(appendPair(b, "action"), "log")
+	})
+	return err
+}

@@ -318,6 +318,27 @@ type Saver interface {
 	Save(ctx context.Context, name string, full, replace bool) (entries int, err error)
 }
 
+// ChangeLogger keeps MoaT-KV's change log (the `log` action): from now on
+// every change goes to the file name (with fetch, after the whole tree);
+// name "" stops logging.
+type ChangeLogger interface {
+	ChangeLog(ctx context.Context, name string, fetch bool) error
+}
+
+// changeLog serves `log`: {result: true} once the new log is live.
+func (s *Server) changeLog(ctx context.Context, req Request) ([]byte, error) {
+	cl, ok := s.Tree.(ChangeLogger)
+	if !ok {
+		return nil, &RequestError{Seq: req.Seq, HasSeq: true, Kind: tree.KindUnavailable, Msg: "log is not supported by this server"}
+	}
+	name, _ := strKey(req.Raw, "path")
+	if err := cl.ChangeLog(ctx, name, boolKey(req.Raw, "fetch")); err != nil {
+		return nil, err
+	}
+	tock, _ := s.Tree.Tock(ctx)
+	return appendResult(nil, "result", func(b []byte) []byte { return msgp.AppendBool(b, true) }, req.Seq, tock, true), nil
+}
+
 // strKey reads a string key of a request map ("" if absent).
 func strKey(raw []byte, key string) (string, bool) {
 	n, rest, err := msgp.ReadMapHeaderBytes(raw)

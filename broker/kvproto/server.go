@@ -611,8 +611,8 @@ func invalid(req Request, format string, args ...any) error {
 // actionsLater are MoaT-KV actions this package does not serve yet.
 var actionsLater = map[string]bool{
 	"kill_node": true, "check_deleted": true,
-	"fake_info_send": true, "log": true,
-	"auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
+	"fake_info_send": true,
+	"auth":           true, "auth_get": true, "auth_list": true, "auth_set": true,
 	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
 }
 
@@ -643,6 +643,8 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return s.deleteTree(ctx, req)
 	case "save":
 		return s.save(ctx, req)
+	case "log":
+		return s.changeLog(ctx, req)
 	case "enum_node":
 		return s.enumNode(ctx, req)
 	case "test_acl":

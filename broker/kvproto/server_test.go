@@ -120,7 +120,8 @@ func TestErrorReplies(t *testing.T) {
 		text string
 	}{
 		{"unknown action", req("action", "frobnicate", "seq", 7), "invalid", "unknown action"},
-		{"later action", req("action", "log", "path", pa, "seq", 7), "unavailable", "not implemented"},
+		{"later action", req("action", "kill_node", "node", "x", "seq", 7), "unavailable", "not implemented"},
+		{"log without a logger", req("action", "log", "path", "f.dkv", "seq", 7), "unavailable", "not supported"},
 		{"no action", req("seq", 7), "invalid", "no action"},
 		{"no path", req("action", "get_value", "seq", 7), "invalid", "give a path"},
 		{"no value", req("action", "set_value", "path", pa, "seq", 7), "invalid", "no value"},

@@ -17,7 +17,7 @@ import (
 func newDumpCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dump",
-		Short: "Save a node's tree to a MoaT-KV save file, or load one into a node",
+		Short: "Save a node's tree to a MoaT-KV save file, load one into a node, or log changes",
 		Long: `Save a node's tree to a MoaT-KV save file (.dkv), or load one into a node —
 so that a MoaT-KV tree can be moved into edgekv and back. A save file is a
 state record (node ticks, superseded ticks) followed by one record per
@@ -25,10 +25,56 @@ entry, as MoaT-KV's "save" writes it; "load" also reads MoaT-KV change
 logs (event records, deletions included).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usageError{errors.New("say save or load (see --help)")}
+			return usageError{errors.New("say save, load or log (see --help)")}
 		},
 	}
-	cmd.AddCommand(newDumpSaveCmd(), newDumpLoadCmd())
+	cmd.AddCommand(newDumpSaveCmd(), newDumpLoadCmd(), newDumpLogCmd())
+	return cmd
+}
+
+func newDumpLogCmd() *cobra.Command {
+	var (
+		f           clientFlags
+		incremental bool
+		stop        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "log NAME | --stop",
+		Short: "Have the node log every change to NAME in its dump directory",
+		Long: `Have the node write a change log, MoaT-KV's "log": the file NAME in its dump
+directory (data.dumps) starts with the node's state and, unless
+--incremental, its whole tree (meta tree included), and then gets every
+change as it happens (deletions too). 'edgekv dump load' and MoaT-KV read
+it. A log already running closes once the new one is live; --stop ends
+logging.`,
+		Example: `  edgekv dump log 0.dkv
+  edgekv dump log 1.dkv --incremental
+  edgekv dump log --stop`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if stop != (len(args) == 0) {
+				return usageError{errors.New("give NAME or --stop")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			if err := c.ChangeLog(cmd.Context(), name, !incremental); err != nil {
+				return asServerError(err)
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVarP(&incremental, "incremental", "i", false, "changes only, not the tree first")
+	cmd.Flags().BoolVar(&stop, "stop", false, "stop logging")
 	return cmd
 }
 

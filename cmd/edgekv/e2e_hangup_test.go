@@ -95,3 +95,43 @@ func TestEnumEmpty(t *testing.T) {
 		t.Errorf("edgekv list a = %q", got)
 	}
 }
+
+// TestChangeLog: MoaT-KV's `log` action (`edgekv dump log`). A node logs
+// its tree and then every change, deletions included, to a file in its
+// dump directory; a second log replaces the first once it is live;
+// --stop ends it. Loaded into another node, the first log gives the tree
+// as it was when the second began, the second the changes after.
+func TestChangeLog(t *testing.T) {
+	dir := t.TempDir()
+	ps := freePorts(t, 4)
+	startNodeCfg(t, dir, "", e2eCfg{name: "lg", port: ps[0], client: ps[1], data: filepath.Join(dir, "lg")})
+	startNodeCfg(t, dir, "", e2eCfg{name: "other", port: ps[2], client: ps[3], data: filepath.Join(dir, "other")})
+	srv, other := fmt.Sprintf("127.0.0.1:%d", ps[1]), fmt.Sprintf("127.0.0.1:%d", ps[3])
+	cliAt(t, srv, 0, "set", "l.before", "1")
+	cliAt(t, srv, 0, "set", "l.gone", "2")
+	cliAt(t, srv, 0, "dump", "log", "0.dkv")
+	cliAt(t, srv, 3, "dump", "log", "0.dkv") // exists
+	cliAt(t, srv, 3, "dump", "log", "../x.dkv")
+	cliAt(t, srv, 0, "set", "l.after", "3")
+	cliAt(t, srv, 0, "set", "l.before", "4")
+	cliAt(t, srv, 0, "delete", "l.gone")
+	cliAt(t, srv, 0, "dump", "log", "1.dkv", "--incremental")
+	cliAt(t, srv, 0, "set", "l.later", "5")
+	time.Sleep(1500 * time.Millisecond) // flushed within a second
+	cliAt(t, srv, 0, "dump", "log", "--stop")
+	cliAt(t, srv, 0, "set", "l.unlogged", "6")
+	dumps := filepath.Join(dir, "lg", "dumps")
+	cliAt(t, other, 0, "dump", "load", filepath.Join(dumps, "0.dkv"))
+	for p, want := range map[string]string{"l.before": "4", "l.after": "3"} {
+		if got := strings.TrimSpace(cliAt(t, other, 0, "get", p)); got != want {
+			t.Errorf("after loading the first log, %s = %q, want %q", p, got, want)
+		}
+	}
+	cliAt(t, other, 1, "get", "l.gone")
+	cliAt(t, other, 1, "get", "l.later") // in the second log
+	cliAt(t, other, 0, "dump", "load", filepath.Join(dumps, "1.dkv"))
+	if got := strings.TrimSpace(cliAt(t, other, 0, "get", "l.later")); got != "5" {
+		t.Errorf("after the second log, l.later = %q", got)
+	}
+	cliAt(t, other, 1, "get", "l.unlogged")
+}

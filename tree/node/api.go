@@ -721,3 +721,17 @@ func (e *Engine) Members(ctx context.Context) (map[string]bool, error) {
 		return out
 	})
 }
+
+// StateRecord returns a MoaT-KV state record of the node's view now
+// ({node, tock, nodes, known}), as a save file or a change log starts.
+func (e *Engine) StateRecord(ctx context.Context) ([]byte, error) {
+	return call(e, ctx, func(e *Engine) []byte {
+		t := e.r.Tree()
+		st := wire.State{Node: e.name, Tock: t.Tock(), Ticks: map[string]uint64{}, Known: map[string]tree.RangeSet{}}
+		for _, nd := range t.Nodes() {
+			st.Ticks[nd.Name()] = nd.Tick()
+			st.Known[nd.Name()] = nd.Superseded()
+		}
+		return wire.AppendState(nil, st)
+	})
+}
