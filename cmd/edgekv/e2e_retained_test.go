@@ -40,6 +40,21 @@ func (r *recorder) on(p *paho.Publish) {
 	r.n++
 }
 
+// forget drops what came on topic.
+func (r *recorder) forget(topic string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n -= len(r.msgs[topic])
+	delete(r.msgs, topic)
+	delete(r.ret, topic)
+}
+
+func (r *recorder) has(topic string, n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs[topic]) >= n
+}
+
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -95,6 +110,27 @@ func TestE2ERetainedFromTree(t *testing.T) {
 
 	const groups, n = 30, 1500
 	w := dialMQTT(t, c.port, "writer", "", "", nil)
+	// A subscription's retained walk runs after its SUBACK; what is
+	// written before the walk reaches it comes from the walk, retained.
+	// A sentinel that sorts after every entry below (and matches both
+	// filters) shows when both walks are past: set, seen, deleted, seen.
+	const sentinel = "kv/ret/~walked/meta"
+	mustPublish(t, w, sentinel, "1")
+	eventually(t, 10*time.Second, "the sentinel", func() error {
+		if !early.has(sentinel, 1) || !earlyPlus.has(sentinel, 1) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	mustPublish(t, w, sentinel, "")
+	eventually(t, 10*time.Second, "the sentinel's deletion", func() error {
+		if !early.has(sentinel, 2) || !earlyPlus.has(sentinel, 2) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	early.forget(sentinel)
+	earlyPlus.forget(sentinel)
 	want := map[string]string{}
 	for i := range n {
 		topic := fmt.Sprintf("kv/ret/%d/%d", i%groups, i)
