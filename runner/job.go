@@ -289,7 +289,16 @@ func (c *jobCtl) run(ctx context.Context) {
 		switch {
 		case cancelled != "":
 			st.Reason = cancelled
-			log.Info("job stopped", "reason", cancelled)
+			why := cancelled
+			c.mu.Lock()
+			switch {
+			case c.dropped:
+				why = "its entry was deleted"
+			case c.moved:
+				why = "another node runs it now"
+			}
+			c.mu.Unlock()
+			log.Info("job stopped", "reason", why)
 			if ctx.Err() == nil && cancelled != "Cancel: target zeroed" {
 				restart = "restarted: " + cancelled[len("Cancel: "):]
 			}
