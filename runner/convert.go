@@ -58,21 +58,34 @@ func toTengo(v any) tengo.Object {
 	return &tengo.String{Value: fmt.Sprint(v)}
 }
 
-// fromTengoChecked is fromTengo of a value measured first: no cycle, at
-// most maxValueBytes.
+// fromTengoChecked turns a Tengo object into a value AppendValue writes,
+// in one walk that also refuses a value that holds itself (errCycle), one
+// larger than maxValueBytes (as measure counts) and one nested deeper than
+// tree.MaxValueNesting.
 func fromTengoChecked(o tengo.Object) (any, error) {
-	if _, err := measure(o, maxValueBytes); err != nil {
-		return nil, err
-	}
-	return fromTengo(o, 0)
+	c := converter{budget: maxValueBytes}
+	return c.conv(o, 0)
 }
 
-// fromTengo turns a Tengo object into a value AppendValue writes. depth
-// bounds nesting (a map may hold itself); callers measure first
-// (fromTengoChecked).
-func fromTengo(o tengo.Object, depth int) (any, error) {
+type converter struct {
+	budget int            // bytes left
+	onPath []tengo.Object // the containers being converted
+}
+
+// take counts n bytes against the budget.
+func (c *converter) take(n int) error {
+	if c.budget -= n; c.budget < 0 {
+		return fmt.Errorf("the value is larger than %d bytes", maxValueBytes)
+	}
+	return nil
+}
+
+func (c *converter) conv(o tengo.Object, depth int) (any, error) {
 	if depth > tree.MaxValueNesting {
 		return nil, fmt.Errorf("value nested deeper than %d", tree.MaxValueNesting)
+	}
+	if err := c.take(16); err != nil {
+		return nil, err
 	}
 	switch x := o.(type) {
 	case *tengo.Undefined:
@@ -87,31 +100,41 @@ func fromTengo(o tengo.Object, depth int) (any, error) {
 		}
 		return x.Value, nil
 	case *tengo.String:
-		return x.Value, nil
+		return x.Value, c.take(len(x.Value))
 	case *tengo.Char:
 		return string(x.Value), nil
 	case *tengo.Bytes:
-		return x.Value, nil
+		return x.Value, c.take(len(x.Value))
 	case *tengo.Time:
 		return float64(x.Value.UnixNano()) / 1e9, nil
-	case *tengo.Array:
-		return fromTengoArray(x.Value, depth)
-	case *tengo.ImmutableArray:
-		return fromTengoArray(x.Value, depth)
-	case *tengo.Map:
-		return fromTengoMap(x.Value, depth)
-	case *tengo.ImmutableMap:
-		return fromTengoMap(x.Value, depth)
 	case *tengo.Error:
-		return fromTengo(x.Value, depth+1)
+		return c.conv(x.Value, depth+1)
+	case *tengo.Array, *tengo.ImmutableArray, *tengo.Map, *tengo.ImmutableMap:
+		for _, p := range c.onPath {
+			if p == o {
+				return nil, errCycle
+			}
+		}
+		c.onPath = append(c.onPath, o)
+		defer func() { c.onPath = c.onPath[:len(c.onPath)-1] }()
+		switch x := o.(type) {
+		case *tengo.Array:
+			return c.array(x.Value, depth)
+		case *tengo.ImmutableArray:
+			return c.array(x.Value, depth)
+		case *tengo.Map:
+			return c.dict(x.Value, depth)
+		case *tengo.ImmutableMap:
+			return c.dict(x.Value, depth)
+		}
 	}
 	return nil, fmt.Errorf("a %s cannot be stored", o.TypeName())
 }
 
-func fromTengoArray(a []tengo.Object, depth int) (any, error) {
+func (c *converter) array(a []tengo.Object, depth int) (any, error) {
 	out := make([]any, len(a))
 	for i, e := range a {
-		v, err := fromTengo(e, depth+1)
+		v, err := c.conv(e, depth+1)
 		if err != nil {
 			return nil, err
 		}
@@ -120,10 +143,13 @@ func fromTengoArray(a []tengo.Object, depth int) (any, error) {
 	return out, nil
 }
 
-func fromTengoMap(m map[string]tengo.Object, depth int) (any, error) {
+func (c *converter) dict(m map[string]tengo.Object, depth int) (any, error) {
 	out := make(map[string]any, len(m))
 	for k, e := range m {
-		v, err := fromTengo(e, depth+1)
+		if err := c.take(len(k)); err != nil {
+			return nil, err
+		}
+		v, err := c.conv(e, depth+1)
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", k, err)
 		}

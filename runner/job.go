@@ -44,7 +44,7 @@ type jobCtl struct {
 	moved   bool // stop: another node runs it now; its state is not ours to write
 }
 
-func newJobCtl(r *Runner, je jobEntry, _ []string) *jobCtl {
+func newJobCtl(r *Runner, je jobEntry) *jobCtl {
 	st := slices.Clone(r.cfg.Prefix.State)
 	switch je.kind {
 	case kindAt:

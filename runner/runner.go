@@ -432,7 +432,7 @@ func (l *loop) place() {
 		}
 		ctl := l.jobs[k]
 		if ctl == nil {
-			ctl = newJobCtl(r, je, live[je.group])
+			ctl = newJobCtl(r, je)
 			l.jobs[k] = ctl
 			ctl.start(l.ctx)
 		}

@@ -282,7 +282,15 @@ func (j *jobFlags) check() error {
 	return nil
 }
 
-// kind is the job kind's path below the run prefix.
+// open checks the flags, parses the job's PATH and connects.
+func (j *jobFlags) open(cmd *cobra.Command, f *clientFlags, args []string) (*kvclient.Client, tree.Path, error) {
+	if err := j.check(); err != nil {
+		return nil, nil, err
+	}
+	return f.open(cmd.Context(), args)
+}
+
+// sub is the job kind's path below the run and state prefixes.
 func (j *jobFlags) sub() tree.Path {
 	switch {
 	case j.node != "":
@@ -559,10 +567,7 @@ func newJobStateCmd() *cobra.Command {
 		Short: "Print the state of the job PATH (for --all, each node's)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := jf.check(); err != nil {
-				return err
-			}
-			c, p, err := f.open(cmd.Context(), args)
+			c, p, err := jf.open(cmd, &f, args)
 			if err != nil {
 				return err
 			}
@@ -620,10 +625,7 @@ func newJobDeleteCmd() *cobra.Command {
 		Short: "Delete the job PATH: a running instance stops, its state goes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := jf.check(); err != nil {
-				return err
-			}
-			c, p, err := f.open(cmd.Context(), args)
+			c, p, err := jf.open(cmd, &f, args)
 			if err != nil {
 				return err
 			}
