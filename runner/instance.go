@@ -221,11 +221,20 @@ func (inst *instance) activate(ctx context.Context, ev tengo.Object, state tengo
 	tctx, cancel := context.WithTimeout(ctx, inst.lim.Activation)
 	defer cancel()
 	actx, hcancel := context.WithCancelCause(tctx)
+	// The heap watch starts only for a run that lasts (a short one costs
+	// a timer, no goroutine).
 	var watcher sync.WaitGroup
-	watcher.Go(func() { watchHeap(actx, hcancel, inst.lim.MaxHeap) })
+	watcher.Add(1)
+	late := time.AfterFunc(heapWatchAfter, func() {
+		defer watcher.Done()
+		watchHeap(actx, hcancel, inst.lim.MaxHeap)
+	})
 	inst.actx = actx
 	err := prog.RunContext(actx)
 	hcancel(nil)
+	if late.Stop() { // it never started
+		watcher.Done()
+	}
 	watcher.Wait()
 	if err != nil {
 		var heap errHeap

@@ -145,16 +145,16 @@ func (e errHeap) Error() string {
 	return fmt.Sprintf("activation grew the node's heap by more than %d MiB", e.limit>>20)
 }
 
+// heapWatchAfter is how long an activation runs before its heap is
+// watched.
+const heapWatchAfter = 20 * time.Millisecond
+
 // watchHeap stops an activation (cancel with errHeap) whose run makes the
-// heap grow by more than limit. Short activations never start it: it
-// begins after 20 ms and looks every 10 ms. It returns when ctx ends.
+// heap grow by more than limit, looking every 10 ms from now on (it is
+// started heapWatchAfter into the run). It returns when ctx ends.
 func watchHeap(ctx context.Context, cancel context.CancelCauseFunc, limit uint64) {
-	t := time.NewTimer(20 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if ctx.Err() != nil {
 		return
-	case <-t.C:
 	}
 	base := heapBytes()
 	tk := time.NewTicker(10 * time.Millisecond)
