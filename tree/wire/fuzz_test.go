@@ -332,3 +332,34 @@ func FuzzDecodeHeads(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeActor(f *testing.F) {
+	seedFixtures(f, false)
+	for _, m := range []ActorMsg{
+		{Type: ActorInit, Node: "a"},
+		{Type: ActorVers, Node: "a", Setup: MoaTPing},
+		{Type: ActorVers, Node: "a", Setup: ActorSetup{Cycle: 4.5, Gap: 1.5, Nodes: -1}},
+		{Type: ActorPing, Node: "a", Value: ActorValue{Set: true, Tock: 9, Tick: 2}, History: []string{"a", "b"}},
+		{Type: ActorHist, Value: ActorValue{Set: true, Raw: []byte{0x91, 0x01}}, History: []string{"b"}},
+	} {
+		f.Add(AppendActor(nil, m))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeActor(b)
+		if err != nil {
+			checkErr(t, err)
+			return
+		}
+		enc := AppendActor(nil, m)
+		m2, err := DecodeActor(enc)
+		if err != nil {
+			t.Fatalf("re-encoded actor message does not decode: %v", err)
+		}
+		if diff := cmp.Diff(m, m2, fuzzOpts...); diff != "" {
+			t.Fatalf("round trip changed the message (-first +second):\n%s", diff)
+		}
+		if !bytes.Equal(AppendActor(nil, m2), enc) {
+			t.Fatal("encoding is not stable")
+		}
+	})
+}

@@ -121,9 +121,20 @@ func TestGoldenBus(t *testing.T) {
 				if rk, err := RecordKind(data); err != nil || rk != RecordInfo {
 					t.Errorf("RecordKind = %q, %v", rk, err)
 				}
-			case !ours && (suffix == "ping" || suffix == "del"):
-				// asyncactor messages: not ours. Nothing may crash, and
-				// nothing may take them for one of ours.
+			case suffix == "ping" || suffix == "del":
+				// asyncactor messages: decoded as such, re-encoded byte for
+				// byte, and never taken for an update or a record.
+				m, err := DecodeActor(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, any(pyOfActor(m))); diff != "" {
+					t.Errorf("actor message (-index +decoded):\n%s", diff)
+				}
+				if re := AppendActor(nil, m); !bytes.Equal(re, data) {
+					t.Errorf("re-encoded\n% x\nwant\n% x", re, data)
+				}
+				counts["actor "+m.Type.String()]++
 				if IsChunk(data) {
 					t.Error("IsChunk = true")
 				}
@@ -156,12 +167,44 @@ func TestGoldenBus(t *testing.T) {
 		"moat/kv/update set": 42, "moat/kv/update delete": 5, "moat/kv/update chunk": 9,
 		"moat/kv/update recovery": 5, "moat/kv/update recovery-delete": 1,
 		"moat/kv/info missing": 2,
+		"actor init": 6, "actor vers": 6, "actor ping": 41,
 	}
 	for k, n := range wantCounts {
 		if counts[k] != n {
 			t.Errorf("%d files of %s, want %d", counts[k], k, n)
 		}
 	}
+}
+
+// pyOfActor rebuilds an actor message's dict.
+func pyOfActor(m ActorMsg) map[string]any {
+	out := map[string]any{"t": m.Type.String()}
+	switch m.Type {
+	case ActorInit:
+		out["node"] = m.Node
+	case ActorVers:
+		s := m.Setup
+		out["node"] = m.Node
+		for k, v := range map[string]int64{"cycle": int64(s.Cycle), "gap": int64(s.Gap), "nodes": s.Nodes,
+			"splits": s.Splits, "n_hosts": s.NHosts, "version": s.Version, "force_in": s.ForceIn} {
+			out[k] = v
+		}
+	case ActorPing, ActorHist:
+		if m.Type == ActorPing {
+			out["node"] = m.Node
+		}
+		if m.Value.Set {
+			out["value"] = []any{int64(m.Value.Tock), int64(m.Value.Tick)}
+		} else {
+			out["value"] = nil
+		}
+		h := []any{}
+		for _, n := range m.History {
+			h = append(h, n)
+		}
+		out["history"] = h
+	}
+	return out
 }
 
 // dkvWant turns README's one-liner for a .dkv record into the dict the

@@ -7,8 +7,9 @@ import "fmt"
 // Kind is not a valid kind.
 type Kind uint8
 
-// Message kinds. Update and Info are MoaT-KV's; the others are edgekv's
-// additions on their own topics, which MoaT-KV does not subscribe to.
+// Message kinds. Update, Info and Ping are MoaT-KV's; the others are
+// edgekv's additions on their own topics, which MoaT-KV does not subscribe
+// to.
 const (
 	KindUpdate Kind = iota + 1
 	KindInfo
@@ -17,6 +18,8 @@ const (
 	KindHeartbeat
 	KindBatch
 	KindHeads
+	// KindPing: asyncactor messages of MoaT-KV's server group (ActorMsg).
+	KindPing
 )
 
 var kindNames = [...]string{
@@ -27,6 +30,7 @@ var kindNames = [...]string{
 	KindHeartbeat: "heartbeat",
 	KindBatch:     "batch",
 	KindHeads:     "heads",
+	KindPing:      "ping",
 }
 
 var kindTopics = [...]string{
@@ -37,10 +41,11 @@ var kindTopics = [...]string{
 	KindHeartbeat: "edgekv/heartbeat",
 	KindBatch:     "edgekv/batch",
 	KindHeads:     "edgekv/heads",
+	KindPing:      "ping",
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k Kind) Valid() bool { return k >= KindUpdate && k <= KindHeads }
+func (k Kind) Valid() bool { return k >= KindUpdate && k <= KindPing }
 
 func (k Kind) String() string {
 	if k.Valid() {
@@ -51,7 +56,7 @@ func (k Kind) String() string {
 
 // TopicSuffix is the topic of k's messages below the link's topic prefix:
 // "update", "info", "edgekv/hello", "edgekv/digest", "edgekv/heartbeat",
-// "edgekv/batch" or "edgekv/heads". It is "" for an invalid kind.
+// "edgekv/batch", "edgekv/heads" or "ping". It is "" for an invalid kind.
 func (k Kind) TopicSuffix() string {
 	if k.Valid() {
 		return kindTopics[k]
@@ -60,9 +65,9 @@ func (k Kind) TopicSuffix() string {
 }
 
 // KindForTopicSuffix returns the kind whose TopicSuffix is s. Other topics
-// (MoaT-KV's ping and del, client traffic) report false.
+// (MoaT-KV's del group, client traffic) report false.
 func KindForTopicSuffix(s string) (Kind, bool) {
-	for k := KindUpdate; k <= KindHeads; k++ {
+	for k := KindUpdate; k <= KindPing; k++ {
 		if kindTopics[k] == s {
 			return k, true
 		}

@@ -495,6 +495,7 @@ func TestKind(t *testing.T) {
 		{KindHeartbeat, "heartbeat", "edgekv/heartbeat"},
 		{KindBatch, "batch", "edgekv/batch"},
 		{KindHeads, "heads", "edgekv/heads"},
+		{KindPing, "ping", "ping"},
 	}
 	for _, tt := range tests {
 		if tt.k.String() != tt.name || tt.k.TopicSuffix() != tt.suffix || !tt.k.Valid() {
@@ -504,12 +505,12 @@ func TestKind(t *testing.T) {
 			t.Errorf("KindForTopicSuffix(%q) = %v, %v", tt.suffix, k, ok)
 		}
 	}
-	for _, s := range []string{"", "ping", "del", "hello", "edgekv/", "update/", "run"} {
+	for _, s := range []string{"", "del", "hello", "edgekv/", "update/", "run"} {
 		if k, ok := KindForTopicSuffix(s); ok {
 			t.Errorf("KindForTopicSuffix(%q) = %v", s, k)
 		}
 	}
-	if Kind(0).Valid() || Kind(0).String() != "kind(0)" || Kind(8).TopicSuffix() != "" {
+	if Kind(0).Valid() || Kind(0).String() != "kind(0)" || Kind(9).TopicSuffix() != "" {
 		t.Error("invalid kinds")
 	}
 }
