@@ -71,6 +71,23 @@ type Config struct {
 	// no tombstone is purged on its word (what it has seen a crash
 	// forgets).
 	Volatile bool
+	// Actor is the timing of MoaT-KV's ping group on shared links
+	// (default wire.MoaTPing: a ping every 10 s, 2 s gap), and ActorOff
+	// keeps this node out of the group. See actor.go.
+	Actor    wire.ActorSetup
+	ActorOff bool
+	// TickSeconds is the length of one replica tick in seconds (default
+	// 0.1), to convert the group's timing.
+	TickSeconds float64
+	// Seed seeds the group's random delays.
+	Seed uint64
+	// MoaTOnly turns edgekv's own catch-up off: no digests (on link-up,
+	// periodic, after a loss), no ticks learnt from heartbeats and no
+	// periodic info{missing}, so that only MoaT-KV's recovery (pings,
+	// info{ticks}, info{missing} when "it" or recovering) finds what is
+	// missing. For
+	// tests, and to check a mixed network; never needed otherwise.
+	MoaTOnly bool
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +110,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TockReserve == 0 {
 		c.TockReserve = 1 << 20
+	}
+	if c.Actor.Cycle == 0 {
+		c.Actor = wire.MoaTPing
+	}
+	if c.TickSeconds <= 0 {
+		c.TickSeconds = 0.1
 	}
 }
 
@@ -169,6 +192,8 @@ type LinkState struct {
 	ID     LinkID
 	Peer   string // from the peer's hello; "" until it arrives
 	Synced bool   // the peer's digest has arrived (and what it lacked was sent)
+	Shared bool   // a shared bus (a hub): MoaT-KV's recovery runs on it
+	shared bool
 }
 
 // Stats counts what the replica did.
@@ -201,6 +226,7 @@ type Replica struct {
 	skips   map[string]tree.RangeSet // skipped ticks learnt, to persist
 	res     wire.Reservation         // the reservation last handed out
 	stats   Stats
+	act     actor // MoaT-KV's ping group, on shared links
 }
 
 // New returns a replica with an empty tree. Call Restore before anything
@@ -305,7 +331,9 @@ func (r *Replica) linkIDs() []LinkID {
 func (r *Replica) Links() []LinkState {
 	out := make([]LinkState, 0, len(r.links))
 	for _, id := range r.linkIDs() {
-		out = append(out, *r.links[id])
+		ls := *r.links[id]
+		ls.Shared = ls.shared
+		out = append(out, ls)
 	}
 	return out
 }
@@ -445,7 +473,9 @@ func (r *Replica) Handshake(id LinkID) {
 	}
 	self := r.t.Node(r.cfg.Node)
 	r.send(id, wire.KindHello, wire.AppendHello(nil, wire.Hello{Proto: ProtoVersion, Node: r.cfg.Node, Tick: self.Tick(), Tock: r.t.Tock()}))
-	r.send(id, wire.KindDigest, wire.AppendDigest(nil, r.digest()))
+	if !r.cfg.MoaTOnly {
+		r.send(id, wire.KindDigest, wire.AppendDigest(nil, r.digest()))
+	}
 }
 
 // LinkDown forgets a link.
@@ -463,7 +493,7 @@ func (r *Replica) digest() wire.Digest {
 // what this node lacks (the driver calls it after dropping a message that
 // arrived on the link).
 func (r *Replica) SendDigest(id LinkID) {
-	if r.links[id] != nil {
+	if r.links[id] != nil && !r.cfg.MoaTOnly {
 		r.send(id, wire.KindDigest, wire.AppendDigest(nil, r.digest()))
 	}
 }
@@ -553,6 +583,13 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 		}
 		r.stepHeads(id, h)
 		return nil
+	case wire.KindPing:
+		m, err := wire.DecodeActor(data)
+		if err != nil {
+			return err
+		}
+		r.stepPing(m)
+		return nil
 	}
 	return fmt.Errorf("%w: unknown message kind %d", tree.ErrMalformed, k)
 }
@@ -588,11 +625,13 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 		return
 	}
 	r.t.SeeTock(in.Tock)
+	r.recoveryHeard(in)
 	for _, name := range sortedKeys(in.Ticks) {
 		r.raiseTick(name, in.Ticks[name])
 	}
 	for _, name := range sortedKeys(in.Known) {
-		r.markKnown(name, in.Known[name])
+		// Ticks sent as both known (for MoaT-KV) and skipped are skipped.
+		r.markKnown(name, in.Known[name].Minus(in.Skipped[name]))
 	}
 	for _, name := range sortedKeys(in.Skipped) {
 		r.skip(name, in.Skipped[name])
@@ -601,7 +640,7 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 		want := make(map[string]tree.RangeSet, len(in.Missing))
 		for name, rs := range in.Missing {
 			if n := r.t.LookupNode(name); n != nil {
-				want[name] = rs.Intersect(n.Known())
+				want[name] = answerable(n, rs)
 			}
 		}
 		r.resend(id, want)
@@ -744,17 +783,24 @@ func (r *Replica) stepHeads(id LinkID, h wire.Heads) {
 
 // resend sends on link id the current version of every entry that holds one
 // of the wanted ticks, and info{known} for wanted ticks that are superseded.
+// Wanted ticks this node knows only as skipped go out as skipped, and also
+// as known for MoaT-KV's sake (stepInfo reads such a tick as skipped). On a
+// shared link every update is its own message: MoaT-KV reads no batches.
 func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
 	seen := make(map[*tree.Entry]bool)
 	var batch [][]byte
 	superseded := make(map[string]tree.RangeSet)
+	skipped := make(map[string]tree.RangeSet)
+	shared := r.links[id] != nil && r.links[id].shared
 	sent := 0
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
-		if len(batch) == 1 {
-			r.send(id, wire.KindUpdate, batch[0])
+		if len(batch) == 1 || shared {
+			for _, b := range batch {
+				r.send(id, wire.KindUpdate, b)
+			}
 		} else {
 			r.send(id, wire.KindBatch, wire.AppendBatch(nil, batch))
 		}
@@ -765,17 +811,21 @@ func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
 		if n == nil {
 			continue
 		}
-		var sup tree.RangeSet
-		want[name].All(func(t uint64) bool {
-			if !n.Knows(t) {
-				return true
-			}
+		w := want[name]
+		present := n.Present()
+		// Range arithmetic first: a skipped reservation is a million
+		// ticks, and only the ticks that head or sit on entries need a
+		// look each.
+		if sup := w.Intersect(n.Known()).Minus(present); !sup.IsEmpty() {
+			superseded[name] = sup
+		}
+		if sk := w.Intersect(n.Skipped()).Minus(n.Known()); !sk.IsEmpty() {
+			skipped[name] = sk
+			superseded[name] = superseded[name].Union(sk)
+		}
+		w.Intersect(present).All(func(t uint64) bool {
 			e := n.Entry(t)
-			if e == nil {
-				sup.Add(t)
-				return true
-			}
-			if seen[e] {
+			if e == nil || seen[e] {
 				return true
 			}
 			if sent >= r.cfg.MaxResend {
@@ -789,14 +839,11 @@ func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
 			}
 			return true
 		})
-		if !sup.IsEmpty() {
-			superseded[name] = sup
-		}
 	}
 	flush()
 	if len(superseded) > 0 {
 		r.out.MustSync = true
-		r.send(id, wire.KindInfo, wire.AppendInfo(nil, wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Known: superseded}))
+		r.send(id, wire.KindInfo, wire.AppendInfo(nil, wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Known: superseded, Skipped: skipped}))
 		r.out.Messages[len(r.out.Messages)-1].Vouch = true
 	}
 }
@@ -816,7 +863,9 @@ func (r *Replica) stepHeartbeat(id LinkID, hb wire.Heartbeat, data []byte) {
 	m.seq, m.Tick, m.Tock, m.LastSeen, m.through = hb.Seq, hb.Tick, hb.Tock, r.now, hb.Through
 	m.seen = hb.Seen
 	r.t.SeeTock(hb.Tock)
-	r.raiseTick(hb.Node, hb.Tick)
+	if !r.cfg.MoaTOnly {
+		r.raiseTick(hb.Node, hb.Tick)
+	}
 	r.skip(hb.Node, hb.Skipped)
 	r.broadcast(wire.KindHeartbeat, data, id)
 }
@@ -845,7 +894,8 @@ func (r *Replica) Tick() {
 	if r.now%uint64(r.cfg.PurgeTicks) == 0 {
 		r.purge()
 	}
-	if r.now%uint64(r.cfg.DigestTicks) == 0 && len(r.links) > 0 {
+	r.actorTick()
+	if r.now%uint64(r.cfg.DigestTicks) == 0 && len(r.links) > 0 && !r.cfg.MoaTOnly {
 		data := wire.AppendDigest(nil, r.digest())
 		r.broadcast(wire.KindDigest, data, -1)
 	}
@@ -901,16 +951,10 @@ func (r *Replica) Missing() map[string]tree.RangeSet {
 }
 
 func (r *Replica) requestMissing() {
-	if len(r.links) == 0 {
-		return
+	if len(r.links) == 0 || r.cfg.MoaTOnly {
+		return // MoaTOnly: only when "it" and in a recovery, as MoaT-KV
 	}
-	miss := r.Missing()
-	if len(miss) == 0 {
-		return
-	}
-	r.stats.MissingReqs++
-	in := wire.Info{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Missing: miss}
-	r.broadcast(wire.KindInfo, wire.AppendInfo(nil, in), -1)
+	r.sendMissing(false)
 }
 
 // DeleterPath is where the deleter group lives in the meta tree.

@@ -9,7 +9,8 @@ import (
 )
 
 // Info is an info message: node state shared during recovery and catch-up.
-// Empty maps are omitted when encoding.
+// Empty maps are omitted when encoding, except Missing: an empty non-nil
+// Missing is sent (MoaT-KV's recovery step 2 says "nothing missing" so).
 type Info struct {
 	Node string // sender
 	Tick uint64 // sender's tick (MoaT-KV's nil reads as 0)
@@ -35,17 +36,20 @@ type Info struct {
 // not empty, nodes in ascending order) and then tock, node, tick.
 func AppendInfo(b []byte, in Info) []byte {
 	n := 3
-	for _, l := range [...]int{len(in.Ticks), len(in.Missing), len(in.Known), len(in.Deleted), len(in.NodeDrop), len(in.Skipped)} {
+	for _, l := range [...]int{len(in.Ticks), len(in.Known), len(in.Deleted), len(in.NodeDrop), len(in.Skipped)} {
 		if l > 0 {
 			n++
 		}
+	}
+	if in.Missing != nil {
+		n++
 	}
 	b = append(b, 0x80|byte(n))
 	if len(in.Ticks) > 0 {
 		b = append(b, "\xa5ticks"...)
 		b = appendTickMap(b, in.Ticks)
 	}
-	if len(in.Missing) > 0 {
+	if in.Missing != nil {
 		b = append(b, "\xa7missing"...)
 		b = appendRangeSetMap(b, in.Missing)
 	}

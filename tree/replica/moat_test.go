@@ -1,0 +1,592 @@
+package replica
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/edgekv/edgekv/tree"
+	"github.com/edgekv/edgekv/tree/wire"
+)
+
+// A scripted MoaT-KV peer: the bus traffic MoaT-KV 0.70.22 made (two
+// servers, a split and its heal; testdata/moatkv), played against an
+// edgekv replica on a shared link, with the replica's own messages checked
+// against the shapes MoaT-KV sends and reads.
+
+type busMsg struct {
+	file, phase, broker, topic string
+	at                         float64 // seconds since the capture's start
+	data                       []byte
+}
+
+func moatDir(t *testing.T) string {
+	t.Helper()
+	for _, d := range []string{os.Getenv("EDGEKV_MOATKV_TESTDATA"), "../../testdata/moatkv"} {
+		if d == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "bus-index.tsv")); err == nil {
+			return d
+		}
+	}
+	t.Fatal("MoaT-KV fixtures not found (testdata/moatkv; or set EDGEKV_MOATKV_TESTDATA)")
+	return ""
+}
+
+// busCapture returns the captured bus messages in capture order, chunked
+// updates reassembled (at the last chunk's place).
+func busCapture(t *testing.T) []busMsg {
+	t.Helper()
+	dir := moatDir(t)
+	f, err := os.Open(filepath.Join(dir, "bus-index.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []busMsg
+	re := wire.NewReassembler(0, 0)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for first := true; sc.Scan(); first = false {
+		if first {
+			continue
+		}
+		col := strings.Split(sc.Text(), "\t")
+		at, err := strconv.ParseFloat(col[5], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, col[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wire.IsChunk(data) {
+			whole, done, err := re.Add(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !done {
+				continue
+			}
+			data = whole
+		}
+		out = append(out, busMsg{file: col[0], phase: col[1], broker: col[2], topic: col[3], at: at, data: data})
+	}
+	if len(out) < 100 {
+		t.Fatalf("%d bus messages", len(out))
+	}
+	return out
+}
+
+func kindOfTopic(t *testing.T, topic string) (wire.Kind, bool) {
+	t.Helper()
+	return wire.KindForTopicSuffix(strings.TrimPrefix(topic, "moat/kv/"))
+}
+
+// moatReplica is an edgekv replica on one shared link (1), its clock at
+// the capture's time 0.
+func moatReplica(name string, seed uint64) *Replica {
+	r := New(Config{Node: name, Seed: seed})
+	r.LinkUpShared(1)
+	return r
+}
+
+// advance runs r's clock to capture time at (0.1 s ticks), collecting what
+// it sends.
+func advance(r *Replica, at float64, out *[]Message) {
+	for float64(r.Now()) < math.Round(at*10) {
+		r.Tick()
+		*out = append(*out, r.Ready().Messages...)
+	}
+}
+
+func infosIn(t *testing.T, msgs []Message) []wire.Info {
+	t.Helper()
+	var out []wire.Info
+	for _, m := range msgs {
+		if m.Kind == wire.KindInfo {
+			in, err := wire.DecodeInfo(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func rs(ticks ...uint64) tree.RangeSet {
+	var s tree.RangeSet
+	for _, x := range ticks {
+		s.Add(x)
+	}
+	return s
+}
+
+// expectedTree applies every captured update (both brokers') to a fresh
+// tree: the state both MoaT-KV servers held after the heal.
+func expectedTree(t *testing.T, msgs []busMsg) string {
+	t.Helper()
+	r := New(Config{Node: "observer"})
+	r.LinkUp(1)
+	for _, m := range msgs {
+		if k, ok := kindOfTopic(t, m.topic); ok && k == wire.KindUpdate {
+			if err := r.Step(1, k, m.data); err != nil {
+				t.Fatalf("%s: %v", m.file, err)
+			}
+		}
+	}
+	return values(r)
+}
+
+func valueText(b []byte) string {
+	v, err := tree.DecodeValue(b)
+	if err != nil {
+		return "!" + err.Error()
+	}
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(v)
+}
+
+// values lists the tree's live entries: path, value and head.
+func values(r *Replica) string {
+	var b strings.Builder
+	r.Tree().Walk(nil, func(e *tree.Entry) bool {
+		if v, ok := e.Value(); ok {
+			b.WriteString(e.Path().String() + " = " + valueText(v) + " @" + e.Chain()[0].String() + "\n")
+		}
+		return true
+	})
+	return b.String()
+}
+
+// TestMoaTSplitHeal replays the two-server capture against an edgekv
+// replica that sits where ref2 sat after its restart: on broker B, cut off
+// from ref1 during the partition. At the heal, ref1's ping tells it of
+// ticks it lacks; it must ask for exactly those (as ref2 did), apply
+// ref1's re-sends, answer ref1's own info{missing} with what it holds of
+// ref2's partition writes in a form MoaT-KV applies, and end with the tree
+// both MoaT-KV servers ended with.
+func TestMoaTSplitHeal(t *testing.T) {
+	msgs := busCapture(t)
+	want := expectedTree(t, msgs)
+	e := moatReplica("edge", 1)
+	var out []Message
+	var answered []Message
+	for _, m := range msgs {
+		if m.phase == "partition" && m.broker == "A" {
+			continue // ref1's side of the split: not heard on broker B
+		}
+		advance(e, m.at, &out)
+		k, ok := kindOfTopic(t, m.topic)
+		if !ok {
+			continue // the del group
+		}
+		if err := e.Step(1, k, m.data); err != nil {
+			t.Fatalf("%s: %v", m.file, err)
+		}
+		rd := e.Ready().Messages
+		if m.file == "bus-2node-072-info-missing.bin" {
+			answered = rd
+		}
+		out = append(out, rd...)
+		if m.file == "bus-2node-066-ping-ping.bin" {
+			// ref2's ping after the heal came just before its missing
+			// request: by then the edge has heard ref1's ping (065) and
+			// must have asked for ref1's partition ticks 38..40, as ref2
+			// did in bus-2node-067.
+			var asked bool
+			for _, in := range infosIn(t, out) {
+				if m, ok := in.Missing["ref1"]; ok && m.Equal(rs(38, 39, 40)) && len(in.Missing) == 1 {
+					asked = true
+				}
+			}
+			if !asked {
+				t.Fatalf("no info{missing: {ref1: [[38, 41]]}} after ref1's ping [222, 40]; sent %v", infosIn(t, out))
+			}
+		}
+	}
+	advance(e, msgs[len(msgs)-1].at+60, &out)
+
+	// ref1 asked for ref2's partition ticks 6..8 (bus-2node-072): the edge
+	// holds them and answers at once, one update per message, in a shape
+	// MoaT-KV reads (originator form with the entry's chain).
+	var got []string
+	for _, m := range answered {
+		if m.Kind == wire.KindBatch {
+			t.Fatal("a batch on a shared link: MoaT-KV does not read those")
+		}
+		if m.Kind != wire.KindUpdate {
+			continue
+		}
+		u, err := wire.DecodeUpdate(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := "(deleted)"
+		if !u.Event.IsDelete() {
+			v = valueText(u.Event.Value)
+		}
+		got = append(got, u.Event.Path.String()+" "+v+" "+u.Event.Chain.String())
+	}
+	slices.Sort(got)
+	wantGot := []string{
+		`fx.part.ref2:0 "ref2 during partition #0" ref2:6`,
+		`fx.part.ref2:1 "ref2 during partition #1" ref2:7`,
+		`fx.split:0 (deleted) ref2:8→ref1:34`,
+	}
+	if !slices.Equal(got, wantGot) {
+		t.Errorf("answer to ref1's info{missing: {ref2: [[6, 9]]}}:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantGot, "\n"))
+	}
+	if g := values(e); g != want {
+		t.Errorf("edge's tree after the heal:\n%s\nboth MoaT-KV servers':\n%s", g, want)
+	}
+	if m := e.Missing(); len(m) != 0 {
+		t.Errorf("still missing %v", m)
+	}
+	// The edge took part in the ping group all along.
+	var pings int
+	for _, m := range out {
+		if m.Kind == wire.KindPing {
+			am, err := wire.DecodeActor(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if am.Type == wire.ActorPing {
+				pings++
+				if am.Node != "edge" || !am.Value.Set || am.History[0] != "edge" {
+					t.Errorf("ping %+v", am)
+				}
+			}
+		}
+	}
+	if pings < 3 {
+		t.Errorf("%d pings in %.0f s", pings, msgs[len(msgs)-1].at)
+	}
+}
+
+// sharedBus connects replicas on one shared link each (link 1), as nodes
+// on a hub; a node in cut hears nobody and nobody hears it.
+type sharedBus struct {
+	rs  []*Replica
+	cut map[string]bool
+	log []Message // every message sent, with Link set to the sender's index
+}
+
+func (b *sharedBus) run(t *testing.T, ticks int) {
+	t.Helper()
+	for range ticks {
+		for _, r := range b.rs {
+			r.Tick()
+		}
+		for range 100 {
+			moved := false
+			for i, r := range b.rs {
+				for _, m := range r.Ready().Messages {
+					moved = true
+					m.Link = LinkID(i)
+					b.log = append(b.log, m)
+					if b.cut[r.Name()] {
+						continue
+					}
+					for _, o := range b.rs {
+						if o != r && !b.cut[o.Name()] {
+							if err := o.Step(1, m.Kind, m.Data); err != nil {
+								t.Fatalf("%s from %s: %v", m.Kind, r.Name(), err)
+							}
+						}
+					}
+				}
+			}
+			if !moved {
+				break
+			}
+		}
+	}
+}
+
+func (b *sharedBus) pings(from int) map[string]int {
+	n := map[string]int{}
+	for _, m := range b.log[from:] {
+		if m.Kind == wire.KindPing {
+			am, _ := wire.DecodeActor(m.Data)
+			if am.Type == wire.ActorPing {
+				n[am.Node]++
+			}
+		}
+	}
+	return n
+}
+
+// TestActorGroup runs three edgekv replicas in one ping group with
+// MoaT-KV's timing: after they settle, about one ping per cycle goes out,
+// every member takes turns and is "it", and no recovery runs. A split and
+// its heal with edgekv's own catch-up off (MoaTOnly) then converges by
+// MoaT-KV's recovery alone: pings spread ticks, info{missing} asks, the
+// holders re-send.
+func TestActorGroup(t *testing.T) {
+	b := &sharedBus{cut: map[string]bool{}}
+	for i, name := range []string{"a", "b", "c"} {
+		r := New(Config{Node: name, Seed: uint64(i + 1), MoaTOnly: true})
+		r.LinkUpShared(1)
+		b.rs = append(b.rs, r)
+	}
+	b.run(t, 600) // 60 s to settle
+	var rec0 int
+	for _, r := range b.rs {
+		rec0 += r.ActorStats().Recoveries
+	}
+	from := len(b.log)
+	b.run(t, 3000) // 300 s
+	pings := b.pings(from)
+	total := 0
+	for _, r := range b.rs {
+		total += pings[r.Name()]
+		if pings[r.Name()] < 3 {
+			t.Errorf("%s pinged %d times in 300 s: %v", r.Name(), pings[r.Name()], pings)
+		}
+		st := r.ActorStats()
+		if st.Tags < 3 {
+			t.Errorf("%s was it %d times", r.Name(), st.Tags)
+		}
+		if len(st.History) != 3 {
+			t.Errorf("%s: history %v", r.Name(), st.History)
+		}
+	}
+	t.Logf("pings in 300 s: %v", pings)
+	for _, r := range b.rs {
+		t.Logf("%s: %+v", r.Name(), r.ActorStats())
+	}
+	// One ping per cycle (10 s) plus up to 2.5 gaps: 21 to 30 in 300 s.
+	if total < 18 || total > 32 {
+		t.Errorf("%d pings in 300 s, want about one per 10-15 s: %v", total, pings)
+	}
+	var rec1 int
+	for _, r := range b.rs {
+		rec1 += r.ActorStats().Recoveries
+	}
+	if rec1 != rec0 {
+		t.Errorf("%d recoveries in a settled group", rec1-rec0)
+	}
+
+	// Split a from b and c; both sides write.
+	b.cut["a"] = true
+	b.run(t, 300)
+	for i, r := range b.rs {
+		for j := range 3 {
+			if _, _, err := r.Set(path(fmt.Sprintf("split.%s.x%d", r.Name(), j)), str("v"), tree.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i == 0 {
+			if _, _, err := r.Set(path("both"), str("from a"), tree.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, _, err := b.rs[1].Set(path("both"), str("from b"), tree.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, 300)
+	if values(b.rs[0]) == values(b.rs[1]) {
+		t.Fatal("the split did not split")
+	}
+	delete(b.cut, "a")
+	b.run(t, 600) // 60 s: a few cycles
+	for _, r := range b.rs[1:] {
+		if g, w := values(r), values(b.rs[0]); g != w {
+			t.Errorf("after the heal %s holds\n%s\na holds\n%s", r.Name(), g, w)
+		}
+	}
+	for _, r := range b.rs {
+		if m := r.Missing(); len(m) != 0 {
+			t.Errorf("%s still misses %v", r.Name(), m)
+		}
+	}
+	var rec2 int
+	for _, r := range b.rs {
+		rec2 += r.ActorStats().Recoveries
+	}
+	t.Logf("recoveries at the heal: %d; %s", rec2-rec1, values(b.rs[2]))
+	if rec2 == rec1 {
+		t.Error("no recovery ran at the heal")
+	}
+}
+
+// TestMoaTAsksEdge: a MoaT-KV server that learnt the edge's tick from its
+// ping asks for everything with info{missing}, as its _send_missing does.
+// The edge answers with one update per held entry, and info{known} for the
+// rest: superseded ticks, and the ticks its fresh start declared skipped
+// (MoaT-KV has no "skipped"; the same message says "skipped" for edgekv
+// nodes, which must not take them for seen).
+func TestMoaTAsksEdge(t *testing.T) {
+	e := New(Config{Node: "edge", Seed: 1, FreshStart: 100})
+	e.Restore(nil, nil, nil)
+	e.LinkUpShared(1)
+	for _, kv := range [][2]string{{"a", "1"}, {"a", "2"}, {"b", "3"}} {
+		if _, _, err := e.Set(path(kv[0]), str(kv[1]), tree.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []Message
+	advance(e, 20, &out)
+	var ping *wire.ActorMsg
+	for _, m := range out {
+		if m.Kind == wire.KindPing {
+			am, err := wire.DecodeActor(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if am.Type == wire.ActorPing {
+				ping = &am
+			}
+		}
+	}
+	own := e.Tree().Node("edge").Tick()
+	if ping == nil || ping.Value.Tick != own || ping.Value.Tock != e.Tree().Tock() || !slices.Equal(ping.History, []string{"edge"}) {
+		t.Fatalf("ping %+v; want value [tock, %d], history [edge]", ping, own)
+	}
+	// ref1 asks for edge's ticks 1..own, as MoaT-KV would.
+	ask := wire.AppendInfo(nil, wire.Info{Node: "ref1", Tick: 5, Tock: 900, Missing: map[string]tree.RangeSet{"edge": tree.RangeSetOf(tree.Range{Start: 1, End: own + 1})}})
+	if err := e.Step(1, wire.KindInfo, ask); err != nil {
+		t.Fatal(err)
+	}
+	var ups []string
+	var known, skipped tree.RangeSet
+	for _, m := range e.Ready().Messages {
+		switch m.Kind {
+		case wire.KindUpdate:
+			u, err := wire.DecodeUpdate(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ups = append(ups, u.Event.Path.String()+"="+valueText(u.Event.Value)+"@"+u.Event.Chain.String())
+		case wire.KindInfo:
+			in, err := wire.DecodeInfo(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			known, skipped = in.Known["edge"], in.Skipped["edge"]
+		default:
+			t.Errorf("unexpected %s", m.Kind)
+		}
+	}
+	slices.Sort(ups)
+	if want := []string{`a="2"@edge:102`, `b="3"@edge:103`}; !slices.Equal(ups, want) {
+		t.Errorf("updates %v, want %v", ups, want)
+	}
+	if want := tree.RangeSetOf(tree.Range{Start: 1, End: 102}); !known.Equal(want) {
+		t.Errorf("known %v, want %v (1..100 skipped, 101 superseded)", known, want)
+	}
+	if want := tree.RangeSetOf(tree.Range{Start: 1, End: 101}); !skipped.Equal(want) {
+		t.Errorf("skipped %v, want %v", skipped, want)
+	}
+}
+
+// TestMoaTRecoverySteps: pings that disagree on the history (a healed
+// split) start MoaT-KV's recovery. The node first in its side's history
+// sends info{ticks} at once and info{missing} (even empty) half a cycle
+// later, and re-sends its side's last ping as hist; a node further back
+// leaves both steps to the one before it when that one is heard.
+func TestMoaTRecoverySteps(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		hearMe2 bool // "me2", earlier in this side's history, sends ticks and missing
+	}{{"first", false}, {"second, preempted", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := New(Config{Node: "edge", Seed: 1, MoaTOnly: true})
+			e.LinkUpShared(1)
+			if _, _, err := e.Set(path("x"), str("1"), tree.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+			var out []Message
+			advance(e, 20, &out) // edge's first ping: history [edge]
+			step := func(m wire.ActorMsg) {
+				t.Helper()
+				if err := e.Step(1, wire.KindPing, wire.AppendActor(nil, m)); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, e.Ready().Messages...)
+			}
+			var me2 string
+			if tc.hearMe2 {
+				me2 = "a-me2"
+				step(wire.ActorMsg{Type: wire.ActorPing, Node: me2, Value: wire.ActorValue{Set: true, Tock: 1, Tick: 0}, History: []string{me2, "edge"}})
+			}
+			out = out[:0]
+			// The other side: ref1, then ref9 after it, never heard of edge.
+			step(wire.ActorMsg{Type: wire.ActorPing, Node: "ref9", Value: wire.ActorValue{Set: true, Tock: 500, Tick: 7}, History: []string{"ref9", "ref1"}})
+			st := e.ActorStats()
+			if st.Recoveries != 1 {
+				t.Fatalf("recoveries %d", st.Recoveries)
+			}
+			if tc.hearMe2 {
+				ticks := wire.AppendInfo(nil, wire.Info{Node: me2, Ticks: map[string]uint64{me2: 0}})
+				miss := wire.AppendInfo(nil, wire.Info{Node: me2, Missing: map[string]tree.RangeSet{}})
+				for _, d := range [][]byte{ticks, miss} {
+					if err := e.Step(1, wire.KindInfo, d); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			advance(e, 26, &out) // 6 s: step 2 comes 5 s after step 1
+			var sawTicks, sawMissing, sawHist bool
+			for _, m := range out {
+				switch m.Kind {
+				case wire.KindInfo:
+					in, _ := wire.DecodeInfo(m.Data)
+					if in.Ticks != nil {
+						sawTicks = true
+						if in.Ticks["ref9"] != 7 || in.Ticks["edge"] != 1 {
+							t.Errorf("ticks %v", in.Ticks)
+						}
+					}
+					if in.Missing != nil {
+						sawMissing = true
+						if !in.Missing["ref9"].Equal(tree.RangeSetOf(tree.Range{Start: 1, End: 8})) {
+							t.Errorf("missing %v, want ref9's 1..7", in.Missing)
+						}
+					}
+				case wire.KindPing:
+					am, _ := wire.DecodeActor(m.Data)
+					if am.Type == wire.ActorHist {
+						sawHist = true
+						if am.Node != am.History[0] || !am.Value.Set {
+							t.Errorf("hist %+v", am)
+						}
+					}
+				}
+			}
+			if want := !tc.hearMe2; sawTicks != want || sawMissing != want {
+				t.Errorf("sent ticks %v, missing %v; want %v", sawTicks, sawMissing, want)
+			}
+			if !sawHist {
+				t.Error("no hist message re-sent this side's ping")
+			}
+		})
+	}
+}
+
+// TestEmptyMissingIsSent: recovery step 2 says "nothing missing" with an
+// empty map, as MoaT-KV does; an absent Missing stays absent.
+func TestEmptyMissingIsSent(t *testing.T) {
+	b := wire.AppendInfo(nil, wire.Info{Node: "n", Missing: map[string]tree.RangeSet{}})
+	if !strings.Contains(string(b), "\xa7missing\x80") {
+		t.Errorf("% x has no empty missing map", b)
+	}
+	if in, err := wire.DecodeInfo(b); err != nil || in.Missing == nil {
+		t.Errorf("decoded %+v, %v", in, err)
+	}
+	if b := wire.AppendInfo(nil, wire.Info{Node: "n"}); strings.Contains(string(b), "missing") {
+		t.Errorf("% x has a missing key", b)
+	}
+}
