@@ -131,8 +131,10 @@ func New(cfg *boards.Config, opts Options) (*Node, error) {
 		Store:     store.Options{Sync: syncPolicy(cfg.Data.Sync), SyncInterval: cfg.Data.SyncInterval.Std()},
 		ChainLen:  cfg.Sync.ChainLength,
 		Heartbeat: cfg.Sync.Heartbeat.Std(),
-		Logger:    log,
-		Observer:  n,
+		MoaT: node.MoaTConfig{Off: cfg.Sync.MoaT.Disabled, Only: cfg.Sync.MoaT.Only,
+			Cycle: cfg.Sync.MoaT.Cycle.Std(), Gap: cfg.Sync.MoaT.Gap.Std()},
+		Logger:   log,
+		Observer: n,
 	}
 	if opts.Engine != nil {
 		opts.Engine(&ecfg)

@@ -176,6 +176,28 @@ type Sync struct {
 	// Heartbeat is the period between heartbeats, a Go duration. Default
 	// "1s".
 	Heartbeat Duration `yaml:"heartbeat"`
+	// MoaT tunes MoaT-KV's recovery on hub links (reference spec
+	// §3.3–3.5): the node takes part in MoaT-KV's ping group there, so that
+	// MoaT-KV servers on the same bus and edgekv nodes find what each
+	// other missed after a restart or a split.
+	MoaT MoaTSync `yaml:"moat"`
+}
+
+// MoaTSync: see Sync.MoaT.
+type MoaTSync struct {
+	// Disabled keeps the node out of MoaT-KV's ping group (edgekv's own
+	// catch-up still runs). Default false.
+	Disabled bool `yaml:"disabled"`
+	// Only turns edgekv's own catch-up off (the digest exchange, ticks
+	// learnt from heartbeats, periodic missing requests): only MoaT-KV's
+	// recovery finds what is missing. For tests and for checking a mixed
+	// network; slower to catch up. Default false.
+	Only bool `yaml:"only"`
+	// Cycle and Gap are the ping group's timing, as MoaT-KV's
+	// server.ping: defaults 10s and 2s. Every member of a group must use
+	// the same (asyncactor lets a higher "version" win; edgekv sends 0).
+	Cycle Duration `yaml:"cycle"`
+	Gap   Duration `yaml:"gap"`
 }
 
 // Link is an MQTT broker this node dials: a peer (another edgekv node) or a
@@ -398,8 +420,9 @@ func DefaultConfig(node string) *Config {
 			MQTT:   []string{DefaultMQTTAddr},
 			Client: DefaultClientAddr,
 		},
-		KV:   KV{Prefix: DefaultKVPrefix, MaxPayloadBytes: DefaultMaxPayloadBytes},
-		Sync: Sync{Prefix: DefaultSyncPrefix, ChainLength: DefaultChainLength, Heartbeat: Duration(DefaultHeartbeat)},
+		KV: KV{Prefix: DefaultKVPrefix, MaxPayloadBytes: DefaultMaxPayloadBytes},
+		Sync: Sync{Prefix: DefaultSyncPrefix, ChainLength: DefaultChainLength, Heartbeat: Duration(DefaultHeartbeat),
+			MoaT: MoaTSync{Cycle: Duration(10 * time.Second), Gap: Duration(2 * time.Second)}},
 		Limits: Limits{
 			MQTTConnections:   DefaultMQTTConnections,
 			ClientConnections: DefaultClientConnections,

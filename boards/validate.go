@@ -1,6 +1,8 @@
 package boards
 
 import (
+	"time"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -85,6 +87,12 @@ func (c *Config) check(requireNode bool, checkPath func(string) error) []Problem
 	}
 	if c.Sync.Heartbeat <= 0 {
 		v.add("sync.heartbeat", "%s is not positive", c.Sync.Heartbeat)
+	}
+	if m := c.Sync.MoaT; m.Cycle < Duration(time.Second) || m.Gap < 0 || m.Cycle < 3*m.Gap || m.Cycle > Duration(24*time.Hour) {
+		v.add("sync.moat", "cycle %s and gap %s: want 1s ≤ cycle ≤ 24h and 0 ≤ 3 × gap ≤ cycle (as MoaT-KV's ping group)", m.Cycle, m.Gap)
+	}
+	if c.Sync.MoaT.Only && c.Sync.MoaT.Disabled {
+		v.add("sync.moat.only", "only MoaT-KV's recovery, but sync.moat.disabled turns it off: nothing would catch up")
 	}
 	v.links()
 	v.peerUsers()

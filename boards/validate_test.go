@@ -138,6 +138,9 @@ var parseCases = []struct {
 	{"chain length overflow", "sync:\n  chain_length: 99999999999999999999\n", "sync.chain_length", 2, "want an integer"},
 	{"heartbeat zero", "sync:\n  heartbeat: 0s\n", "sync.heartbeat", 2, "0s is not positive"},
 	{"heartbeat negative", "sync:\n  heartbeat: -1s\n", "sync.heartbeat", 2, "-1s is not positive"},
+	{"moat cycle short", "sync:\n  moat:\n    cycle: 500ms\n", "sync.moat", 3, "cycle 500ms and gap 2s: want 1s ≤ cycle ≤ 24h"},
+	{"moat gap too long", "sync:\n  moat:\n    gap: 4s\n", "sync.moat", 3, "cycle 10s and gap 4s"},
+	{"moat only but disabled", "sync:\n  moat:\n    only: true\n    disabled: true\n", "sync.moat.only", 3, "nothing would catch up"},
 	{"heartbeat as mapping", "sync:\n  heartbeat: {s: 1}\n", "sync.heartbeat", 2, "want a duration such as 100ms or 1s, got a mapping"},
 
 	// peers and hubs

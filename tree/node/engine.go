@@ -74,9 +74,22 @@ type Config struct {
 	// [2^40, 2^50), so that a node whose data directory was lost cannot
 	// reuse a tick of its earlier life. Return 0 to start at 1.
 	FreshStart func() uint64
+	// MoaT configures MoaT-KV's recovery on hub links ("hub:H"): the
+	// ping group's timing (zero: MoaT-KV's 10 s cycle, 2 s gap), Off to
+	// stay out of it, and Only to turn edgekv's own catch-up off (see
+	// replica.Config.MoaTOnly).
+	MoaT MoaTConfig
 	// Replica, if set, adjusts the replica's configuration after the
 	// engine has filled it in (tests: reservation sizes, timings).
 	Replica func(*replica.Config)
+}
+
+// MoaTConfig: see Config.MoaT.
+type MoaTConfig struct {
+	Off   bool
+	Only  bool
+	Cycle time.Duration
+	Gap   time.Duration
 }
 
 // randomFreshStart draws a start in [2^40, 2^50).
@@ -198,7 +211,17 @@ func Open(cfg Config) (*Engine, error) {
 	hb := max(1, int(cfg.Heartbeat/cfg.TickEvery))
 	rcfg := replica.Config{Node: cfg.Name, ChainLen: cfg.ChainLen, HeartbeatTicks: hb, LiveTicks: 4 * hb,
 		MissingTicks: hb, PurgeTicks: 10 * hb, DigestTicks: 30 * hb, Volatile: sopts.Sync == store.SyncNone,
-		HashSeed: randomSeed()}
+		HashSeed: randomSeed(), Seed: randomSeed(), TickSeconds: cfg.TickEvery.Seconds(),
+		ActorOff: cfg.MoaT.Off, MoaTOnly: cfg.MoaT.Only}
+	if cfg.MoaT.Cycle > 0 || cfg.MoaT.Gap > 0 {
+		rcfg.Actor = wire.MoaTPing
+		if cfg.MoaT.Cycle > 0 {
+			rcfg.Actor.Cycle = cfg.MoaT.Cycle.Seconds()
+		}
+		if cfg.MoaT.Gap > 0 {
+			rcfg.Actor.Gap = cfg.MoaT.Gap.Seconds()
+		}
+	}
 	if loaded.NodeRecord == nil && len(loaded.Snapshot) == 0 && len(loaded.Log) == 0 {
 		rcfg.FreshStart = cfg.FreshStart()
 	}

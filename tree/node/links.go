@@ -251,7 +251,11 @@ func (e *Engine) attach(l *link) {
 	e.nextID++
 	l.id = e.nextID
 	e.byID[l.id] = l
-	e.r.LinkUp(l.id)
+	if strings.HasPrefix(l.name, "hub:") {
+		e.r.LinkUpShared(l.id) // MoaT-KV servers may listen there
+	} else {
+		e.r.LinkUp(l.id)
+	}
 }
 
 func (e *Engine) detach(l *link) {

@@ -167,7 +167,7 @@ func TestGoldenBus(t *testing.T) {
 		"moat/kv/update set": 42, "moat/kv/update delete": 5, "moat/kv/update chunk": 9,
 		"moat/kv/update recovery": 5, "moat/kv/update recovery-delete": 1,
 		"moat/kv/info missing": 2,
-		"actor init": 6, "actor vers": 6, "actor ping": 41,
+		"actor init":           6, "actor vers": 6, "actor ping": 41,
 	}
 	for k, n := range wantCounts {
 		if counts[k] != n {
