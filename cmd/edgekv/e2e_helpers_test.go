@@ -306,6 +306,7 @@ type e2eCfg struct {
 	extra     string // more top-level YAML, e.g. "kv:\n  max_payload_bytes: 4096\n"
 	client    int    // client-protocol port on 127.0.0.1; 0: none
 	heartbeat string // sync.heartbeat; "" is 200ms, "default" leaves it out (1s)
+	syncExtra string // more keys under sync:, each line indented by two spaces
 }
 
 func peerPassword(user string) string { return "pw-" + user }
@@ -327,12 +328,16 @@ func writeNodeConfig(t *testing.T, path string, c e2eCfg) string {
 		client = fmt.Sprintf("127.0.0.1:%d", c.client)
 	}
 	fmt.Fprintf(&b, "listen:\n  mqtt: [\"127.0.0.1:%d\"]\n  client: %s\n", c.port, client)
+	var syncKeys string
 	switch c.heartbeat {
 	case "":
-		fmt.Fprintf(&b, "sync:\n  heartbeat: 200ms\n")
+		syncKeys = "  heartbeat: 200ms\n"
 	case "default":
 	default:
-		fmt.Fprintf(&b, "sync:\n  heartbeat: %s\n", c.heartbeat)
+		syncKeys = fmt.Sprintf("  heartbeat: %s\n", c.heartbeat)
+	}
+	if syncKeys += c.syncExtra; syncKeys != "" {
+		b.WriteString("sync:\n" + syncKeys)
 	}
 	if len(c.peers) > 0 {
 		b.WriteString("peers:\n")
