@@ -31,8 +31,9 @@ type Stater interface {
 // getState serves get_state: {node, tock, nodes?, known?, present?,
 // deleted?, missing?, skipped?, seq} with the keys the request's flags ask
 // for (MoaT-KV: nodes, known/superseded, present, deleted, missing;
-// edgekv adds skipped: ticks a node declared it never made); empty sets
-// are left out.
+// edgekv adds skipped: ticks a node declared it never made; a request that
+// does not ask for skipped gets them in known, where MoaT-KV looks); empty
+// sets are left out.
 func (s *Server) getState(ctx context.Context, req Request) ([]byte, error) {
 	st, ok := s.Tree.(Stater)
 	if !ok {
@@ -49,7 +50,20 @@ func (s *Server) getState(ctx context.Context, req Request) ([]byte, error) {
 	}
 	var parts []part
 	if flag("known") || flag("superseded") {
-		parts = append(parts, part{"known", state.Known})
+		known := state.Known
+		if !flag("skipped") {
+			// A MoaT-KV client (a server's fetch_data) has no notion of
+			// skipped ticks: without them in "known" it would take them
+			// for missing and ask for them forever.
+			known = make(map[string]tree.RangeSet, len(state.Known)+len(state.Skipped))
+			for name, rs := range state.Known {
+				known[name] = rs
+			}
+			for name, rs := range state.Skipped {
+				known[name] = known[name].Union(rs)
+			}
+		}
+		parts = append(parts, part{"known", known})
 	}
 	if flag("present") {
 		parts = append(parts, part{"present", state.Present})
