@@ -18,6 +18,7 @@ import (
 	"github.com/edgekv/edgekv/broker/kvproto"
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/node"
+	"github.com/edgekv/edgekv/tree/wire"
 )
 
 // kvTree gives the MoaT-KV client-protocol server (broker/kvproto) the
@@ -144,6 +145,21 @@ func (k kvTree) Import(ctx context.Context, ev tree.Event) (bool, error) {
 // ImportInfo implements kvproto.Importer.
 func (k kvTree) ImportInfo(ctx context.Context, ticks map[string]uint64, known map[string]tree.RangeSet) error {
 	return k.eng().ImportInfo(ctx, ticks, known)
+}
+
+// KillNode implements kvproto.NodeOps.
+func (k kvTree) KillNode(ctx context.Context, name string) error {
+	return k.eng().KillNode(ctx, name)
+}
+
+// CheckDeleted implements kvproto.NodeOps.
+func (k kvTree) CheckDeleted(ctx context.Context, nodes map[string]tree.RangeSet) (map[string]tree.RangeSet, error) {
+	return k.eng().CheckDeleted(ctx, nodes)
+}
+
+// SendInfo implements kvproto.NodeOps.
+func (k kvTree) SendInfo(ctx context.Context, in wire.Info, fake bool) error {
+	return k.eng().SendInfo(ctx, in, fake)
 }
 
 // ByTick implements kvproto.TickLookup.

@@ -644,6 +644,66 @@ func (t *Tree) Purge(p Path, stable func(Link) bool) bool {
 	return true
 }
 
+// Forget removes the entry at p whose chain is headed by head, whether it
+// holds a value or is a tombstone, as Purge removes a tombstone: its links
+// stay known (as superseded), ancestors left empty go too. A peer's report
+// that head was deleted (MoaT-KV's info{deleted}) calls for it. It reports
+// whether it removed the entry.
+func (t *Tree) Forget(p Path, head Link) bool {
+	e := t.Get(p)
+	if e == nil || len(e.chain) == 0 || e.chain[0] != head {
+		return false
+	}
+	for _, l := range e.chain {
+		if n := t.nodes[l.Node]; n != nil {
+			n.entries.remove(l.Tick, e)
+		}
+	}
+	t.flipHead(e.chain[0])
+	if e.value != nil {
+		t.values--
+		e.value = nil
+	}
+	e.chain = nil
+	delete(t.tombs, e)
+	t.purged = true
+	t.chop(e)
+	return true
+}
+
+// DropNode forgets node name (MoaT-KV's kill_node and node_drop): it must
+// head no entry. Its links are cut out of every chain that holds them and
+// its record goes, with its ticks. This node cannot drop itself. It returns
+// an error wrapping ErrConflict naming an entry the node heads.
+func (t *Tree) DropNode(name string) error {
+	n := t.nodes[name]
+	if n == nil {
+		return nil
+	}
+	if name == t.self {
+		return fmt.Errorf("%w: node %q is this node", ErrConflict, name)
+	}
+	var heads *Entry
+	var held []*Entry
+	n.entries.each(func(_ uint64, e *Entry) {
+		if e.chain[0].Node == name && heads == nil {
+			heads = e
+		}
+		held = append(held, e)
+	})
+	if heads != nil {
+		return fmt.Errorf("%w: node %q heads the entry at %s", ErrConflict, name, heads.Path())
+	}
+	for _, e := range held {
+		e.chain = slices.DeleteFunc(slices.Clone(e.chain), func(l Link) bool { return l.Node == name })
+		if invariants {
+			t.checkEntry(e)
+		}
+	}
+	delete(t.nodes, name)
+	return nil
+}
+
 // NumTombstones returns the number of tombstones.
 func (t *Tree) NumTombstones() int { return len(t.tombs) }
 

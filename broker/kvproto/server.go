@@ -610,9 +610,7 @@ func invalid(req Request, format string, args ...any) error {
 
 // actionsLater are MoaT-KV actions this package does not serve yet.
 var actionsLater = map[string]bool{
-	"kill_node": true, "check_deleted": true,
-	"fake_info_send": true,
-	"auth":           true, "auth_get": true, "auth_list": true, "auth_set": true,
+	"auth": true, "auth_get": true, "auth_list": true, "auth_set": true,
 	"auth_info": true, "set_auth_typ": true, "diffie_hellman": true,
 }
 
@@ -639,6 +637,12 @@ func (s *Server) dispatch(ctx context.Context, req Request) ([]byte, error) {
 		return s.update(ctx, req)
 	case "fake_info":
 		return s.fakeInfo(ctx, req)
+	case "fake_info_send":
+		return s.fakeInfoSend(ctx, req)
+	case "kill_node":
+		return s.killNode(ctx, req)
+	case "check_deleted":
+		return s.checkDeleted(ctx, req)
 	case "delete_tree":
 		return s.deleteTree(ctx, req)
 	case "save":

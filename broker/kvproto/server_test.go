@@ -120,7 +120,8 @@ func TestErrorReplies(t *testing.T) {
 		text string
 	}{
 		{"unknown action", req("action", "frobnicate", "seq", 7), "invalid", "unknown action"},
-		{"later action", req("action", "kill_node", "node", "x", "seq", 7), "unavailable", "not implemented"},
+		{"later action", req("action", "auth_info", "seq", 7), "unavailable", "not implemented"},
+		{"kill_node on a tree without node ops", req("action", "kill_node", "node", "x", "seq", 7), "unavailable", "not supported"},
 		{"log without a logger", req("action", "log", "path", "f.dkv", "seq", 7), "unavailable", "not supported"},
 		{"no action", req("seq", 7), "invalid", "no action"},
 		{"no path", req("action", "get_value", "seq", 7), "invalid", "give a path"},

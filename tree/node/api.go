@@ -735,3 +735,26 @@ func (e *Engine) StateRecord(ctx context.Context) ([]byte, error) {
 		return wire.AppendState(nil, st)
 	})
 }
+
+// KillNode forgets node name, which must head no entry (MoaT-KV's
+// kill_node; see replica.Replica.KillNode), and tells every link.
+func (e *Engine) KillNode(ctx context.Context, name string) error {
+	kerr, err := call(e, ctx, func(e *Engine) error { return e.r.KillNode(name) })
+	if err != nil {
+		return err
+	}
+	return kerr
+}
+
+// CheckDeleted broadcasts info{deleted} for the asked ticks this node knows
+// but holds on no entry, and returns them (MoaT-KV's check_deleted).
+func (e *Engine) CheckDeleted(ctx context.Context, nodes map[string]tree.RangeSet) (map[string]tree.RangeSet, error) {
+	return call(e, ctx, func(e *Engine) map[string]tree.RangeSet { return e.r.CheckDeleted(nodes) })
+}
+
+// SendInfo broadcasts an info message on every link (MoaT-KV's
+// fake_info_send when fake: node "" and tick 0).
+func (e *Engine) SendInfo(ctx context.Context, in wire.Info, fake bool) error {
+	_, err := call(e, ctx, func(e *Engine) struct{} { e.r.SendInfo(in, fake); return struct{}{} })
+	return err
+}

@@ -11,14 +11,16 @@ import (
 
 // Record tags. A record is one tag byte followed by a wire encoding.
 const (
-	recEvent = 'e' // an update (wire update encoding) that was new here
-	recKnown = 'k' // info{known}: ticks marked superseded
-	recTicks = 't' // info{ticks}: node ticks raised
-	recPurge = 'p' // entry record of a purged tombstone
-	recBoot  = 'b' // info{ticks: {self: epoch}}: one per start (older logs; the epoch is in the node record now)
-	recSkip  = 'x' // info{skipped}: ticks declared skipped
-	recState = 's' // snapshot: state record
-	recEntry = 'n' // snapshot: one entry (value or tombstone)
+	recEvent  = 'e' // an update (wire update encoding) that was new here
+	recKnown  = 'k' // info{known}: ticks marked superseded
+	recTicks  = 't' // info{ticks}: node ticks raised
+	recPurge  = 'p' // entry record of a purged tombstone
+	recBoot   = 'b' // info{ticks: {self: epoch}}: one per start (older logs; the epoch is in the node record now)
+	recSkip   = 'x' // info{skipped}: ticks declared skipped
+	recForget = 'f' // entry record of an entry a peer reported deleted (info{deleted})
+	recDrop   = 'd' // info{node_drop}: nodes dropped (kill_node, node_drop)
+	recState  = 's' // snapshot: state record
+	recEntry  = 'n' // snapshot: one entry (value or tombstone)
 )
 
 // Restore rebuilds the replica from a snapshot's records, the change log
@@ -111,7 +113,7 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 		}
 		_, err = r.t.Apply(ev)
 		return err
-	case recKnown, recTicks, recBoot, recSkip:
+	case recKnown, recTicks, recBoot, recSkip, recDrop:
 		in, err := wire.DecodeInfo(body)
 		if err != nil {
 			return err
@@ -133,6 +135,10 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 			for name, rs := range in.Skipped {
 				r.t.Skip(name, rs)
 			}
+		case recDrop:
+			for _, name := range in.NodeDrop {
+				_ = r.t.DropNode(name) // it held no head when dropped
+			}
 		}
 		return nil
 	case recPurge:
@@ -145,6 +151,17 @@ func (r *Replica) restoreOne(rec []byte, known *[]func()) error {
 			return fmt.Errorf("%w: purge record without chain", tree.ErrMalformed)
 		}
 		r.t.Purge(ev.Path, func(l tree.Link) bool { return l == h })
+		return nil
+	case recForget:
+		ev, err := wire.DecodeEntry(body)
+		if err != nil {
+			return err
+		}
+		h, ok := ev.Chain.Head()
+		if !ok {
+			return fmt.Errorf("%w: forget record without chain", tree.ErrMalformed)
+		}
+		r.t.Forget(ev.Path, h)
 		return nil
 	case recState:
 		st, err := wire.DecodeState(body)

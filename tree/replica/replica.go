@@ -636,6 +636,12 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 	for _, name := range sortedKeys(in.Skipped) {
 		r.skip(name, in.Skipped[name])
 	}
+	for _, name := range sortedKeys(in.Deleted) {
+		r.reportDeleted(name, in.Deleted[name])
+	}
+	for _, name := range in.NodeDrop {
+		r.dropNode(name) // only if it heads nothing, as MoaT-KV
+	}
 	if len(in.Missing) > 0 {
 		want := make(map[string]tree.RangeSet, len(in.Missing))
 		for name, rs := range in.Missing {

@@ -93,6 +93,19 @@ func DecodeInfo(b []byte) (Info, error) {
 	return in, nil
 }
 
+// DecodeInfoFields decodes a map that holds info fields among others (a
+// client's fake_info_send request): node may be missing.
+func DecodeInfoFields(b []byte) (Info, error) {
+	in, rest, e := readInfo(b, false)
+	if e == nil {
+		e = noTrailing(rest)
+	}
+	if e != nil {
+		return Info{}, e.finish("info fields", len(b))
+	}
+	return in, nil
+}
+
 func readInfo(b []byte, needNode bool) (Info, []byte, *Error) {
 	var in Info
 	n, rest, e := readMapHeader(b)
@@ -117,7 +130,11 @@ func readInfo(b []byte, needNode bool) (Info, []byte, *Error) {
 		switch string(k) {
 		case "node":
 			bit = 1
-			in.Node, rest, e = readName(rest)
+			if len(rest) > 0 && rest[0] == 0xa0 {
+				rest = rest[1:] // "": MoaT-KV's fake_info_send (no sender)
+			} else {
+				in.Node, rest, e = readName(rest)
+			}
 		case "tick":
 			bit = 2
 			in.Tick, rest, e = readUintOrNil(rest)
