@@ -248,3 +248,148 @@ func TestMoaTFetchData(t *testing.T) {
 		t.Errorf("a MoaT-KV fetcher would miss edge1's ticks %v (tick %d, known %v)", miss, tick, known["edge1"])
 	}
 }
+
+// TestMoaTNodeActions: golden replies of kill_node, check_deleted and
+// fake_info_send (reference spec §2.6, §2.7, §4.4), served by a node
+// process on a MoaT-KV bus, and the info messages they put on the bus.
+func TestMoaTNodeActions(t *testing.T) {
+	hub := startMosquitto(t)
+	dir := t.TempDir()
+	ports := freePorts(t, 2)
+	startNodeCfg(t, dir, "", e2eCfg{name: "edge1", port: ports[0], client: ports[1], data: filepath.Join(dir, "edge1"),
+		hubs: []e2eLink{{"site", hub}}, syncExtra: "  prefix: moat/kv\n"})
+	infos := make(chan wire.Info, 100)
+	linked := make(chan struct{}, 1)
+	spy := dialMQTT(t, hub, "spy", "", "", func(p *paho.Publish) {
+		if m, err := wire.DecodeActor(p.Payload); p.Topic == "moat/kv/ping" && err == nil && m.Type == wire.ActorInit {
+			select {
+			case linked <- struct{}{}:
+			default:
+			}
+		}
+		if p.Topic == "moat/kv/info" {
+			in, err := wire.DecodeInfo(p.Payload)
+			if err != nil {
+				t.Errorf("info on the bus: %v", err)
+				return
+			}
+			infos <- in
+		}
+	})
+	if _, err := spy.Subscribe(t.Context(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "moat/kv/info"}, {Topic: "moat/kv/ping"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select { // the node's link to the bus is up: it said init
+	case <-linked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no init from edge1 on moat/kv/ping")
+	}
+	nextInfo := func(what string, ok func(wire.Info) bool) wire.Info {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case in := <-infos:
+				if ok(in) {
+					return in
+				}
+			case <-deadline:
+				t.Fatalf("no %s on moat/kv/info", what)
+			}
+		}
+	}
+	s := dialMoaT(t, fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	keys := func(m map[string]any) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantKeys := func(what string, m map[string]any, want ...string) {
+		t.Helper()
+		if got := keys(m); !slices.Equal(got, want) {
+			t.Fatalf("%s reply %v: keys %v, want %v", what, m, got, want)
+		}
+	}
+	// foo.bar written by n9, then over it by n8: chain n8:1 → n9:1, as
+	// MoaT-KV's test_kill has it (updates from MoaT-KV servers).
+	link := func(node string, tick int64, prev any) tree.Map {
+		return tree.Map{{Key: "node", Value: node}, {Key: "tick", Value: tick}, {Key: "prev", Value: prev}}
+	}
+	p := tree.Path{tree.Str("foo"), tree.Str("bar")}
+	for _, up := range []struct {
+		node string
+		prev any
+		tock int64
+	}{{"n9", nil, 10}, {"n8", link("n9", 1, nil), 20}} {
+		seq := s.request("action", "update", "node", up.node, "tick", int64(1), "prev", up.prev, "path", p, "value", up.node, "tock", up.tock)
+		if r := s.reply(seq); r["changed"] != true {
+			t.Fatalf("update from %s: %v", up.node, r)
+		}
+	}
+
+	// kill_node of a node that heads an entry: an error naming it.
+	seq := s.request("action", "kill_node", "node", "n8")
+	r := s.reply(seq)
+	wantKeys("kill_node n8", r, "error", "kind", "seq", "tock")
+	if r["kind"] != "conflict" || !strings.Contains(fmt.Sprint(r["error"]), "foo.bar") {
+		t.Errorf("kill_node n8: %v", r)
+	}
+	// kill_node of n9: {seq, tock}; the chain loses n9; info{node_drop}.
+	seq = s.request("action", "kill_node", "node", "n9")
+	wantKeys("kill_node n9", s.reply(seq), "seq", "tock")
+	in := nextInfo("node_drop", func(in wire.Info) bool { return len(in.NodeDrop) > 0 })
+	if !slices.Equal(in.NodeDrop, []string{"n9"}) || in.Node != "edge1" {
+		t.Errorf("bus: %+v", in)
+	}
+	seq = s.request("action", "get_value", "path", p, "nchain", int64(3))
+	r = s.reply(seq)
+	if ch, _ := r["chain"].(map[string]any); ch["node"] != "n8" || ch["prev"] != nil {
+		t.Errorf("chain after kill_node n9: %v", r["chain"])
+	}
+	seq = s.request("action", "kill_node")
+	if r := s.reply(seq); r["kind"] != "invalid" || !strings.Contains(fmt.Sprint(r["error"]), `"node"`) {
+		t.Errorf("kill_node without node: %v", r)
+	}
+
+	// check_deleted: n8's tick 1 heads foo.bar (not deleted); 2..4 were
+	// never seen here (not reported, unlike MoaT-KV). Then n8 writes
+	// foo.bar again: n8:1 is superseded and is reported.
+	seq = s.request("action", "check_deleted", "nodes", map[string]any{"n8": []any{[]any{int64(1), int64(5)}}})
+	r = s.reply(seq)
+	wantKeys("check_deleted", r, "deleted", "seq", "tock")
+	if d, _ := r["deleted"].(map[string]any); len(d) != 0 {
+		t.Errorf("check_deleted reported %v", d)
+	}
+	seq = s.request("action", "update", "node", "n8", "tick", int64(2), "prev", nil, "path", p, "value", "n8 again", "tock", int64(40))
+	if r := s.reply(seq); r["changed"] != true {
+		t.Fatal(r)
+	}
+	seq = s.request("action", "check_deleted", "nodes", map[string]any{"n8": []any{[]any{int64(1), int64(5)}}})
+	r = s.reply(seq)
+	if d, _ := r["deleted"].(map[string]any); fmt.Sprint(d["n8"]) != "[1]" {
+		t.Errorf("check_deleted after the overwrite: %v", r)
+	}
+	in = nextInfo("deleted", func(in wire.Info) bool { return in.Deleted != nil })
+	if !in.Deleted["n8"].Equal(tree.RangeSetOf(tree.Range{Start: 1, End: 2})) {
+		t.Errorf("bus: %+v", in)
+	}
+	seq = s.request("action", "check_deleted", "nodes", map[string]any{"n8": "all"})
+	if r := s.reply(seq); r["kind"] != "invalid" || !strings.Contains(fmt.Sprint(r["error"]), `"nodes"`) {
+		t.Errorf("check_deleted with a bad range set: %v", r)
+	}
+
+	// fake_info_send: {seq, tock}; on the bus with node "" and tick 0.
+	seq = s.request("action", "fake_info_send", "known", map[string]any{"n8": []any{int64(5)}})
+	wantKeys("fake_info_send", s.reply(seq), "seq", "tock")
+	in = nextInfo("fake info", func(in wire.Info) bool { return in.Node == "" })
+	if in.Tick != 0 || !in.Known["n8"].Equal(tree.RangeSetOf(tree.Range{Start: 5, End: 6})) || in.Tock == 0 {
+		t.Errorf("bus: %+v", in)
+	}
+	seq = s.request("action", "fake_info_send")
+	if r := s.reply(seq); r["kind"] != "invalid" {
+		t.Errorf("empty fake_info_send: %v", r)
+	}
+}
