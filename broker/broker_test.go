@@ -551,10 +551,10 @@ func TestPeerPublishReachesReceive(t *testing.T) {
 		}
 	}
 	// Unknown suffix: acknowledged, dropped, logged.
-	if rc := p.publish(t, "edgekv/sync/to/n1/from/p1/ping", 1, []byte("x")); rc != rcSuccess {
+	if rc := p.publish(t, "edgekv/sync/to/n1/from/p1/frobnicate", 1, []byte("x")); rc != rcSuccess {
 		t.Fatalf("unknown suffix: reason %#x", rc)
 	}
-	tb.logs.waitLog(t, "sync message of unknown kind dropped", "peer=p1", "topic=edgekv/sync/to/n1/from/p1/ping")
+	tb.logs.waitLog(t, "sync message of unknown kind dropped", "peer=p1", "topic=edgekv/sync/to/n1/from/p1/frobnicate")
 	// Impersonation and foreign targets are refused.
 	for _, topic := range []string{"edgekv/sync/to/n1/from/p2/update", "edgekv/sync/to/n9/from/p1/update", "edgekv/sync/to/n1/from/p1"} {
 		if rc := p.publish(t, topic, 1, []byte("x")); rc != rcNotAuthorized {
