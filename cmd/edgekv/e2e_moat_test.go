@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -392,4 +395,45 @@ func TestMoaTNodeActions(t *testing.T) {
 	if r := s.reply(seq); r["kind"] != "invalid" {
 		t.Errorf("empty fake_info_send: %v", r)
 	}
+
+	// log, as `moat kv log dest -i FILE` sends it: {result: true}.
+	seq = s.request("action", "log", "path", "moat.dkv", "fetch", false)
+	r = s.reply(seq)
+	wantKeys("log", r, "result", "seq", "tock")
+	if r["result"] != true {
+		t.Errorf("log: %v", r)
+	}
+	recs := readDkv(t, filepath.Join(dir, "edge1", "dumps", "moat.dkv"))
+	if len(recs) == 0 || recs[0].Kind != wire.RecordState {
+		t.Errorf("moat.dkv starts with %+v, want a state record", recs)
+	}
+}
+
+// readDkv waits for a change log to hold its first record and decodes it.
+func readDkv(t *testing.T, path string) []wire.Record {
+	t.Helper()
+	var recs []wire.Record
+	eventually(t, 10*time.Second, path+" written", func() error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		recs = recs[:0]
+		rd := wire.NewDKVReader(data)
+		for {
+			r, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			recs = append(recs, r)
+		}
+		if len(recs) == 0 {
+			return fmt.Errorf("empty")
+		}
+		return nil
+	})
+	return recs
 }

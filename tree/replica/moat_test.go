@@ -205,9 +205,22 @@ func TestMoaTSplitHeal(t *testing.T) {
 			// must have asked for ref1's partition ticks 38..40, as ref2
 			// did in bus-2node-067.
 			var asked bool
+			ref2Asked, err := os.ReadFile(filepath.Join(moatDir(t), "bus-2node-067-info-missing.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := wire.DecodeInfo(ref2Asked)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, in := range infosIn(t, out) {
 				if m, ok := in.Missing["ref1"]; ok && m.Equal(rs(38, 39, 40)) && len(in.Missing) == 1 {
 					asked = true
+					// Byte for byte ref2's message, but for who sent it when.
+					in.Node, in.Tick, in.Tock = want.Node, want.Tick, want.Tock
+					if got := wire.AppendInfo(nil, in); string(got) != string(ref2Asked) {
+						t.Errorf("the edge's info{missing}, with ref2's node/tick/tock:\n% x\nref2's:\n% x", got, ref2Asked)
+					}
 				}
 			}
 			if !asked {
