@@ -177,8 +177,9 @@ type Engine struct {
 	gone      map[string]time.Time // links that went down: last heard from
 	syncDirty bool                 // something besides status changed since the counters were written
 	lastStats replica.Stats
-	failed    error // the store failed: the engine stops
-	snapping  bool  // a snapshot is being written
+	lastActor replica.ActorStats // what the ping group did at the last status
+	failed    error              // the store failed: the engine stops
+	snapping  bool               // a snapshot is being written
 	held      []heldMsg
 }
 

@@ -81,6 +81,15 @@ func (e *Engine) writeStatus() {
 		v = msgp.AppendInt(v, l.dropped)
 		e.setStatus(name, v)
 	}
+	if as := e.r.ActorStats(); as != nil {
+		if as.Collisions > e.lastActor.Collisions {
+			e.log.Error("another process uses this node's name in MoaT-KV's ping group: two nodes under one name corrupt each other's data; rename one", "node", e.name)
+		}
+		if as.Recoveries > e.lastActor.Recoveries {
+			e.log.Info("MoaT-KV recovery: pings with another history (a healed split or a newcomer)", "history", as.History)
+		}
+		e.lastActor = *as
+	}
 	st := e.r.Stats()
 	if e.syncDirty || st.Malformed != e.lastStats.Malformed || st.Lost != e.lastStats.Lost {
 		e.syncDirty = false

@@ -138,10 +138,14 @@ func (r *Replica) actorStart() {
 	a.startAt = r.now + r.secs((a.rnd.Float64()/2+1.5)*a.setup.Gap+a.setup.Cycle)
 }
 
-// ActorStats returns what the ping group did.
-func (r *Replica) ActorStats() ActorStats {
+// ActorStats returns what the ping group did, or nil when this node is
+// not in one.
+func (r *Replica) ActorStats() *ActorStats {
 	a := &r.act
-	return ActorStats{History: slices.Clone(a.history), Tags: a.tags, Recoveries: a.recovered, Collisions: a.collision}
+	if !a.on {
+		return nil
+	}
+	return &ActorStats{History: slices.Clone(a.history), Tags: a.tags, Recoveries: a.recovered, Collisions: a.collision}
 }
 
 func (r *Replica) value() wire.ActorValue {

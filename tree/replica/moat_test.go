@@ -603,3 +603,34 @@ func TestEmptyMissingIsSent(t *testing.T) {
 		t.Errorf("% x has a missing key", b)
 	}
 }
+
+// TestActorCollision: links subscribe with No Local, so an init under this
+// node's own name comes from another process using it (asyncactor's
+// ActorCollisionError); it is counted (the engine logs it), and a vers
+// with a higher version replaces the group's timing.
+func TestActorCollision(t *testing.T) {
+	e := moatReplica("edge", 1)
+	if err := e.Step(1, wire.KindPing, wire.AppendActor(nil, wire.ActorMsg{Type: wire.ActorInit, Node: "edge"})); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ActorStats().Collisions; got != 1 {
+		t.Errorf("collisions %d", got)
+	}
+	var out []Message
+	advance(e, 20, &out)
+	fast := wire.ActorSetup{Version: 2, Cycle: 3, Gap: 1, Nodes: 5, Splits: 4, NHosts: 10}
+	if err := e.Step(1, wire.KindPing, wire.AppendActor(nil, wire.ActorMsg{Type: wire.ActorVers, Node: "other", Setup: fast})); err != nil {
+		t.Fatal(err)
+	}
+	out = out[:0]
+	advance(e, 80, &out) // 60 s: with a 3 s cycle alone, a ping every 5 s
+	n := 0
+	for _, m := range out {
+		if am, _ := wire.DecodeActor(m.Data); m.Kind == wire.KindPing && am.Type == wire.ActorPing {
+			n++
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d pings in 60 s after a vers with a 3 s cycle", n)
+	}
+}
