@@ -53,6 +53,12 @@
 //     data on disk, or a value whose deletion was purged while it was away
 //     can stay on it.
 //
+//   - On shared links (a hub, LinkUpShared) the replica also takes part in
+//     MoaT-KV's recovery: its ping actor group, info{ticks}/{missing}
+//     when "it" or after a healed split, one update per message in
+//     answers (actor.go); and it serves MoaT-KV's node operations:
+//     info{deleted}, node_drop, kill_node, check_deleted (nodeops.go).
+//
 // It is pure: it imports tree and tree/wire only, plus the standard library.
 // A Replica is not safe for concurrent use.
 package replica

@@ -8,7 +8,9 @@
 //     originator shape {node, tick, prev, path, value?, tock} is sent; the
 //     recovery shape {value?, chain, tock, path, node, tick} is decoded too)
 //     and info (ticks, missing, known/superseded, deleted, node_drop), with
-//     chains and range sets encoded exactly as MoaT-KV does;
+//     chains and range sets encoded exactly as MoaT-KV does; and the
+//     asyncactor messages of MoaT-KV's ping group (init, vers, ping, hist:
+//     ActorMsg, KindPing);
 //   - edgekv's own messages on their own topics, which MoaT-KV ignores:
 //     hello, digest, heartbeat and batch;
 //   - Kind, the kind of a message, and its topic suffix;
