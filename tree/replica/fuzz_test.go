@@ -7,10 +7,11 @@ import (
 	"github.com/edgekv/edgekv/tree/wire"
 )
 
-// fuzzReplica returns a replica with a little state and one link up.
+// fuzzReplica returns a replica with a little state and one shared link
+// up (MoaT-KV's ping group runs on it).
 func fuzzReplica() *Replica {
 	r := New(Config{Node: "a"})
-	r.LinkUp(1)
+	r.LinkUpShared(1)
 	r.Set(path("k"), str("v"), tree.Cond{})
 	r.Set(path("k.sub"), str("w"), tree.Cond{})
 	r.Delete(path("k.sub"), tree.Cond{})
@@ -30,7 +31,10 @@ func FuzzStep(f *testing.F) {
 		wire.KindHello:     wire.AppendHello(nil, wire.Hello{Proto: ProtoVersion, Node: "b"}),
 		wire.KindDigest:    wire.AppendDigest(nil, wire.Digest{Node: "b", Nodes: map[string]wire.NodeDigest{"a": {Tick: 1, Known: tree.RangeSetOf(tree.Range{Start: 1, End: 2})}}}),
 		wire.KindHeartbeat: wire.AppendHeartbeat(nil, wire.Heartbeat{Node: "b", Tick: 9, Seq: 1, Through: map[string]uint64{"a": 3}}),
+		wire.KindPing:      wire.AppendActor(nil, wire.ActorMsg{Type: wire.ActorPing, Node: "b", Value: wire.ActorValue{Set: true, Tock: 9, Tick: 3}, History: []string{"b", "c"}}),
 	}
+	f.Add(uint8(wire.KindInfo), wire.AppendInfo(nil, wire.Info{Node: "b", Deleted: map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 1, End: 4})}, NodeDrop: []string{"a", "b"}}))
+	f.Add(uint8(wire.KindPing), wire.AppendActor(nil, wire.ActorMsg{Type: wire.ActorHist, Value: wire.ActorValue{Set: true, Tock: 1, Tick: 1}, History: []string{"a"}}))
 	for k, b := range seeds {
 		f.Add(uint8(k), b)
 		f.Add(uint8(k), b[:len(b)/2])
