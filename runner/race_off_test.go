@@ -1,0 +1,6 @@
+//go:build !race
+
+package runner
+
+// raceOn: the race detector slows code about tenfold.
+const raceOn = false
