@@ -227,6 +227,8 @@ type Replica struct {
 	res     wire.Reservation         // the reservation last handed out
 	stats   Stats
 	act     actor // MoaT-KV's ping group, on shared links
+	// reasm joins MoaT-KV 0.70's chunked messages from shared links.
+	reasm *wire.Reassembler
 }
 
 // New returns a replica with an empty tree. Call Restore before anything
@@ -242,6 +244,7 @@ func New(cfg Config) *Replica {
 		known:   make(map[string]tree.RangeSet),
 		skips:   make(map[string]tree.RangeSet),
 		stats:   Stats{Sent: make(map[wire.Kind]int)},
+		reasm:   wire.NewReassembler(0, 0),
 	}
 }
 
@@ -506,6 +509,18 @@ var ErrUnknownLink = errors.New("replica: message on a link that is not up")
 func (r *Replica) Step(id LinkID, k wire.Kind, data []byte) error {
 	if r.links[id] == nil {
 		return fmt.Errorf("%w (link %d)", ErrUnknownLink, id)
+	}
+	if r.links[id].shared && (k == wire.KindUpdate || k == wire.KindInfo) {
+		// MoaT-KV 0.70 cuts messages over 450 bytes into chunks.
+		whole, done, err := r.reasm.Add(data)
+		if err != nil {
+			r.stats.Malformed++
+			return fmt.Errorf("replica: %s on link %d: %w", k, id, err)
+		}
+		if !done {
+			return nil
+		}
+		data = whole
 	}
 	err := r.step(id, k, data)
 	if err != nil {
