@@ -437,3 +437,242 @@ func readDkv(t *testing.T, path string) []wire.Record {
 	})
 	return recs
 }
+
+// busFixture is one captured MoaT-KV bus message (testdata/moatkv).
+type busFixture struct {
+	file, phase, broker, topic string
+	data                       []byte
+}
+
+func busFixtures(t *testing.T) []busFixture {
+	t.Helper()
+	dir := "../../testdata/moatkv"
+	idx, err := os.ReadFile(filepath.Join(dir, "bus-index.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []busFixture
+	for i, line := range strings.Split(strings.TrimSpace(string(idx)), "\n") {
+		if i == 0 {
+			continue
+		}
+		col := strings.Split(line, "\t")
+		data, err := os.ReadFile(filepath.Join(dir, col[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, busFixture{file: col[0], phase: col[1], broker: col[2], topic: col[3], data: data})
+	}
+	return out
+}
+
+// TestE2EMoaTScriptedPeer: a node process on mosquitto (MoaT-KV's prefix,
+// the default sync settings) and a scripted MoaT-KV peer that publishes
+// the captured two-server traffic byte for byte — chunked updates in their
+// chunks — as if the node stood where ref2 stood in the partition: ref1's
+// partition writes never reach it. ref1's ping after the heal tells the
+// node of ticks 38..40; the node must ask for them with info{missing}; the
+// peer then publishes ref1's captured re-sends. ref1's own info{missing}
+// for ref2's partition ticks must be answered by the node with updates for
+// exactly those entries. The node ends with the tree both MoaT-KV servers
+// ended with.
+func TestE2EMoaTScriptedPeer(t *testing.T) {
+	hub := startMosquitto(t)
+	dir := t.TempDir()
+	ports := freePorts(t, 2)
+	startNodeCfg(t, dir, "", e2eCfg{name: "edge", port: ports[0], client: ports[1], data: filepath.Join(dir, "edge"),
+		hubs: []e2eLink{{"site", hub}}, heartbeat: "default", syncExtra: "  prefix: moat/kv\n"})
+	var mu sync.Mutex
+	var missing []wire.Info
+	var answers []tree.Event
+	linked := make(chan struct{}, 1)
+	peer := dialMQTT(t, hub, "ref", "", "", func(p *paho.Publish) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch p.Topic {
+		case "moat/kv/ping":
+			if m, err := wire.DecodeActor(p.Payload); err == nil && m.Type == wire.ActorInit && m.Node == "edge" {
+				select {
+				case linked <- struct{}{}:
+				default:
+				}
+			}
+		case "moat/kv/info":
+			if in, err := wire.DecodeInfo(p.Payload); err == nil && in.Node == "edge" && len(in.Missing) > 0 {
+				missing = append(missing, in)
+			}
+		case "moat/kv/update":
+			if u, err := wire.DecodeUpdate(p.Payload); err == nil {
+				answers = append(answers, u.Event)
+			} else {
+				t.Errorf("the node sent an update MoaT-KV cannot read: %v", err)
+			}
+		}
+	})
+	if _, err := peer.Subscribe(t.Context(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "moat/kv/#", NoLocal: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-linked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node never said init on moat/kv/ping")
+	}
+	send := func(f busFixture) {
+		t.Helper()
+		if _, err := peer.Publish(t.Context(), &paho.Publish{Topic: f.topic, QoS: 1, Payload: f.data}); err != nil {
+			t.Fatalf("%s: %v", f.file, err)
+		}
+	}
+	fixtures := busFixtures(t)
+	var resends []busFixture
+	var ref1Asks busFixture
+	for _, f := range fixtures {
+		switch {
+		case f.phase == "partition" && f.broker == "A":
+			// ref1's side of the split: never reaches the node.
+		case f.phase == "heal":
+			switch {
+			case f.file == "bus-2node-065-ping-ping.bin":
+				send(f) // ref1's ping [222, 40]
+			case f.file == "bus-2node-072-info-missing.bin":
+				ref1Asks = f
+			case f.file >= "bus-2node-069" && f.file < "bus-2node-072" && strings.Contains(f.file, "update-recovery"):
+				resends = append(resends, f) // ref1's re-sends of 38..40
+			}
+		default:
+			send(f)
+		}
+	}
+	if len(resends) != 3 || ref1Asks.data == nil {
+		t.Fatalf("fixtures: %d re-sends", len(resends))
+	}
+	var asked wire.Info
+	eventually(t, 20*time.Second, "the node's info{missing} for ref1's ticks 38..40", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, in := range missing {
+			if in.Missing["ref1"].Equal(tree.RangeSetOf(tree.Range{Start: 38, End: 41})) {
+				asked = in
+				return nil
+			}
+		}
+		return fmt.Errorf("asked %+v", missing)
+	})
+	if len(asked.Missing) != 1 {
+		t.Errorf("the node asked for more than ref1's partition ticks: %v", asked.Missing)
+	}
+	for _, f := range resends {
+		send(f)
+	}
+	mu.Lock()
+	answers = answers[:0]
+	mu.Unlock()
+	send(ref1Asks) // ref1: info{missing: {ref2: [[6, 9]]}}
+	eventually(t, 10*time.Second, "the node's answer to ref1's info{missing}", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var got []string
+		for _, ev := range answers {
+			if h, _ := ev.Chain.Head(); h.Node == "ref2" && h.Tick >= 6 && h.Tick <= 8 {
+				got = append(got, h.String())
+			}
+		}
+		slices.Sort(got)
+		got = slices.Compact(got)
+		if !slices.Equal(got, []string{"ref2:6", "ref2:7", "ref2:8"}) {
+			return fmt.Errorf("answered %v", got)
+		}
+		return nil
+	})
+
+	// The node's tree against every captured update applied in order.
+	want := tree.New(tree.Config{Self: "observer"})
+	re := wire.NewReassembler(0, 0)
+	for _, f := range fixtures {
+		if f.topic != "moat/kv/update" {
+			continue
+		}
+		whole, done, err := re.Add(f.data)
+		if err != nil || !done {
+			continue
+		}
+		u, err := wire.DecodeUpdate(whole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := want.Apply(u.Event); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantValues := map[string]string{}
+	want.Walk(nil, func(e *tree.Entry) bool {
+		if v, ok := e.Value(); ok && (len(e.Path()) == 0 || !e.Path()[0].IsNil()) {
+			dv, _ := tree.DecodeValue(v)
+			wantValues[e.Path().String()] = fmt.Sprint(dv)
+		}
+		return true
+	})
+	s := dialMoaT(t, fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	eventually(t, 10*time.Second, "the node's tree equal to the MoaT-KV servers'", func() error {
+		got := map[string]string{}
+		seq := s.request("action", "get_tree", "path", tree.Path{}, "nchain", int64(0))
+		var prev tree.Path
+		for {
+			m := s.reply(seq)
+			if st, ok := m["state"]; ok {
+				if st == "end" {
+					break
+				}
+				continue
+			}
+			depth := int(m["depth"].(int64))
+			var rel tree.Path
+			switch p := m["path"].(type) {
+			case tree.Path:
+				rel = p
+			case []any:
+				for _, e := range p {
+					rel = append(rel, elemOf(t, e))
+				}
+			}
+			full := append(slices.Clone(prev[:depth]), rel...)
+			prev = full
+			if len(full) > 0 && full[0] == tree.Str(".edgekv") { // the node's status
+				continue
+			}
+			got[full.String()] = fmt.Sprint(m["value"])
+		}
+		for p := range got {
+			if _, ok := wantValues[p]; !ok {
+				return fmt.Errorf("%s = %s: not on the MoaT-KV servers", p, got[p])
+			}
+		}
+		for p, v := range wantValues {
+			if got[p] != v {
+				return fmt.Errorf("%s = %q, want %q", p, got[p], v)
+			}
+		}
+		return nil
+	})
+}
+
+// elemOf turns a decoded path element back into a tree.Elem.
+func elemOf(t *testing.T, v any) tree.Elem {
+	t.Helper()
+	switch v := v.(type) {
+	case string:
+		return tree.Str(v)
+	case int64:
+		return tree.Int(v)
+	case bool:
+		return tree.Bool(v)
+	case float64:
+		return tree.Float(v)
+	case []byte:
+		return tree.Bytes(v)
+	case nil:
+		return tree.Nil()
+	}
+	t.Fatalf("path element %T", v)
+	return tree.Elem{}
+}

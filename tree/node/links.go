@@ -289,7 +289,7 @@ func (e *Engine) receive(it inItem) {
 }
 
 // sendAll sends messages in order, folding runs of updates to one link
-// into batch messages.
+// into batch messages (not on a hub: see unbatched).
 func (e *Engine) sendAll(msgs []replica.Message) {
 	if len(msgs) == 0 {
 		return
@@ -309,6 +309,11 @@ func (e *Engine) sendAll(msgs []replica.Message) {
 		}
 	}
 	for _, m := range msgs {
+		if m.Kind == wire.KindUpdate && e.unbatched(m.Link) {
+			flushLink(m.Link)
+			e.sendOn(m.Link, m.Kind, m.Data)
+			continue
+		}
 		if m.Kind == wire.KindUpdate {
 			if _, ok := pending[m.Link]; !ok {
 				order = append(order, m.Link)
@@ -325,6 +330,14 @@ func (e *Engine) sendAll(msgs []replica.Message) {
 	for _, id := range order {
 		flushLink(id)
 	}
+}
+
+// unbatched reports whether updates to link id go one per message: on a
+// hub, where MoaT-KV servers may listen (they read no batches), unless the
+// node stays out of MoaT-KV's recovery.
+func (e *Engine) unbatched(id replica.LinkID) bool {
+	l := e.byID[id]
+	return l != nil && !e.cfg.MoaT.Off && strings.HasPrefix(l.name, "hub:")
 }
 
 func (e *Engine) sendOn(id replica.LinkID, kind wire.Kind, data []byte) {
