@@ -23,6 +23,7 @@
 // holds nothing at all starts at Config.FreshStart.
 //
 // Protocol (DESIGN.md §3):
+//
 //   - On link-up each side sends hello and a digest (per node: highest tick,
 //     the ticks it has seen, the ticks declared skipped, and a hash of the
 //     ticks heading its entries). On a digest, a side sends exactly what the
@@ -34,10 +35,12 @@
 //     then lost everywhere), they exchange heads lists and send each other
 //     the entries the other lacks; a tick known only as superseded is then
 //     applied over an older version.
+//
 //   - An update is relayed to the other links only if applying it changed
 //     local state (it was new), and never back on the link it came from:
 //     loop freedom comes from the version data, not broker flags. One
 //     refused update of a batch costs none of the others.
+//
 //   - Heartbeats (node, tick, tock, seq, what the sender has seen) are
 //     flooded with the same rule (relayed only when their seq is new) and
 //     give every node the live membership and the ticks that exist; ticks
@@ -46,6 +49,7 @@
 //     (Ready.MustSync): what they vouch for survives a crash. A node that
 //     keeps no data (Config.Volatile, sync "none") claims nothing it has
 //     seen.
+//
 //   - Tombstones are purged once every member of the deleter group (the
 //     meta-tree entry (nil, "actor", "del") = {"nodes": [...]}) has seen the
 //     deletion and this node has seen everything those members had made by
