@@ -27,9 +27,12 @@ import (
 //     empty), each left to an earlier member of this side if one sends it
 //     first; and a hist message re-sends this side's last ping so that the
 //     other side sees the split too;
-//   - info{missing} from anyone is answered at once with the entries that
-//     hold the ticks (one update each on a shared link: MoaT-KV does not
-//     read edgekv's batches) and info{known} for the rest.
+//   - info{missing} on a shared link is answered after a random delay of
+//     up to half a gap (MoaT-KV waits too), with the entries that hold the
+//     ticks (one update each: MoaT-KV does not read edgekv's batches) and
+//     info{known} for the rest; ticks that another node re-sent or
+//     declared known meanwhile are left out, so that the nodes on a bus do
+//     not all send the same entries.
 //
 // A MoaT-KV server learns this node's tick from its pings, and the ticks of
 // every node this node knows from its info{ticks}, and asks for what it
@@ -132,7 +135,7 @@ func (r *Replica) actorStart() {
 	a.on = true
 	a.setup = r.cfg.Actor
 	a.values = make(map[string]wire.ActorValue)
-	a.rnd = rand.New(rand.NewPCG(r.cfg.Seed, 0x6d6f6174))
+	a.rnd = r.rnd
 	r.sendActor(wire.ActorMsg{Type: wire.ActorInit, Node: r.cfg.Node})
 	r.sendActor(wire.ActorMsg{Type: wire.ActorVers, Node: r.cfg.Node, Setup: a.setup})
 	a.startAt = r.now + r.secs((a.rnd.Float64()/2+1.5)*a.setup.Gap+a.setup.Cycle)
@@ -522,4 +525,55 @@ func (r *Replica) requestMissingNow() {
 // can answer: held, superseded, or skipped.
 func answerable(n *tree.Node, rs tree.RangeSet) tree.RangeSet {
 	return rs.Intersect(n.Covered())
+}
+
+// answer is what was asked for on a shared link, to be sent at "at".
+type answer struct {
+	want map[string]tree.RangeSet
+	at   uint64
+}
+
+// deferAnswer queues an answer to info{missing} on shared link id.
+func (r *Replica) deferAnswer(id LinkID, want map[string]tree.RangeSet) {
+	an := r.answers[id]
+	if an == nil {
+		gap := r.cfg.Actor.Gap
+		if r.act.on {
+			gap = r.act.setup.Gap
+		}
+		an = &answer{want: make(map[string]tree.RangeSet), at: r.now + 1 + uint64(r.rnd.Float64()*gap/2/r.cfg.TickSeconds)}
+		r.answers[id] = an
+	}
+	for name, rs := range want {
+		an.want[name] = an.want[name].Union(rs)
+	}
+}
+
+// answered drops ticks from the queued answers: another node sent them.
+func (r *Replica) answered(name string, rs tree.RangeSet) {
+	for _, an := range r.answers {
+		if w, ok := an.want[name]; ok {
+			an.want[name] = w.Minus(rs)
+		}
+	}
+}
+
+// answerTick sends the queued answers that are due.
+func (r *Replica) answerTick() {
+	for _, id := range r.linkIDs() {
+		an := r.answers[id]
+		if an == nil || r.now < an.at {
+			continue
+		}
+		delete(r.answers, id)
+		want := make(map[string]tree.RangeSet, len(an.want))
+		for name, rs := range an.want {
+			if n := r.t.LookupNode(name); n != nil && !rs.IsEmpty() {
+				want[name] = answerable(n, rs)
+			}
+		}
+		if len(want) > 0 {
+			r.resend(id, want)
+		}
+	}
 }

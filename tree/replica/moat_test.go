@@ -184,11 +184,17 @@ func TestMoaTSplitHeal(t *testing.T) {
 	e := moatReplica("edge", 1)
 	var out []Message
 	var answered []Message
+	asked := -1 // where out stood when ref1 asked (bus-2node-072)
 	for _, m := range msgs {
 		if m.phase == "partition" && m.broker == "A" {
 			continue // ref1's side of the split: not heard on broker B
 		}
 		advance(e, m.at, &out)
+		if asked >= 0 && answered == nil {
+			// The answer goes out within half a gap (1 s), long before
+			// the next captured message (ref2's own answer came 12 s on).
+			answered = slices.Clone(out[asked:])
+		}
 		k, ok := kindOfTopic(t, m.topic)
 		if !ok {
 			continue // the del group
@@ -196,11 +202,10 @@ func TestMoaTSplitHeal(t *testing.T) {
 		if err := e.Step(1, k, m.data); err != nil {
 			t.Fatalf("%s: %v", m.file, err)
 		}
-		rd := e.Ready().Messages
 		if m.file == "bus-2node-072-info-missing.bin" {
-			answered = rd
+			asked = len(out)
 		}
-		out = append(out, rd...)
+		out = append(out, e.Ready().Messages...)
 		if m.file == "bus-2node-066-ping-ping.bin" {
 			// ref2's ping after the heal came just before its missing
 			// request: by then the edge has heard ref1's ping (065) and
@@ -475,9 +480,14 @@ func TestMoaTAsksEdge(t *testing.T) {
 	if err := e.Step(1, wire.KindInfo, ask); err != nil {
 		t.Fatal(err)
 	}
+	if rd := e.Ready(); len(rd.Messages) != 0 {
+		t.Errorf("answered at once (%d messages): the answer waits up to half a gap", len(rd.Messages))
+	}
+	out = out[:0]
+	advance(e, 21.1, &out) // half a gap (1 s) and a tick
 	var ups []string
 	var known, skipped tree.RangeSet
-	for _, m := range e.Ready().Messages {
+	for _, m := range out {
 		switch m.Kind {
 		case wire.KindUpdate:
 			u, err := wire.DecodeUpdate(m.Data)
@@ -491,6 +501,7 @@ func TestMoaTAsksEdge(t *testing.T) {
 				t.Fatal(err)
 			}
 			known, skipped = in.Known["edge"], in.Skipped["edge"]
+		case wire.KindHeartbeat, wire.KindPing:
 		default:
 			t.Errorf("unexpected %s", m.Kind)
 		}
@@ -634,5 +645,61 @@ func TestActorCollision(t *testing.T) {
 	}
 	if n < 10 {
 		t.Errorf("%d pings in 60 s after a vers with a 3 s cycle", n)
+	}
+}
+
+// TestAnswersNotRepeated: two edgekv nodes on a bus hold the same 20
+// entries; a MoaT-KV server asks for all of them. Each node waits a random
+// part of half a gap (in 100 ms ticks) and leaves out what the other
+// re-sent meanwhile: when their delays differ, every entry crosses the bus
+// once, not once per node (when they draw the same tick, both send).
+func TestAnswersNotRepeated(t *testing.T) {
+	differ := 0
+	for pair := range 10 {
+		b := &sharedBus{cut: map[string]bool{}}
+		for i, name := range []string{"a", "b"} {
+			r := New(Config{Node: name, Seed: uint64(pair*100 + i)})
+			r.LinkUpShared(1)
+			b.rs = append(b.rs, r)
+		}
+		for i := range 20 {
+			if _, _, err := b.rs[0].Set(path(fmt.Sprintf("k%d", i)), str("v"), tree.Cond{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.run(t, 50)
+		if values(b.rs[0]) != values(b.rs[1]) {
+			t.Fatal("not synced")
+		}
+		own := b.rs[0].Tree().Node("a").Tick()
+		ask := wire.AppendInfo(nil, wire.Info{Node: "ref1", Missing: map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: own - 19, End: own + 1})}})
+		for _, r := range b.rs {
+			if err := r.Step(1, wire.KindInfo, ask); err != nil {
+				t.Fatal(err)
+			}
+		}
+		same := b.rs[0].answers[1].at == b.rs[1].answers[1].at
+		from := len(b.log)
+		b.run(t, 30)
+		total := 0
+		for _, m := range b.log[from:] {
+			if m.Kind == wire.KindUpdate {
+				if u, err := wire.DecodeUpdate(m.Data); err == nil && u.Event.Chain[0].Node == "a" {
+					total++
+				}
+			}
+		}
+		switch {
+		case !same && total != 20:
+			t.Errorf("pair %d: delays differ, %d entries sent; want 20", pair, total)
+		case same && total != 40:
+			t.Errorf("pair %d: same delay, %d entries sent; want 40 (both)", pair, total)
+		}
+		if !same {
+			differ++
+		}
+	}
+	if differ < 6 {
+		t.Errorf("only %d of 10 pairs drew different delays", differ)
 	}
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/edgekv/edgekv/tree"
@@ -229,6 +230,10 @@ type Replica struct {
 	act     actor // MoaT-KV's ping group, on shared links
 	// reasm joins MoaT-KV 0.70's chunked messages from shared links.
 	reasm *wire.Reassembler
+	// answers to info{missing} on shared links, sent a little later
+	// (deferAnswer); rnd draws the delays and the ping group's.
+	answers map[LinkID]*answer
+	rnd     *rand.Rand
 }
 
 // New returns a replica with an empty tree. Call Restore before anything
@@ -245,6 +250,8 @@ func New(cfg Config) *Replica {
 		skips:   make(map[string]tree.RangeSet),
 		stats:   Stats{Sent: make(map[wire.Kind]int)},
 		reasm:   wire.NewReassembler(0, 0),
+		answers: make(map[LinkID]*answer),
+		rnd:     rand.New(rand.NewPCG(cfg.Seed, 0x6d6f6174)),
 	}
 }
 
@@ -482,7 +489,10 @@ func (r *Replica) Handshake(id LinkID) {
 }
 
 // LinkDown forgets a link.
-func (r *Replica) LinkDown(id LinkID) { delete(r.links, id) }
+func (r *Replica) LinkDown(id LinkID) {
+	delete(r.links, id)
+	delete(r.answers, id)
+}
 
 func (r *Replica) digest() wire.Digest {
 	d := wire.Digest{Node: r.cfg.Node, Tick: r.t.Node(r.cfg.Node).Tick(), Tock: r.t.Tock(), Nodes: make(map[string]wire.NodeDigest)}
@@ -610,6 +620,11 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 }
 
 func (r *Replica) stepUpdate(id LinkID, ev tree.Event, via []string) error {
+	if len(r.answers) > 0 {
+		for _, l := range ev.Chain {
+			r.answered(l.Node, tree.RangeSetOf(tree.Range{Start: l.Tick, End: l.Tick + 1}))
+		}
+	}
 	if ev.Value != nil {
 		ev.Value = slices.Clone(ev.Value) // never keep the driver's buffer
 	}
@@ -647,6 +662,7 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 	for _, name := range sortedKeys(in.Known) {
 		// Ticks sent as both known (for MoaT-KV) and skipped are skipped.
 		r.markKnown(name, in.Known[name].Minus(in.Skipped[name]))
+		r.answered(name, in.Known[name])
 	}
 	for _, name := range sortedKeys(in.Skipped) {
 		r.skip(name, in.Skipped[name])
@@ -664,7 +680,11 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 				want[name] = answerable(n, rs)
 			}
 		}
-		r.resend(id, want)
+		if r.links[id].shared {
+			r.deferAnswer(id, want)
+		} else {
+			r.resend(id, want)
+		}
 	}
 }
 
@@ -916,6 +936,7 @@ func (r *Replica) Tick() {
 		r.purge()
 	}
 	r.actorTick()
+	r.answerTick()
 	if r.now%uint64(r.cfg.DigestTicks) == 0 && len(r.links) > 0 && !r.cfg.MoaTOnly {
 		data := wire.AppendDigest(nil, r.digest())
 		r.broadcast(wire.KindDigest, data, -1)
