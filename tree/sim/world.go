@@ -302,6 +302,9 @@ func (w *World) start(i int) error {
 		Replica: func(rc *replica.Config) {
 			rc.TickReserve, rc.TockReserve, rc.NoReserve = w.cfg.TickReserve, w.cfg.TockReserve, w.cfg.NoReserve
 			rc.HeartbeatTicks, rc.LiveTicks, rc.MissingTicks, rc.PurgeTicks, rc.DigestTicks = 10, 35, 10, 10, 100
+			// The replica's random delays (MoaT-KV's ping group, answers on
+			// a hub) follow the run's seed, the node and the step.
+			rc.Seed = w.cfg.Seed*0x9e3779b97f4a7c15 ^ uint64(i)<<32 ^ uint64(w.step)
 		},
 	})
 	if err != nil {
