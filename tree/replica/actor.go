@@ -527,23 +527,37 @@ func answerable(n *tree.Node, rs tree.RangeSet) tree.RangeSet {
 	return rs.Intersect(n.Covered())
 }
 
-// answer is what was asked for on a shared link, to be sent at "at".
+// answer is what is still to be sent on a shared link, from "at" on.
 type answer struct {
 	want map[string]tree.RangeSet
 	at   uint64
 }
 
-// deferAnswer queues an answer to info{missing} on shared link id.
+// AnswerBatch bounds the entries sent on a shared link per tick (about
+// 5,000 a second at 100 ms ticks): one update per message there would
+// otherwise overflow the link's send queue on a big catch-up, and a reset
+// link starts over.
+const AnswerBatch = 512
+
+// deferAnswer queues an answer to info{missing} on shared link id, after a
+// random part of half a gap.
 func (r *Replica) deferAnswer(id LinkID, want map[string]tree.RangeSet) {
+	gap := r.cfg.Actor.Gap
+	if r.act.on {
+		gap = r.act.setup.Gap
+	}
+	r.queueAnswer(id, want, 1+uint64(r.rnd.Float64()*gap/2/r.cfg.TickSeconds))
+}
+
+// queueAnswer adds want to link id's answer, due in delay ticks (or
+// sooner, if it was due sooner).
+func (r *Replica) queueAnswer(id LinkID, want map[string]tree.RangeSet, delay uint64) {
 	an := r.answers[id]
 	if an == nil {
-		gap := r.cfg.Actor.Gap
-		if r.act.on {
-			gap = r.act.setup.Gap
-		}
-		an = &answer{want: make(map[string]tree.RangeSet), at: r.now + 1 + uint64(r.rnd.Float64()*gap/2/r.cfg.TickSeconds)}
+		an = &answer{want: make(map[string]tree.RangeSet), at: r.now + delay}
 		r.answers[id] = an
 	}
+	an.at = min(an.at, r.now+delay)
 	for name, rs := range want {
 		an.want[name] = an.want[name].Union(rs)
 	}
@@ -558,22 +572,59 @@ func (r *Replica) answered(name string, rs tree.RangeSet) {
 	}
 }
 
-// answerTick sends the queued answers that are due.
+// answerTick sends what is due of the queued answers.
 func (r *Replica) answerTick() {
 	for _, id := range r.linkIDs() {
-		an := r.answers[id]
-		if an == nil || r.now < an.at {
+		if an := r.answers[id]; an != nil && r.now >= an.at {
+			r.flushAnswer(id)
+		}
+	}
+}
+
+// flushAnswer sends up to AnswerBatch entries of link id's answer, with
+// the known and skipped ticks it asks about, and keeps the rest for the
+// next tick.
+func (r *Replica) flushAnswer(id LinkID) {
+	an := r.answers[id]
+	delete(r.answers, id)
+	part := make(map[string]tree.RangeSet)
+	rest := make(map[string]tree.RangeSet)
+	budget := uint64(AnswerBatch)
+	for _, name := range sortedKeys(an.want) {
+		n := r.t.LookupNode(name)
+		if n == nil {
 			continue
 		}
-		delete(r.answers, id)
-		want := make(map[string]tree.RangeSet, len(an.want))
-		for name, rs := range an.want {
-			if n := r.t.LookupNode(name); n != nil && !rs.IsEmpty() {
-				want[name] = answerable(n, rs)
-			}
+		w := answerable(n, an.want[name])
+		pres := w.Intersect(n.Present())
+		take := w.Minus(pres) // answered by range: known, skipped
+		if budget > 0 && !pres.IsEmpty() {
+			cut := pres.Max()
+			var count uint64
+			pres.All(func(t uint64) bool {
+				count++
+				if count == budget {
+					cut = t
+					return false
+				}
+				return true
+			})
+			head := pres.Intersect(tree.RangeSetOf(tree.Range{Start: 1, End: cut + 1}))
+			take = take.Union(head)
+			pres = pres.Minus(head)
+			budget -= min(budget, head.Len())
 		}
-		if len(want) > 0 {
-			r.resend(id, want)
+		if !take.IsEmpty() {
+			part[name] = take
 		}
+		if !pres.IsEmpty() {
+			rest[name] = pres
+		}
+	}
+	if len(part) > 0 {
+		r.resendNow(id, part)
+	}
+	if len(rest) > 0 {
+		r.answers[id] = &answer{want: rest, at: r.now + 1}
 	}
 }

@@ -703,3 +703,65 @@ func TestAnswersNotRepeated(t *testing.T) {
 		t.Errorf("only %d of 10 pairs drew different delays", differ)
 	}
 }
+
+// TestAnswersPaced: a catch-up on a shared link goes out at most
+// AnswerBatch entries per tick, one per message (a link's send queue
+// holds 4,096), whether it answers info{missing} or a digest; the first
+// part of a digest's answer goes at once.
+func TestAnswersPaced(t *testing.T) {
+	const n = 3000
+	for _, how := range []string{"missing", "digest"} {
+		t.Run(how, func(t *testing.T) {
+			e := New(Config{Node: "edge", Seed: 3})
+			e.LinkUpShared(1)
+			for i := range n {
+				if _, _, err := e.Set(path(fmt.Sprintf("k%d", i)), str("v"), tree.Cond{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.Ready()
+			own := e.Tree().Node("edge").Tick()
+			var msg []byte
+			kind := wire.KindInfo
+			if how == "missing" {
+				msg = wire.AppendInfo(nil, wire.Info{Node: "ref1", Missing: map[string]tree.RangeSet{"edge": tree.RangeSetOf(tree.Range{Start: 1, End: own + 1})}})
+			} else {
+				kind = wire.KindDigest
+				msg = wire.AppendDigest(nil, wire.Digest{Node: "late", Nodes: map[string]wire.NodeDigest{}})
+			}
+			if err := e.Step(1, kind, msg); err != nil {
+				t.Fatal(err)
+			}
+			perTick := []int{0}
+			count := func(ms []Message) {
+				for _, m := range ms {
+					if m.Kind == wire.KindBatch {
+						t.Fatal("a batch on a shared link")
+					}
+					if m.Kind == wire.KindUpdate {
+						perTick[len(perTick)-1]++
+					}
+				}
+			}
+			count(e.Ready().Messages)
+			for range 40 {
+				perTick = append(perTick, 0)
+				e.Tick()
+				count(e.Ready().Messages)
+			}
+			total := 0
+			for _, c := range perTick {
+				total += c
+				if c > AnswerBatch {
+					t.Errorf("%d updates in one tick, want at most %d: %v", c, AnswerBatch, perTick)
+				}
+			}
+			if total != n {
+				t.Errorf("%d updates in all, want %d: %v", total, n, perTick)
+			}
+			if how == "digest" && perTick[0] != AnswerBatch {
+				t.Errorf("the digest's answer began with %d updates, want %d at once", perTick[0], AnswerBatch)
+			}
+		})
+	}
+}

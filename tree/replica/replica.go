@@ -828,6 +828,17 @@ func (r *Replica) stepHeads(id LinkID, h wire.Heads) {
 // as known for MoaT-KV's sake (stepInfo reads such a tick as skipped). On a
 // shared link every update is its own message: MoaT-KV reads no batches.
 func (r *Replica) resend(id LinkID, want map[string]tree.RangeSet) {
+	if l := r.links[id]; l != nil && l.shared {
+		// One update per message on a shared link: paced (flushAnswer).
+		r.queueAnswer(id, want, 0)
+		r.flushAnswer(id)
+		return
+	}
+	r.resendNow(id, want)
+}
+
+// resendNow is resend without pacing.
+func (r *Replica) resendNow(id LinkID, want map[string]tree.RangeSet) {
 	seen := make(map[*tree.Entry]bool)
 	var batch [][]byte
 	superseded := make(map[string]tree.RangeSet)
