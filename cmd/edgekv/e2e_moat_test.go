@@ -391,6 +391,11 @@ func TestMoaTNodeActions(t *testing.T) {
 	if in.Tick != 0 || !in.Known["n8"].Equal(tree.RangeSetOf(tree.Range{Start: 5, End: 6})) || in.Tock == 0 {
 		t.Errorf("bus: %+v", in)
 	}
+	// ... and applied here too, as a MoaT-KV server gets its own back.
+	seq = s.request("action", "get_state", "known", true)
+	if k, _ := s.reply(seq)["known"].(map[string]any); !strings.Contains(fmt.Sprint(k["n8"]), "5") {
+		t.Errorf("fake_info_send's known not applied here: %v", k)
+	}
 	seq = s.request("action", "fake_info_send")
 	if r := s.reply(seq); r["kind"] != "invalid" {
 		t.Errorf("empty fake_info_send: %v", r)

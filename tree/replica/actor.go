@@ -84,6 +84,9 @@ type recovery struct {
 	prio   int
 	step   int    // 1: ticks next, 2: missing next
 	at     uint64 // when this node sends the next step itself
+	// missing: this side's info{missing} was heard already (during step
+	// 1), so step 2 is done when it comes.
+	missing bool
 }
 
 // ActorStats is what the ping group did, for tests and status.
@@ -271,13 +274,9 @@ func (r *Replica) hasPriority(a, b string) bool {
 	if b == "" {
 		return true
 	}
+	// This node's own value is the one it sent (sendPing keeps it), as
+	// the others compare it: never its current one.
 	va, vb := r.act.values[a], r.act.values[b]
-	if a == r.cfg.Node {
-		va = r.value()
-	}
-	if b == r.cfg.Node {
-		vb = r.value()
-	}
 	if c := va.Compare(vb); c != 0 {
 		return c > 0
 	}
@@ -367,7 +366,9 @@ func (r *Replica) sendPing() {
 	}
 	a.history = nodeListAdd(a.history, r.cfg.Node, r.maxHistory())
 	h := a.history[:min(len(a.history), int(max(a.setup.Splits, 1)))]
-	r.sendActor(wire.ActorMsg{Type: wire.ActorPing, Node: r.cfg.Node, Value: r.value(), History: slices.Clone(h)})
+	v := r.value()
+	a.values[r.cfg.Node] = v
+	r.sendActor(wire.ActorMsg{Type: wire.ActorPing, Node: r.cfg.Node, Value: v, History: slices.Clone(h)})
 	r.scheduleNextPing()
 }
 
@@ -397,9 +398,6 @@ func (r *Replica) actorTick() {
 	if hs := a.hist; hs != nil && r.now >= hs.at {
 		a.hist = nil
 		v := a.values[hs.node]
-		if hs.node == r.cfg.Node {
-			v = r.value()
-		}
 		h := hs.history[:min(len(hs.history), int(max(a.setup.Splits, 1)))]
 		r.sendActor(wire.ActorMsg{Type: wire.ActorHist, Node: hs.node, Value: v, History: slices.Clone(h)})
 	}
@@ -438,6 +436,9 @@ func (r *Replica) recoverSplit(prio int, local, remote []string) {
 	}
 	a.recovered++
 	clock := a.setup.Cycle
+	// This side: the old history without the nodes that pinged on the
+	// other (MoaT-KV's _RecoverControl keys its tasks so).
+	local = slices.DeleteFunc(slices.Clone(local), func(n string) bool { return slices.Contains(remote, n) })
 	rec := &recovery{local: local, remote: remote, prio: prio, step: 1,
 		at: r.now + r.secsOrZero(clock*(1-1/float64(uint64(1)<<min(prio, 62))))}
 	a.recs = append(a.recs, rec)
@@ -472,6 +473,9 @@ func (r *Replica) recoveryNext(rec *recovery, clock float64) {
 	rec.step++
 	if rec.step == 2 {
 		rec.at = r.now + r.secsOrZero(clock*(2-1/float64(uint64(1)<<min(rec.prio, 62)))/2)
+		if rec.missing {
+			rec.step = 3
+		}
 	}
 }
 
@@ -482,10 +486,13 @@ func (r *Replica) recoveryHeard(in wire.Info) {
 		if !slices.Contains(rec.local, in.Node) {
 			continue
 		}
+		if in.Missing != nil {
+			rec.missing = true
+		}
 		if rec.step == 1 && len(in.Ticks) > 0 {
 			r.recoveryNext(rec, r.act.setup.Cycle)
 		}
-		if rec.step == 2 && in.Missing != nil {
+		if rec.step == 2 && rec.missing {
 			rec.step = 3
 		}
 	}
@@ -563,9 +570,10 @@ func (r *Replica) queueAnswer(id LinkID, want map[string]tree.RangeSet, delay ui
 	}
 }
 
-// answered drops ticks from the queued answers: another node sent them.
-func (r *Replica) answered(name string, rs tree.RangeSet) {
-	for _, an := range r.answers {
+// answered drops ticks from link id's queued answer: another node sent
+// them on that link.
+func (r *Replica) answered(id LinkID, name string, rs tree.RangeSet) {
+	if an := r.answers[id]; an != nil {
 		if w, ok := an.want[name]; ok {
 			an.want[name] = w.Minus(rs)
 		}
@@ -599,17 +607,10 @@ func (r *Replica) flushAnswer(id LinkID) {
 		pres := w.Intersect(n.Present())
 		take := w.Minus(pres) // answered by range: known, skipped
 		if budget > 0 && !pres.IsEmpty() {
-			cut := pres.Max()
-			var count uint64
-			pres.All(func(t uint64) bool {
-				count++
-				if count == budget {
-					cut = t
-					return false
-				}
-				return true
-			})
-			head := pres.Intersect(tree.RangeSetOf(tree.Range{Start: 1, End: cut + 1}))
+			// From a random place on (wrapping around), so that nodes
+			// answering the same request send different entries first and
+			// drop what they hear the others send.
+			head := pickFrom(pres, uint64(r.rnd.Int64N(int64(min(pres.Len(), 1<<62)))), budget)
 			take = take.Union(head)
 			pres = pres.Minus(head)
 			budget -= min(budget, head.Len())
@@ -623,8 +624,52 @@ func (r *Replica) flushAnswer(id LinkID) {
 	}
 	if len(part) > 0 {
 		r.resendNow(id, part)
+		// An entry sent carries all the ticks on its chain.
+		for name, rs := range part {
+			n := r.t.LookupNode(name)
+			rs.Intersect(n.Present()).All(func(t uint64) bool {
+				if e := n.Entry(t); e != nil {
+					for _, l := range e.Chain() {
+						if w, ok := rest[l.Node]; ok {
+							w.Remove(l.Tick)
+							rest[l.Node] = w
+						}
+					}
+				}
+				return true
+			})
+		}
+		for name, w := range rest {
+			if w.IsEmpty() {
+				delete(rest, name)
+			}
+		}
 	}
 	if len(rest) > 0 {
 		r.answers[id] = &answer{want: rest, at: r.now + 1}
 	}
+}
+
+// pickFrom returns up to k ticks of s, starting with its off-th tick and
+// wrapping around to its start.
+func pickFrom(s tree.RangeSet, off, k uint64) tree.RangeSet {
+	var out tree.RangeSet
+	var i uint64
+	s.All(func(t uint64) bool {
+		if i >= off {
+			out.Add(t)
+		}
+		i++
+		return out.Len() < k
+	})
+	if out.Len() < k {
+		s.All(func(t uint64) bool {
+			if out.Len() >= k || out.Contains(t) {
+				return false
+			}
+			out.Add(t)
+			return true
+		})
+	}
+	return out
 }

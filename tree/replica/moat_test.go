@@ -646,6 +646,22 @@ func TestActorCollision(t *testing.T) {
 	if n < 10 {
 		t.Errorf("%d pings in 60 s after a vers with a 3 s cycle", n)
 	}
+	// asyncactor's update_config sends vers without a node: still taken.
+	slow := wire.ActorSetup{Version: 4, Cycle: 30, Gap: 2, Nodes: 5, Splits: 4, NHosts: 10}
+	if err := e.Step(1, wire.KindPing, wire.AppendActor(nil, wire.ActorMsg{Type: wire.ActorVers, Setup: slow})); err != nil {
+		t.Fatal(err)
+	}
+	out = out[:0]
+	advance(e, 140, &out) // 60 s more: at a 30 s cycle, at most two pings
+	n = 0
+	for _, m := range out {
+		if am, _ := wire.DecodeActor(m.Data); m.Kind == wire.KindPing && am.Type == wire.ActorPing {
+			n++
+		}
+	}
+	if n > 2 {
+		t.Errorf("%d pings in 60 s after a node-less vers with a 30 s cycle", n)
+	}
 }
 
 // TestAnswersNotRepeated: two edgekv nodes on a bus hold the same 20
@@ -763,5 +779,118 @@ func TestAnswersPaced(t *testing.T) {
 				t.Errorf("the digest's answer began with %d updates, want %d at once", perTick[0], AnswerBatch)
 			}
 		})
+	}
+}
+
+// TestAnswerOnlyClearedByItsLink: an answer queued for a hub is not
+// cancelled by a copy of the entry that came in on another link (the
+// MoaT-KV servers on the hub never saw that copy).
+func TestAnswerOnlyClearedByItsLink(t *testing.T) {
+	e := New(Config{Node: "edge", Seed: 1})
+	e.LinkUpShared(1)
+	e.LinkUp(2)
+	if _, _, err := e.Set(path("x"), str("1"), tree.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	e.Ready()
+	ev := e.Tree().Get(path("x")).Event(0)
+	ask := wire.AppendInfo(nil, wire.Info{Node: "ref1", Missing: map[string]tree.RangeSet{"edge": tree.RangeSetOf(tree.Range{Start: ev.Chain[0].Tick, End: ev.Chain[0].Tick + 1})}})
+	if err := e.Step(1, wire.KindInfo, ask); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Step(2, wire.KindUpdate, wire.AppendUpdate(nil, ev)); err != nil { // a duplicate, elsewhere
+		t.Fatal(err)
+	}
+	var out []Message
+	advance(e, 2, &out)
+	sent := false
+	for _, m := range out {
+		if m.Link == 1 && m.Kind == wire.KindUpdate {
+			sent = true
+		}
+	}
+	if !sent {
+		t.Error("the hub's answer was dropped because of a copy on another link")
+	}
+}
+
+// TestPriorityBySentValue: when pings collide, this node compares the
+// value it sent, as the others do — not its current one, which the other
+// ping's tock has just raised. Else both sides think they won, keep their
+// own histories, and the next ping looks like a healed split.
+func TestPriorityBySentValue(t *testing.T) {
+	e := New(Config{Node: "a", Seed: 1})
+	e.LinkUpShared(1)
+	for i := range 5 {
+		if _, _, err := e.Set(path(fmt.Sprintf("k%d", i)), str("v"), tree.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []Message
+	advance(e, 20, &out) // a's first ping: [tock, 5], history [a]
+	var sent wire.ActorValue
+	for _, m := range out {
+		if am, err := wire.DecodeActor(m.Data); m.Kind == wire.KindPing && err == nil && am.Type == wire.ActorPing {
+			sent = am.Value
+		}
+	}
+	if !sent.Set || sent.Tick != 5 {
+		t.Fatalf("a's ping value %+v", sent)
+	}
+	// x's ping collides: a higher tock, a lower tick.
+	x := wire.ActorMsg{Type: wire.ActorPing, Node: "x", Value: wire.ActorValue{Set: true, Tock: sent.Tock + 5, Tick: 1}, History: []string{"x", "p"}}
+	if err := e.Step(1, wire.KindPing, wire.AppendActor(nil, x)); err != nil {
+		t.Fatal(err)
+	}
+	if h := e.ActorStats().History; !slices.Equal(h, []string{"x", "p"}) {
+		t.Errorf("history %v after x's higher ping; want x's [x p]", h)
+	}
+}
+
+// TestPacedAnswersNotRepeated: two nodes answer the same big request on a
+// bus at 512 entries a tick each. Each starts at a random place and drops
+// what it hears the other send, so the entries cross the bus about once.
+func TestPacedAnswersNotRepeated(t *testing.T) {
+	const n = 5000
+	b := &sharedBus{cut: map[string]bool{}}
+	for i, name := range []string{"a", "b"} {
+		r := New(Config{Node: name, Seed: uint64(i + 11)})
+		r.LinkUpShared(1)
+		b.rs = append(b.rs, r)
+	}
+	for i := range n {
+		if _, _, err := b.rs[0].Set(path(fmt.Sprintf("k%d", i)), str("v"), tree.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.run(t, 100)
+	if m := b.rs[1].Missing(); len(m) != 0 || b.rs[1].Tree().Len() < n {
+		t.Fatalf("b has %d entries, misses %v", b.rs[1].Tree().Len(), m)
+	}
+	own := b.rs[0].Tree().Node("a").Tick()
+	ask := wire.AppendInfo(nil, wire.Info{Node: "ref1", Missing: map[string]tree.RangeSet{"a": tree.RangeSetOf(tree.Range{Start: 1, End: own + 1})}})
+	for _, r := range b.rs {
+		if err := r.Step(1, wire.KindInfo, ask); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := len(b.log)
+	b.run(t, 60)
+	total := 0
+	heads := map[uint64]bool{}
+	for _, m := range b.log[from:] {
+		if m.Kind == wire.KindUpdate {
+			if u, err := wire.DecodeUpdate(m.Data); err == nil && u.Event.Chain[0].Node == "a" {
+				total++
+				heads[u.Event.Chain[0].Tick] = true
+			}
+		}
+	}
+	t.Logf("%d entries asked, %d updates sent by the two nodes", n, total)
+	if len(heads) < n {
+		t.Errorf("only %d of %d entries sent", len(heads), n)
+	}
+	if total > n*6/5 {
+		t.Errorf("%d updates for %d entries: more than 20 %% sent twice", total, n)
 	}
 }

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/edgekv/edgekv/tree"
 	"github.com/edgekv/edgekv/tree/wire"
@@ -106,4 +107,29 @@ func (r *Replica) SendInfo(in wire.Info, fake bool) {
 	}
 	in.Tock = r.t.Tock()
 	r.broadcast(wire.KindInfo, wire.AppendInfo(nil, in), -1)
+	if fake {
+		// MoaT-KV's server gets its own fake info back from the bus and
+		// applies it; links here never echo. What it says of this node
+		// itself is left out: a client cannot speak for the node.
+		in.Ticks = without(in.Ticks, r.cfg.Node)
+		in.Known = without(in.Known, r.cfg.Node)
+		in.Deleted = without(in.Deleted, r.cfg.Node)
+		in.NodeDrop = slices.DeleteFunc(slices.Clone(in.NodeDrop), func(n string) bool { return n == r.cfg.Node })
+		in.Skipped = nil
+		r.applyInfo(in)
+	}
+}
+
+// without returns m without key k (a copy if it had k).
+func without[V any](m map[string]V, k string) map[string]V {
+	if _, ok := m[k]; !ok {
+		return m
+	}
+	out := make(map[string]V, len(m))
+	for key, v := range m {
+		if key != k {
+			out[key] = v
+		}
+	}
+	return out
 }

@@ -171,3 +171,44 @@ func TestDeletedAndCheckDeleted(t *testing.T) {
 		t.Error("a late copy of y's deleted version brought it back")
 	}
 }
+
+// TestDroppedNodeComesBack: this node killed n1, but a peer that still has
+// it (it was away when node_drop went out) brings n1 back with its
+// digest. The peer's copy of the entry is a duplicate here (its head is
+// known), yet its chain's n1 link must count as seen: otherwise this node
+// asks for n1's tick forever.
+func TestDroppedNodeComesBack(t *testing.T) {
+	me, p := New(Config{Node: "me"}), New(Config{Node: "p"})
+	for _, r := range []*Replica{me, p} {
+		r.LinkUp(1)
+		for _, ev := range []tree.Event{
+			{Path: path("foo.bar"), Value: str("1"), Chain: tree.Chain{{Node: "n1", Tick: 1}}, Tock: 10},
+			{Path: path("foo.bar"), Value: str("2"), Chain: tree.Chain{{Node: "n2", Tick: 1}, {Node: "n1", Tick: 1}}, Tock: 20},
+		} {
+			if err := r.Step(1, wire.KindUpdate, wire.AppendUpdate(nil, ev)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Ready()
+		r.LinkDown(1)
+	}
+	if err := me.KillNode("n1"); err != nil {
+		t.Fatal(err)
+	}
+	me.Ready()
+	pr := newPair(t, me, p)
+	me.LinkUp(1)
+	p.LinkUp(1)
+	pr.pump(t)
+	for range 50 {
+		me.Tick()
+		p.Tick()
+		pr.pump(t)
+	}
+	if m := me.Missing(); len(m) != 0 {
+		t.Errorf("still missing %v after the peer brought n1 back", m)
+	}
+	if got := me.Tree().Get(path("foo.bar")).Chain().String(); got != "n2:1" {
+		t.Errorf("chain %s", got)
+	}
+}

@@ -228,8 +228,8 @@ type Replica struct {
 	res     wire.Reservation         // the reservation last handed out
 	stats   Stats
 	act     actor // MoaT-KV's ping group, on shared links
-	// reasm joins MoaT-KV 0.70's chunked messages from shared links.
-	reasm *wire.Reassembler
+	// reasm joins MoaT-KV 0.70's chunked messages, per shared link.
+	reasm map[LinkID]*wire.Reassembler
 	// answers to info{missing} on shared links, sent a little later
 	// (deferAnswer); rnd draws the delays and the ping group's.
 	answers map[LinkID]*answer
@@ -249,7 +249,7 @@ func New(cfg Config) *Replica {
 		known:   make(map[string]tree.RangeSet),
 		skips:   make(map[string]tree.RangeSet),
 		stats:   Stats{Sent: make(map[wire.Kind]int)},
-		reasm:   wire.NewReassembler(0, 0),
+		reasm:   make(map[LinkID]*wire.Reassembler),
 		answers: make(map[LinkID]*answer),
 		rnd:     rand.New(rand.NewPCG(cfg.Seed, 0x6d6f6174)),
 	}
@@ -492,6 +492,7 @@ func (r *Replica) Handshake(id LinkID) {
 func (r *Replica) LinkDown(id LinkID) {
 	delete(r.links, id)
 	delete(r.answers, id)
+	delete(r.reasm, id)
 }
 
 func (r *Replica) digest() wire.Digest {
@@ -522,7 +523,12 @@ func (r *Replica) Step(id LinkID, k wire.Kind, data []byte) error {
 	}
 	if r.links[id].shared && (k == wire.KindUpdate || k == wire.KindInfo) {
 		// MoaT-KV 0.70 cuts messages over 450 bytes into chunks.
-		whole, done, err := r.reasm.Add(data)
+		re := r.reasm[id]
+		if re == nil {
+			re = wire.NewReassembler(0, 0)
+			r.reasm[id] = re
+		}
+		whole, done, err := re.Add(data)
 		if err != nil {
 			r.stats.Malformed++
 			return fmt.Errorf("replica: %s on link %d: %w", k, id, err)
@@ -620,9 +626,9 @@ func (r *Replica) step(id LinkID, k wire.Kind, data []byte) error {
 }
 
 func (r *Replica) stepUpdate(id LinkID, ev tree.Event, via []string) error {
-	if len(r.answers) > 0 {
+	if r.answers[id] != nil {
 		for _, l := range ev.Chain {
-			r.answered(l.Node, tree.RangeSetOf(tree.Range{Start: l.Tick, End: l.Tick + 1}))
+			r.answered(id, l.Node, tree.RangeSetOf(tree.Range{Start: l.Tick, End: l.Tick + 1}))
 		}
 	}
 	if ev.Value != nil {
@@ -635,6 +641,14 @@ func (r *Replica) stepUpdate(id LinkID, ev tree.Event, via []string) error {
 	switch out {
 	case tree.Known:
 		r.stats.Duplicate++
+		// Its older links are superseded here too: a node that had lost
+		// them (a node dropped, then brought back by a peer's digest)
+		// would otherwise ask for them forever.
+		for _, l := range ev.Chain[1:] {
+			if n := r.t.LookupNode(l.Node); n == nil || !n.Knows(l.Tick) {
+				r.markKnown(l.Node, tree.RangeSetOf(tree.Range{Start: l.Tick, End: l.Tick + 1}))
+			}
+		}
 		return nil
 	case tree.Lost:
 		r.stats.Lost++
@@ -656,23 +670,10 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 	}
 	r.t.SeeTock(in.Tock)
 	r.recoveryHeard(in)
-	for _, name := range sortedKeys(in.Ticks) {
-		r.raiseTick(name, in.Ticks[name])
-	}
 	for _, name := range sortedKeys(in.Known) {
-		// Ticks sent as both known (for MoaT-KV) and skipped are skipped.
-		r.markKnown(name, in.Known[name].Minus(in.Skipped[name]))
-		r.answered(name, in.Known[name])
+		r.answered(id, name, in.Known[name])
 	}
-	for _, name := range sortedKeys(in.Skipped) {
-		r.skip(name, in.Skipped[name])
-	}
-	for _, name := range sortedKeys(in.Deleted) {
-		r.reportDeleted(name, in.Deleted[name])
-	}
-	for _, name := range in.NodeDrop {
-		r.dropNode(name) // only if it heads nothing, as MoaT-KV
-	}
+	r.applyInfo(in)
 	if len(in.Missing) > 0 {
 		want := make(map[string]tree.RangeSet, len(in.Missing))
 		for name, rs := range in.Missing {
@@ -685,6 +686,27 @@ func (r *Replica) stepInfo(id LinkID, in wire.Info) {
 		} else {
 			r.resend(id, want)
 		}
+	}
+}
+
+// applyInfo takes what an info message says of node state: ticks, known,
+// skipped, deleted, node_drop.
+func (r *Replica) applyInfo(in wire.Info) {
+	for _, name := range sortedKeys(in.Ticks) {
+		r.raiseTick(name, in.Ticks[name])
+	}
+	for _, name := range sortedKeys(in.Known) {
+		// Ticks sent as both known (for MoaT-KV) and skipped are skipped.
+		r.markKnown(name, in.Known[name].Minus(in.Skipped[name]))
+	}
+	for _, name := range sortedKeys(in.Skipped) {
+		r.skip(name, in.Skipped[name])
+	}
+	for _, name := range sortedKeys(in.Deleted) {
+		r.reportDeleted(name, in.Deleted[name])
+	}
+	for _, name := range in.NodeDrop {
+		r.dropNode(name) // only if it heads nothing, as MoaT-KV
 	}
 }
 

@@ -125,9 +125,13 @@ func AppendActor(b []byte, m ActorMsg) []byte {
 		return msgp.AppendString(b, m.Node)
 	case ActorVers:
 		s := m.Setup
-		b = append(b, 0x89, 0xa1, 't', 0xa4, 'v', 'e', 'r', 's')
-		b = append(b, kNode...)
-		b = msgp.AppendString(b, m.Node)
+		if m.Node == "" { // as asyncactor's update_config sends it
+			b = append(b, 0x88, 0xa1, 't', 0xa4, 'v', 'e', 'r', 's')
+		} else {
+			b = append(b, 0x89, 0xa1, 't', 0xa4, 'v', 'e', 'r', 's')
+			b = append(b, kNode...)
+			b = msgp.AppendString(b, m.Node)
+		}
 		b = appendNumber(msgp.AppendString(b, "cycle"), s.Cycle)
 		b = appendNumber(msgp.AppendString(b, "gap"), s.Gap)
 		b = msgp.AppendInt64(msgp.AppendString(b, "nodes"), s.Nodes)
@@ -292,7 +296,7 @@ func readActor(b []byte) (ActorMsg, []byte, *Error) {
 			return m, b, fail(b, "hist message without history")
 		}
 		m.Node = m.History[0]
-	case m.Node == "":
+	case m.Node == "" && m.Type != ActorVers: // update_config sends vers without node
 		return m, b, fail(b, "%s message without node", m.Type)
 	case m.Type == ActorVers:
 		if seen&(16|32) != 16|32 {

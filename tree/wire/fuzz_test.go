@@ -339,6 +339,7 @@ func FuzzDecodeActor(f *testing.F) {
 		{Type: ActorInit, Node: "a"},
 		{Type: ActorVers, Node: "a", Setup: MoaTPing},
 		{Type: ActorVers, Node: "a", Setup: ActorSetup{Cycle: 4.5, Gap: 1.5, Nodes: -1}},
+		{Type: ActorVers, Setup: ActorSetup{Version: 3, Cycle: 20, Gap: 5, Nodes: 5, Splits: 4, NHosts: 10}},
 		{Type: ActorPing, Node: "a", Value: ActorValue{Set: true, Tock: 9, Tick: 2}, History: []string{"a", "b"}},
 		{Type: ActorHist, Value: ActorValue{Set: true, Raw: []byte{0x91, 0x01}}, History: []string{"b"}},
 	} {
