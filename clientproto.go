@@ -157,6 +157,11 @@ func (k kvTree) CheckDeleted(ctx context.Context, nodes map[string]tree.RangeSet
 	return k.eng().CheckDeleted(ctx, nodes)
 }
 
+// ApplyClientInfo implements kvproto.NodeOps.
+func (k kvTree) ApplyClientInfo(ctx context.Context, in wire.Info) error {
+	return k.eng().ApplyClientInfo(ctx, in)
+}
+
 // SendInfo implements kvproto.NodeOps.
 func (k kvTree) SendInfo(ctx context.Context, in wire.Info, fake bool) error {
 	return k.eng().SendInfo(ctx, in, fake)

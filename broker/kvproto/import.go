@@ -46,19 +46,30 @@ func (s *Server) update(ctx context.Context, req Request) ([]byte, error) {
 	return appendResult(nil, "changed", func(b []byte) []byte { return msgp.AppendBool(b, fresh) }, req.Seq, tock, true), nil
 }
 
-// fakeInfo serves {action: fake_info, node, ticks?, known?}: node state
-// applied locally. Reply: {result: true, tock, seq}.
+// fakeInfo serves {action: fake_info, node, ticks?, known?, deleted?,
+// node_drop?}: node state applied locally (deleted and node_drop as a
+// peer's info, nothing about this node itself). Reply: {result: true,
+// tock, seq}.
 func (s *Server) fakeInfo(ctx context.Context, req Request) ([]byte, error) {
 	im, err := s.importer(req)
 	if err != nil {
 		return nil, err
 	}
-	in, err := wire.DecodeInfo(req.Raw)
+	in, err := wire.DecodeInfoFields(req.Raw) // MoaT-KV's client sends no node
 	if err != nil {
 		return nil, invalid(req, "fake_info: %v", err)
 	}
 	if err := im.ImportInfo(ctx, in.Ticks, in.Known); err != nil {
 		return nil, err
+	}
+	if len(in.Deleted) > 0 || len(in.NodeDrop) > 0 {
+		ops, err := s.nodeOps(req)
+		if err != nil {
+			return nil, err
+		}
+		if err := ops.ApplyClientInfo(ctx, wire.Info{Deleted: in.Deleted, NodeDrop: in.NodeDrop}); err != nil {
+			return nil, err
+		}
 	}
 	tock, _ := s.Tree.Tock(ctx)
 	return appendResult(nil, "result", func(b []byte) []byte { return msgp.AppendBool(b, true) }, req.Seq, tock, true), nil

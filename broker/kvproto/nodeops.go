@@ -22,6 +22,9 @@ type NodeOps interface {
 	CheckDeleted(ctx context.Context, nodes map[string]tree.RangeSet) (map[string]tree.RangeSet, error)
 	// SendInfo broadcasts info fields with node "" and tick 0.
 	SendInfo(ctx context.Context, in wire.Info, fake bool) error
+	// ApplyClientInfo applies deleted and node_drop info fields here
+	// (fake_info; its ticks and known go through Importer.ImportInfo).
+	ApplyClientInfo(ctx context.Context, in wire.Info) error
 }
 
 func (s *Server) nodeOps(req Request) (NodeOps, error) {

@@ -401,6 +401,15 @@ func TestMoaTNodeActions(t *testing.T) {
 		t.Errorf("empty fake_info_send: %v", r)
 	}
 
+	// fake_info (local), as MoaT-KV's client sends it (no node): n8:2,
+	// foo.bar's head, reported deleted drops the entry here.
+	seq = s.request("action", "fake_info", "deleted", map[string]any{"n8": []any{int64(2)}})
+	wantKeys("fake_info", s.reply(seq), "result", "seq", "tock")
+	seq = s.request("action", "get_value", "path", p)
+	if r := s.reply(seq); r["value"] != nil {
+		t.Errorf("foo.bar after fake_info deleted n8:2: %v", r)
+	}
+
 	// log, as `moat kv log dest -i FILE` sends it: {result: true}.
 	seq = s.request("action", "log", "path", "moat.dkv", "fetch", false)
 	r = s.reply(seq)

@@ -758,3 +758,10 @@ func (e *Engine) SendInfo(ctx context.Context, in wire.Info, fake bool) error {
 	_, err := call(e, ctx, func(e *Engine) struct{} { e.r.SendInfo(in, fake); return struct{}{} })
 	return err
 }
+
+// ApplyClientInfo applies info fields a client gave (MoaT-KV's fake_info:
+// deleted and node_drop; see replica.Replica.ApplyClientInfo).
+func (e *Engine) ApplyClientInfo(ctx context.Context, in wire.Info) error {
+	_, err := call(e, ctx, func(e *Engine) struct{} { e.r.ApplyClientInfo(in); return struct{}{} })
+	return err
+}

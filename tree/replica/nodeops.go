@@ -109,15 +109,22 @@ func (r *Replica) SendInfo(in wire.Info, fake bool) {
 	r.broadcast(wire.KindInfo, wire.AppendInfo(nil, in), -1)
 	if fake {
 		// MoaT-KV's server gets its own fake info back from the bus and
-		// applies it; links here never echo. What it says of this node
-		// itself is left out: a client cannot speak for the node.
-		in.Ticks = without(in.Ticks, r.cfg.Node)
-		in.Known = without(in.Known, r.cfg.Node)
-		in.Deleted = without(in.Deleted, r.cfg.Node)
-		in.NodeDrop = slices.DeleteFunc(slices.Clone(in.NodeDrop), func(n string) bool { return n == r.cfg.Node })
-		in.Skipped = nil
-		r.applyInfo(in)
+		// applies it; links here never echo.
+		r.ApplyClientInfo(in)
 	}
+}
+
+// ApplyClientInfo applies info fields a client gave (MoaT-KV's fake_info,
+// and fake_info_send here): ticks, known, deleted, node_drop. What they
+// say of this node itself is left out: a client cannot speak for the
+// node.
+func (r *Replica) ApplyClientInfo(in wire.Info) {
+	in.Ticks = without(in.Ticks, r.cfg.Node)
+	in.Known = without(in.Known, r.cfg.Node)
+	in.Deleted = without(in.Deleted, r.cfg.Node)
+	in.NodeDrop = slices.DeleteFunc(slices.Clone(in.NodeDrop), func(n string) bool { return n == r.cfg.Node })
+	in.Skipped = nil
+	r.applyInfo(in)
 }
 
 // without returns m without key k (a copy if it had k).
