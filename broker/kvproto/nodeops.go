@@ -44,14 +44,23 @@ func (s *Server) nilResult(ctx context.Context, req Request) []byte {
 	return msgp.AppendUint64(appendKey(b, "seq"), req.Seq)
 }
 
+// opsArgs returns the tree's node operations and the request's keys.
+func (s *Server) opsArgs(req Request) (NodeOps, args, error) {
+	ops, err := s.nodeOps(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := readArgs(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ops, a, nil
+}
+
 // killNode serves kill_node {node}: an error if the node still heads an
 // entry (or is this node, or unknown); else {seq, tock}.
 func (s *Server) killNode(ctx context.Context, req Request) ([]byte, error) {
-	ops, err := s.nodeOps(req)
-	if err != nil {
-		return nil, err
-	}
-	a, err := readArgs(req)
+	ops, a, err := s.opsArgs(req)
 	if err != nil {
 		return nil, err
 	}
@@ -70,26 +79,18 @@ func (s *Server) killNode(ctx context.Context, req Request) ([]byte, error) {
 // The reply is {seq, tock} as MoaT-KV's, plus "deleted": what was sent
 // (MoaT-KV clients ignore it).
 func (s *Server) checkDeleted(ctx context.Context, req Request) ([]byte, error) {
-	ops, err := s.nodeOps(req)
-	if err != nil {
-		return nil, err
-	}
-	a, err := readArgs(req)
+	ops, a, err := s.opsArgs(req)
 	if err != nil {
 		return nil, err
 	}
 	if !a.has("nodes") {
 		return nil, invalid(req, "check_deleted: want key \"nodes\", {node: range set}")
 	}
-	// Read it as an info message's range-set map, with its checks.
-	probe := msgp.AppendMapHeader(nil, 2)
-	probe = msgp.AppendString(msgp.AppendString(probe, "node"), "client")
-	probe = append(msgp.AppendString(probe, "deleted"), a["nodes"]...)
-	in, err := wire.DecodeInfo(probe)
+	nodes, err := wire.DecodeRangeSetMap(a["nodes"])
 	if err != nil {
 		return nil, invalid(req, "check_deleted: key \"nodes\": %v", err)
 	}
-	sent, err := ops.CheckDeleted(ctx, in.Deleted)
+	sent, err := ops.CheckDeleted(ctx, nodes)
 	if err != nil {
 		return nil, err
 	}

@@ -151,6 +151,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 type link struct {
 	name     string
 	peer     string // the peer's node name for "in:P" and "out:P"; "" for a hub
+	hub      bool   // "hub:H": a shared bus, where MoaT-KV servers may listen
 	send     Sender
 	id       replica.LinkID // 0 while not attached to the replica (idle)
 	since    time.Time
@@ -191,7 +192,7 @@ func (e *Engine) linkUp(name string, send Sender, implicit bool) {
 		return
 	}
 	now := e.cfg.Now()
-	l = &link{name: name, peer: peerOf(name), send: send, since: now, lastSeen: now}
+	l = &link{name: name, peer: peerOf(name), hub: strings.HasPrefix(name, "hub:"), send: send, since: now, lastSeen: now}
 	e.links[name] = l
 	delete(e.gone, name)
 	e.linkUps.Add(1)
@@ -251,7 +252,7 @@ func (e *Engine) attach(l *link) {
 	e.nextID++
 	l.id = e.nextID
 	e.byID[l.id] = l
-	if strings.HasPrefix(l.name, "hub:") {
+	if l.hub {
 		e.r.LinkUpShared(l.id) // MoaT-KV servers may listen there
 	} else {
 		e.r.LinkUp(l.id)
@@ -337,7 +338,7 @@ func (e *Engine) sendAll(msgs []replica.Message) {
 // node stays out of MoaT-KV's recovery.
 func (e *Engine) unbatched(id replica.LinkID) bool {
 	l := e.byID[id]
-	return l != nil && !e.cfg.MoaT.Off && strings.HasPrefix(l.name, "hub:")
+	return l != nil && !e.cfg.MoaT.Off && l.hub
 }
 
 func (e *Engine) sendOn(id replica.LinkID, kind wire.Kind, data []byte) {

@@ -48,6 +48,11 @@ import (
 // asyncactor's reader queue does).
 const actorMaxQueue = 99
 
+// actorMaxValues bounds the pingers whose last value is kept: a bus that
+// floods pings under ever new names cannot grow it without bound (a
+// pinger beyond it counts as having no value).
+const actorMaxValues = 4096
+
 type actor struct {
 	on        bool   // init and vers are out; the group runs
 	startAt   uint64 // when the first ping goes out
@@ -215,7 +220,9 @@ func (r *Replica) actorMsg(m wire.ActorMsg) {
 	if m.Node == r.cfg.Node || m.Node == prev {
 		return
 	}
-	a.values[m.Node] = m.Value
+	if _, known := a.values[m.Node]; known || len(a.values) < actorMaxValues {
+		a.values[m.Node] = m.Value
+	}
 	var h1, mine0, mine1 []string
 	if len(m.History) > 1 {
 		h1 = m.History[1:2]
@@ -582,6 +589,9 @@ func (r *Replica) answered(id LinkID, name string, rs tree.RangeSet) {
 
 // answerTick sends what is due of the queued answers.
 func (r *Replica) answerTick() {
+	if len(r.answers) == 0 {
+		return // the usual case: no allocation per tick
+	}
 	for _, id := range r.linkIDs() {
 		if an := r.answers[id]; an != nil && r.now >= an.at {
 			r.flushAnswer(id)

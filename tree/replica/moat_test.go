@@ -894,3 +894,20 @@ func TestPacedAnswersNotRepeated(t *testing.T) {
 		t.Errorf("%d updates for %d entries: more than 20 %% sent twice", total, n)
 	}
 }
+
+// TestActorValuesBounded: pings under ever new names (a flooding or broken
+// client on the bus) do not grow what the group remembers without bound.
+func TestActorValuesBounded(t *testing.T) {
+	e := moatReplica("edge", 1)
+	var out []Message
+	advance(e, 20, &out)
+	for i := range actorMaxValues + 500 {
+		m := wire.ActorMsg{Type: wire.ActorPing, Node: fmt.Sprintf("n%d", i), Value: wire.ActorValue{Set: true, Tock: 1, Tick: 1}, History: []string{fmt.Sprintf("n%d", i)}}
+		if err := e.Step(1, wire.KindPing, wire.AppendActor(nil, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(e.act.values); n > actorMaxValues {
+		t.Errorf("%d pingers remembered, bound %d", n, actorMaxValues)
+	}
+}

@@ -259,6 +259,19 @@ func readTickMap(b []byte, nilOK bool) (map[string]uint64, []byte, *Error) {
 	return readNameMap(b, readUint)
 }
 
+// DecodeRangeSetMap decodes {node: range set}, as info messages and
+// check_deleted's "nodes" carry it. The input must hold exactly one map.
+func DecodeRangeSetMap(b []byte) (map[string]tree.RangeSet, error) {
+	m, rest, e := readRangeSetMap(b)
+	if e == nil {
+		e = noTrailing(rest)
+	}
+	if e != nil {
+		return nil, e.finish("range sets", len(b))
+	}
+	return m, nil
+}
+
 func readRangeSetMap(b []byte) (map[string]tree.RangeSet, []byte, *Error) {
 	return readNameMap(b, readRangeSet)
 }
